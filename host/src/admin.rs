@@ -1,0 +1,181 @@
+//! The local admin API (its own listener, loopback by default):
+//!
+//! - `PUT /v1/components/{id}` with the `.wasm` as body: hot deploy.
+//! - `GET /v1/components`: what is deployed (id, digest, world, since).
+//!
+//! Every call needs `Authorization: Bearer <LAMINA_DEPLOY_TOKEN>`; without
+//! that variable set at start-up the API refuses everything.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::app::{App, DeployError};
+use crate::body::{HostBody, json};
+use crate::engine::LoadedComponent;
+use crate::problem::Problem;
+
+/// Environment variable holding the deploy token.
+pub const DEPLOY_TOKEN_ENV: &str = "LAMINA_DEPLOY_TOKEN";
+
+/// State of the admin API.
+pub struct Admin {
+    app: Arc<App>,
+    /// SHA-256 of the token; comparing digests keeps the check constant-time
+    /// regardless of length.
+    token_digest: Option<[u8; 32]>,
+    max_component_size: usize,
+}
+
+impl Admin {
+    /// Admin API over `app`; `token` of `None` disables it.
+    pub fn new(app: Arc<App>, token: Option<String>, max_component_size: usize) -> Admin {
+        Admin {
+            app,
+            token_digest: token
+                .filter(|t| !t.is_empty())
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
+            max_component_size,
+        }
+    }
+
+    /// Handles one admin request.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Response<HostBody> {
+        let path = request.uri().path().to_owned();
+        if let Err(problem) = self.authorize(&request) {
+            return problem.with_instance(path).into_response();
+        }
+        let id = path
+            .strip_prefix("/v1/components/")
+            .filter(|id| !id.is_empty() && !id.contains('/'));
+        match (request.method(), path.as_str(), id) {
+            (&Method::GET, "/v1/components", _) => self.list(),
+            (&Method::PUT, _, Some(id)) => {
+                let id = id.to_owned();
+                self.deploy(id, request).await
+            }
+            (_, "/v1/components", _) | (_, _, Some(_)) => Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed here", request.method()),
+            )
+            .with_instance(path)
+            .into_response(),
+            _ => Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint at {path}"),
+            )
+            .with_instance(path)
+            .into_response(),
+        }
+    }
+
+    fn authorize<B>(&self, request: &Request<B>) -> Result<(), Problem> {
+        let Some(expected) = &self.token_digest else {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("hot deploy is disabled: start lamina with {DEPLOY_TOKEN_ENV} set"),
+            ));
+        };
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|token| Sha256::digest(token.trim().as_bytes()));
+        match presented {
+            Some(digest) if bool::from(digest.as_slice().ct_eq(expected)) => Ok(()),
+            Some(_) => Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid deploy token",
+            )),
+            None => Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer deploy token",
+            )),
+        }
+    }
+
+    fn list(&self) -> Response<HostBody> {
+        let items: Vec<_> = self.app.components().map(|c| describe(&c)).collect();
+        json(StatusCode::OK, &json!({ "items": items }))
+    }
+
+    async fn deploy(&self, id: String, request: Request<Incoming>) -> Response<HostBody> {
+        let instance = request.uri().path().to_owned();
+        let wasm: Bytes = match Limited::new(request.into_body(), self.max_component_size)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "component larger than the {} byte limit",
+                        self.max_component_size
+                    ),
+                )
+                .with_instance(instance)
+                .into_response();
+            }
+            Err(e) => {
+                return Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {e}"),
+                )
+                .with_instance(instance)
+                .into_response();
+            }
+        };
+        if wasm.is_empty() {
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "empty body: send the component's .wasm bytes",
+            )
+            .with_instance(instance)
+            .into_response();
+        }
+        let app = self.app.clone();
+        let outcome = tokio::task::spawn_blocking(move || app.deploy(&id, &wasm)).await;
+        match outcome {
+            Ok(Ok(loaded)) => json(StatusCode::OK, &describe(&loaded)),
+            Ok(Err(error @ DeployError::UnknownComponent(_))) => {
+                Problem::new(StatusCode::NOT_FOUND, error.to_string())
+                    .with_instance(instance)
+                    .into_response()
+            }
+            Ok(Err(error @ DeployError::Rejected(_))) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("deploy rejected, the previous version keeps serving: {error}"),
+            )
+            .with_instance(instance)
+            .into_response(),
+            Err(join) => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("deploy task failed: {join}"),
+            )
+            .with_instance(instance)
+            .into_response(),
+        }
+    }
+}
+
+fn describe(component: &LoadedComponent) -> serde_json::Value {
+    json!({
+        "id": component.id(),
+        "digest": component.digest(),
+        "world": component.world(),
+        "deployedAt": humantime::format_rfc3339_seconds(component.deployed_at()).to_string(),
+    })
+}

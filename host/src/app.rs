@@ -1,0 +1,191 @@
+//! The running application: the manifest's components, each a hot-swappable
+//! slot holding its current version, and the route table that points at them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+
+use crate::engine::executor::ComponentSpec;
+use crate::engine::{AllowedHosts, Engine, LoadedComponent, RequestLimits};
+use crate::manifest::Manifest;
+use crate::router::{RouteMatch, RoutePattern, Router};
+use crate::runtime_config::RuntimeConfig;
+
+/// What a route points at.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// Component id.
+    pub component: String,
+    /// Timeout and execution deadline for requests on this route.
+    pub limits: RequestLimits,
+}
+
+/// One component id and its currently deployed version.
+struct Slot {
+    spec: ComponentSpec,
+    current: ArcSwap<LoadedComponent>,
+}
+
+/// Components, routes and the engine that runs them.
+pub struct App {
+    /// Application name from the manifest.
+    pub name: String,
+    engine: Engine,
+    slots: BTreeMap<String, Slot>,
+    router: Router<RouteTarget>,
+}
+
+/// Why a hot deploy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The manifest has no such component.
+    #[error("unknown component `{0}`")]
+    UnknownComponent(String),
+    /// The bytes did not compile or link; the old version keeps serving.
+    #[error("{0:#}")]
+    Rejected(anyhow::Error),
+}
+
+impl App {
+    /// Compiles (or loads from cache) every component of the manifest and
+    /// builds the route table.
+    pub fn load(
+        manifest: &Manifest,
+        config: &RuntimeConfig,
+        engine: Engine,
+    ) -> anyhow::Result<App> {
+        manifest.check_sources()?;
+        let mut slots = BTreeMap::new();
+        for (id, def) in &manifest.components {
+            let allowed_hosts =
+                AllowedHosts::parse(&def.allowed_outbound_hosts).map_err(|problem| {
+                    anyhow::anyhow!(
+                        "{}: component.{id}.allowed_outbound_hosts: {problem}",
+                        manifest.path.display()
+                    )
+                })?;
+            let spec = ComponentSpec {
+                id: id.clone(),
+                environment: def.environment.clone().into_iter().collect(),
+                memory_limit: def.memory_limit.unwrap_or(config.components.memory_limit),
+                allowed_hosts: Arc::new(allowed_hosts),
+                reuse: def.instance_reuse,
+                max_request_duration: config.http.max_request_duration,
+            };
+            let source = manifest.source_path(def);
+            let wasm = std::fs::read(&source)
+                .with_context(|| format!("cannot read {}", source.display()))?;
+            let loaded = engine
+                .load(&wasm, spec.clone())
+                .with_context(|| format!("component `{id}` ({})", source.display()))?;
+            slots.insert(
+                id.clone(),
+                Slot {
+                    spec,
+                    current: ArcSwap::from_pointee(loaded),
+                },
+            );
+        }
+        tracing::info!(
+            application = %manifest.application.name,
+            version = manifest.application.version.as_deref().unwrap_or("-"),
+            components = slots.len(),
+            "application loaded"
+        );
+        warn_unenforced(manifest);
+        let router = Router::new(manifest.http_routes.iter().map(|route| {
+            let target = RouteTarget {
+                component: route.component.clone(),
+                limits: RequestLimits {
+                    timeout: route.timeout.unwrap_or(config.http.timeout),
+                    execution_deadline: route
+                        .execution_deadline
+                        .unwrap_or(config.http.execution_deadline),
+                },
+            };
+            (route.route.clone(), target)
+        }));
+        Ok(App {
+            name: manifest.application.name.clone(),
+            engine,
+            slots,
+            router,
+        })
+    }
+
+    /// The most specific route for a request path.
+    pub fn route<'p>(&self, path: &'p str) -> Option<RouteMatch<'_, 'p, RouteTarget>> {
+        self.router.route(path)
+    }
+
+    /// The version of a component serving new requests right now.
+    pub fn component(&self, id: &str) -> Option<Arc<LoadedComponent>> {
+        self.slots.get(id).map(|slot| slot.current.load_full())
+    }
+
+    /// Every component with its current version.
+    pub fn components(&self) -> impl Iterator<Item = Arc<LoadedComponent>> + '_ {
+        self.slots.values().map(|slot| slot.current.load_full())
+    }
+
+    /// Routes as `(pattern, component id)`, most specific first.
+    pub fn routes(&self) -> impl Iterator<Item = (&RoutePattern, &str)> {
+        self.router
+            .entries()
+            .map(|(pattern, target)| (pattern, target.component.as_str()))
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.engine.pooling()
+    }
+
+    /// Compiles and links `wasm` as the new version of `id`, then swaps it in
+    /// atomically: requests already running finish on the old version, new
+    /// ones get the new one. CPU-heavy: call from a blocking thread.
+    pub fn deploy(&self, id: &str, wasm: &[u8]) -> Result<Arc<LoadedComponent>, DeployError> {
+        let slot = self
+            .slots
+            .get(id)
+            .ok_or_else(|| DeployError::UnknownComponent(id.to_owned()))?;
+        let loaded = Arc::new(
+            self.engine
+                .load(wasm, slot.spec.clone())
+                .map_err(DeployError::Rejected)?,
+        );
+        let previous = slot.current.swap(loaded.clone());
+        tracing::info!(
+            component = id,
+            from = &previous.digest()[..12],
+            to = &loaded.digest()[..12],
+            "deployed new version"
+        );
+        Ok(loaded)
+    }
+}
+
+/// Policy keys and grants are accepted in the manifest before the gateway and
+/// capabilities that enforce them exist; say loudly that they do nothing yet
+/// rather than let an `auth = "required"` route look protected.
+fn warn_unenforced(manifest: &Manifest) {
+    for route in manifest
+        .http_routes
+        .iter()
+        .filter(|r| r.has_gateway_policy())
+    {
+        tracing::warn!(
+            route = %route.route,
+            auth = ?route.auth,
+            roles = ?route.roles,
+            rate_limit = ?route.rate_limit,
+            "gateway policy is not enforced by this version of lamina: the route is open"
+        );
+    }
+    for (id, component) in &manifest.components {
+        for (key, names) in component.pending_grants() {
+            tracing::warn!(component = %id, key, ?names, "grant has no effect yet: capability not provided by this host");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `lamina` subcommands.
+
+pub mod build;
+pub mod deploy;
+pub mod up;

@@ -1,0 +1,70 @@
+//! `lamina`: a serverless WebAssembly component host for multi-user LLM
+//! services. See `docs/architecture.md` for the path of a request.
+
+mod admin;
+mod app;
+mod body;
+mod commands;
+mod engine;
+mod manifest;
+mod problem;
+mod router;
+mod runtime_config;
+mod server;
+mod trigger;
+mod units;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Run WebAssembly HTTP components from a Spin-style manifest.
+#[derive(Debug, Parser)]
+#[command(name = "lamina", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the application in spin.toml.
+    Up(commands::up::UpArgs),
+    /// Build the components (their `[component.<id>.build]` commands).
+    Build(BuildArgs),
+    /// Hot-deploy a new version of one component to a running host.
+    Deploy(commands::deploy::DeployArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// The application manifest.
+    #[arg(long, short = 'f', default_value = "spin.toml")]
+    manifest: std::path::PathBuf,
+    /// Only these components (default: all).
+    components: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("LAMINA_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match Cli::parse().command {
+        Command::Up(args) => commands::up::run(args),
+        Command::Build(args) => manifest::Manifest::load(&args.manifest)
+            .map_err(Into::into)
+            .and_then(|m| commands::build::run(&m, &args.components)),
+        Command::Deploy(args) => commands::deploy::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

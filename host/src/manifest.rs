@@ -1,0 +1,566 @@
+//! The application manifest (`spin.toml`, Spin manifest v2 shape) and its
+//! validation.
+//!
+//! Parsing is strict (unknown keys are errors) so a typo in a grant or a route
+//! policy fails at start-up instead of silently doing nothing. Every error
+//! names the file, the key and the problem.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::router::RoutePattern;
+use crate::units::ByteSize;
+
+/// A manifest that parsed and passed validation.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The directory relative paths (sources, build workdirs) resolve against.
+    pub dir: PathBuf,
+    /// `[application]`.
+    pub application: Application,
+    /// `[[trigger.http]]` entries, in file order.
+    pub http_routes: Vec<HttpRoute>,
+    /// `[component.<id>]` entries by id.
+    pub components: BTreeMap<String, ComponentDef>,
+}
+
+/// A manifest error: which file, which key, what is wrong.
+#[derive(Debug)]
+pub struct ManifestError {
+    file: PathBuf,
+    key: String,
+    problem: String,
+}
+
+impl ManifestError {
+    fn new(file: &Path, key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ManifestError {
+            file: file.to_owned(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// `[application]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    /// Application name, shown in logs.
+    pub name: String,
+    /// Application version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Informational (Spin's `description`); accepted and ignored.
+    #[serde(default, rename = "description")]
+    _description: IgnoredAny,
+    /// Informational (Spin's `authors`); accepted and ignored.
+    #[serde(default, rename = "authors")]
+    _authors: IgnoredAny,
+    /// `[application.trigger.http]` (Spin's `base`; only `/` is supported).
+    #[serde(default)]
+    pub trigger: Option<ApplicationTriggers>,
+}
+
+/// `[application.trigger]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationTriggers {
+    /// `[application.trigger.http]`.
+    pub http: Option<ApplicationHttp>,
+}
+
+/// `[application.trigger.http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationHttp {
+    /// Base path for all routes.
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// An application variable (`[variables]`), resolved by the variables capability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// Value used when neither the environment nor the runtime config sets one.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// The variable must be provided (no default).
+    #[serde(default)]
+    pub required: bool,
+    /// Never logged or shown (read by the variables capability).
+    #[serde(default, rename = "secret")]
+    _secret: bool,
+}
+
+/// Who may call a route (enforced by the gateway).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthPolicy {
+    /// Anonymous callers allowed; no identity forwarded.
+    #[default]
+    None,
+    /// A valid credential is used when present; anonymous callers allowed.
+    Optional,
+    /// A valid credential is required.
+    Required,
+}
+
+/// One `[[trigger.http]]` entry.
+#[derive(Debug, Clone)]
+pub struct HttpRoute {
+    /// The route pattern as written (`/api/about`, `/api/explore/...`).
+    pub route: RoutePattern,
+    /// Component id.
+    pub component: String,
+    /// Gateway authentication policy.
+    pub auth: AuthPolicy,
+    /// Roles of which the caller must hold at least one.
+    pub roles: Vec<String>,
+    /// Rate-limit class (runtime-config names the classes).
+    pub rate_limit: Option<String>,
+    /// Wall-clock limit for the component to produce response headers.
+    pub timeout: Option<Duration>,
+    /// Longest the component may run guest code without returning to the host.
+    pub execution_deadline: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpRoute {
+    route: String,
+    component: String,
+    #[serde(default)]
+    auth: AuthPolicy,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    rate_limit: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    execution_deadline: Option<Duration>,
+}
+
+/// `[component.<id>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentDef {
+    /// Path of the `.wasm` file, relative to the manifest.
+    pub source: PathBuf,
+    /// Informational; accepted and ignored.
+    #[serde(default, rename = "description")]
+    _description: IgnoredAny,
+    /// Environment variables the component sees through `wasi:cli/environment`.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Component variables (templates over application variables).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Key-value stores the component may open.
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    /// SQL databases the component may use.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Queue topics the component may publish to.
+    #[serde(default)]
+    pub queues: Vec<String>,
+    /// Models the component may run inference on.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Outbound HTTP destinations (`https://api.example.com`, `http://127.0.0.1:*`).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Linear-memory limit per instance (default from runtime-config).
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// Instance reuse for WASI 0.3 components (off: a fresh instance per request).
+    #[serde(default)]
+    pub instance_reuse: Option<InstanceReuse>,
+    /// How `lamina build` builds this component.
+    #[serde(default)]
+    pub build: Option<BuildDef>,
+}
+
+/// `instance_reuse = { max_requests, max_concurrent }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceReuse {
+    /// Requests one instance serves before it is dropped.
+    pub max_requests: usize,
+    /// Requests one instance serves at the same time.
+    #[serde(default = "one")]
+    pub max_concurrent: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `[component.<id>.build]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildDef {
+    /// Shell command that produces `source`.
+    pub command: String,
+    /// Directory to run it in, relative to the manifest.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// Spin's file-watch globs; accepted and ignored.
+    #[serde(default, rename = "watch")]
+    _watch: IgnoredAny,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    spin_manifest_version: u32,
+    application: Application,
+    #[serde(default)]
+    variables: BTreeMap<String, Variable>,
+    #[serde(default)]
+    trigger: RawTriggers,
+    #[serde(default)]
+    component: BTreeMap<String, ComponentDef>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<RawHttpRoute>,
+}
+
+impl Manifest {
+    /// Reads, parses and validates a manifest file. Component sources are
+    /// checked separately ([`Manifest::check_sources`]) so `lamina build` can
+    /// load a manifest whose components are not built yet.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ManifestError::new(path, "", format!("cannot read manifest: {e}")))?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates manifest text read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|span| locate(text, span.start))
+                .unwrap_or_default();
+            ManifestError::new(path, key, e.message().to_string())
+        })?;
+        if raw.spin_manifest_version != 2 {
+            return Err(ManifestError::new(
+                path,
+                "spin_manifest_version",
+                format!(
+                    "unsupported version {} (expected 2)",
+                    raw.spin_manifest_version
+                ),
+            ));
+        }
+        if let Some(base) = raw
+            .application
+            .trigger
+            .as_ref()
+            .and_then(|t| t.http.as_ref())
+            .and_then(|h| h.base.as_deref())
+            && base != "/"
+        {
+            return Err(ManifestError::new(
+                path,
+                "application.trigger.http.base",
+                format!("only \"/\" is supported, found {base:?}"),
+            ));
+        }
+
+        for (id, component) in &raw.component {
+            let key = |field: &str| format!("component.{id}.{field}");
+            if !valid_id(id) {
+                return Err(ManifestError::new(
+                    path,
+                    format!("component.{id}"),
+                    "component ids use lowercase letters, digits and '-' (starting with a letter)",
+                ));
+            }
+            for (name, template) in &component.variables {
+                for reference in template_references(template) {
+                    if !raw.variables.contains_key(reference) {
+                        return Err(ManifestError::new(
+                            path,
+                            key(&format!("variables.{name}")),
+                            format!("refers to undefined application variable `{reference}`"),
+                        ));
+                    }
+                }
+            }
+            if let Some(reuse) = component.instance_reuse
+                && (reuse.max_requests == 0 || reuse.max_concurrent == 0)
+            {
+                return Err(ManifestError::new(
+                    path,
+                    key("instance_reuse"),
+                    "max_requests and max_concurrent must be at least 1",
+                ));
+            }
+            if component.memory_limit.is_some_and(|m| m.bytes() < 1 << 20) {
+                return Err(ManifestError::new(
+                    path,
+                    key("memory_limit"),
+                    "must be at least 1MiB",
+                ));
+            }
+        }
+        for (name, variable) in &raw.variables {
+            if variable.required && variable.default.is_some() {
+                return Err(ManifestError::new(
+                    path,
+                    format!("variables.{name}"),
+                    "a required variable cannot have a default",
+                ));
+            }
+        }
+
+        let mut http_routes: Vec<HttpRoute> = Vec::with_capacity(raw.trigger.http.len());
+        for (index, route) in raw.trigger.http.into_iter().enumerate() {
+            let key = |field: &str| format!("trigger.http[{index}].{field}");
+            let pattern = RoutePattern::parse(&route.route)
+                .map_err(|problem| ManifestError::new(path, key("route"), problem))?;
+            if let Some(earlier) = http_routes.iter().position(|r| r.route == pattern) {
+                return Err(ManifestError::new(
+                    path,
+                    key("route"),
+                    format!(
+                        "duplicate route {:?} (also trigger.http[{earlier}])",
+                        route.route
+                    ),
+                ));
+            }
+            if !raw.component.contains_key(&route.component) {
+                let known: Vec<&str> = raw.component.keys().map(String::as_str).collect();
+                return Err(ManifestError::new(
+                    path,
+                    key("component"),
+                    format!(
+                        "unknown component `{}` (defined: {})",
+                        route.component,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            for (field, value) in [
+                ("timeout", route.timeout),
+                ("execution_deadline", route.execution_deadline),
+            ] {
+                if value.is_some_and(|d| d.is_zero()) {
+                    return Err(ManifestError::new(
+                        path,
+                        key(field),
+                        "must be greater than zero",
+                    ));
+                }
+            }
+            if !route.roles.is_empty() && route.auth != AuthPolicy::Required {
+                return Err(ManifestError::new(
+                    path,
+                    key("roles"),
+                    "roles need auth = \"required\"",
+                ));
+            }
+            http_routes.push(HttpRoute {
+                route: pattern,
+                component: route.component,
+                auth: route.auth,
+                roles: route.roles,
+                rate_limit: route.rate_limit,
+                timeout: route.timeout,
+                execution_deadline: route.execution_deadline,
+            });
+        }
+
+        let dir = path
+            .parent()
+            .map(Path::to_owned)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Manifest {
+            path: path.to_owned(),
+            dir,
+            application: raw.application,
+            http_routes,
+            components: raw.component,
+        })
+    }
+
+    /// The absolute-or-manifest-relative path of a component's source.
+    pub fn source_path(&self, component: &ComponentDef) -> PathBuf {
+        self.dir.join(&component.source)
+    }
+
+    /// Fails with a clear error if any routed component's `.wasm` is missing.
+    pub fn check_sources(&self) -> Result<(), ManifestError> {
+        for (id, component) in &self.components {
+            let source = self.source_path(component);
+            if !source.is_file() {
+                return Err(ManifestError::new(
+                    &self.path,
+                    format!("component.{id}.source"),
+                    format!("file not found: {} (run `lamina build`?)", source.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Component ids follow Spin: kebab-case, starting with a letter.
+fn valid_id(id: &str) -> bool {
+    id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The application variables a `{{ name }}` template refers to.
+fn template_references(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(name, _)| name.trim()))
+}
+
+/// Turns a byte offset into a `line N, column M` location for TOML errors.
+fn locate(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line}, column {column}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse(Path::new("spin.toml"), text).map_err(|e| e.to_string())
+    }
+
+    const HEADER: &str = "spin_manifest_version = 2\n[application]\nname = \"t\"\n";
+
+    #[test]
+    fn parses_routes_and_components() {
+        let m = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/api/...\"\ncomponent = \"a\"\ntimeout = \"2s\"\n\
+             [component.a]\nsource = \"a.wasm\"\nmemory_limit = \"16MiB\"\n"
+        ))
+        .unwrap();
+        assert_eq!(m.http_routes[0].component, "a");
+        assert_eq!(m.http_routes[0].timeout, Some(Duration::from_secs(2)));
+        assert_eq!(m.components["a"].memory_limit.unwrap().bytes(), 16 << 20);
+    }
+
+    #[test]
+    fn unknown_component_names_the_key() {
+        let err = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"nope\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "spin.toml: trigger.http[0].component: unknown component `nope` (defined: a)"
+        );
+    }
+
+    #[test]
+    fn duplicate_routes_are_rejected() {
+        let err = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/x/...\"\ncomponent = \"a\"\n\
+             [[trigger.http]]\nroute = \"/x/...\"\ncomponent = \"a\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("trigger.http[1].route: duplicate route"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_toml_and_unknown_keys_give_a_location() {
+        let err = parse("spin_manifest_version = 2\n[application\n").unwrap_err();
+        assert!(err.starts_with("spin.toml: line 2"), "{err}");
+        let err = parse(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\nsorce = 1\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("unknown field `sorce`"), "{err}");
+    }
+
+    #[test]
+    fn undefined_variable_references_are_rejected() {
+        let err = parse(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\nvariables = {{ k = \"{{{{ missing }}}}\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("component.a.variables.k"), "{err}");
+    }
+
+    #[test]
+    fn roles_require_auth() {
+        let err = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"a\"\nroles = [\"Admin\"]\n\
+             [component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("roles need auth"), "{err}");
+    }
+}
+
+impl ComponentDef {
+    /// Grants of capabilities this host does not provide yet, as
+    /// `(key, names)`, so start-up can say they have no effect.
+    pub fn pending_grants(&self) -> impl Iterator<Item = (&'static str, &[String])> {
+        [
+            ("key_value_stores", &self.key_value_stores),
+            ("databases", &self.databases),
+            ("queues", &self.queues),
+            ("models", &self.models),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(key, names)| (key, names.as_slice()))
+    }
+}
+
+impl HttpRoute {
+    /// Whether the route asks for gateway policy (authentication, roles,
+    /// rate limits) that this host does not enforce yet.
+    pub fn has_gateway_policy(&self) -> bool {
+        self.auth != AuthPolicy::None || !self.roles.is_empty() || self.rate_limit.is_some()
+    }
+}

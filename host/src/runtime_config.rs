@@ -1,0 +1,145 @@
+//! `runtime-config.toml`: where state lives and the host's limits. Every key
+//! has an embedded default, so a missing file means "run on defaults".
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::units::ByteSize;
+
+/// The whole runtime configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Where the host keeps state (compiled-component cache, SQLite files, ...).
+    pub data: DataConfig,
+    /// The public HTTP listener.
+    pub http: HttpConfig,
+    /// The local admin listener (hot deploy).
+    pub admin: AdminConfig,
+    /// Component execution limits.
+    pub components: ComponentsConfig,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// State directory, relative to the runtime-config file.
+    pub dir: PathBuf,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: PathBuf::from(".lamina"),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the public listener.
+    pub listen: SocketAddr,
+    /// Default time a component has to produce response headers (504 after).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Default longest stretch of guest code without a return to the host
+    /// (an endless loop is stopped after it: 504).
+    #[serde(with = "humantime_serde")]
+    pub execution_deadline: Duration,
+    /// Longest a whole request may keep an instance alive, response body
+    /// streaming included.
+    #[serde(with = "humantime_serde")]
+    pub max_request_duration: Duration,
+    /// How long graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Open connections beyond this wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            timeout: Duration::from_secs(30),
+            execution_deadline: Duration::from_secs(5),
+            max_request_duration: Duration::from_secs(30 * 60),
+            drain_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener; keep it on loopback.
+    pub listen: SocketAddr,
+    /// Largest component a deploy may upload.
+    pub max_component_size: ByteSize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3001)),
+            max_component_size: ByteSize::mib(64),
+        }
+    }
+}
+
+/// `[components]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsConfig {
+    /// Default linear-memory limit per instance.
+    pub memory_limit: ByteSize,
+    /// Most component instances alive at once (pooling allocator slots).
+    pub max_instances: u32,
+    /// Use the pooling allocator when the machine allows it.
+    pub pooling: bool,
+}
+
+impl Default for ComponentsConfig {
+    fn default() -> Self {
+        ComponentsConfig {
+            memory_limit: ByteSize::mib(128),
+            max_instances: 1000,
+            pooling: true,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Loads `path`; a missing file yields the defaults. Relative paths inside
+    /// are resolved against the file's directory.
+    pub fn load(path: &Path) -> anyhow::Result<RuntimeConfig> {
+        let mut config: RuntimeConfig = match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .with_context(|| format!("{}: invalid runtime config", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeConfig::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if config.data.dir.is_relative() {
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            config.data.dir = base.join(&config.data.dir);
+        }
+        anyhow::ensure!(
+            config.components.max_instances > 0,
+            "{}: components.max_instances must be at least 1",
+            path.display()
+        );
+        Ok(config)
+    }
+}

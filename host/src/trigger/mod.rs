@@ -1,0 +1,3 @@
+//! Triggers: what makes a component run. Today: HTTP requests.
+
+pub mod http;

@@ -1,0 +1,310 @@
+//! Test harness: start the real `lamina` binary on a generated manifest,
+//! find the addresses it bound, talk to it over HTTP, stop it with a signal.
+//!
+//! The components are the real wasm files built by `cargo xtask test`
+//! (`target/wasm32-wasip2/release/*.wasm`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Cargo's target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// Path of a built component, e.g. `wasm("runtime_fixture")`.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = target_dir()
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask test` (it builds the components)",
+        path.display()
+    );
+    path
+}
+
+/// The `lamina` binary next to the running test executable's profile dir.
+pub fn lamina_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("lamina");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo xtask test`",
+        bin.display()
+    );
+    bin
+}
+
+/// A state directory shared by tests so each component is compiled once.
+pub fn shared_data_dir() -> PathBuf {
+    target_dir().join("lamina-test-data")
+}
+
+/// Options for starting a host.
+pub struct HostOptions {
+    /// Manifest text (`{fixture}`, `{about}`, `{spin_hello}` expand to wasm paths).
+    pub manifest: String,
+    /// Extra runtime-config TOML appended after `[data]`.
+    pub runtime_config: String,
+    /// Environment for the host process.
+    pub env: Vec<(String, String)>,
+    /// State dir; default: [`shared_data_dir`].
+    pub data_dir: Option<PathBuf>,
+}
+
+impl HostOptions {
+    /// Options with a manifest and nothing else.
+    pub fn manifest(manifest: &str) -> Self {
+        HostOptions {
+            manifest: manifest.to_owned(),
+            runtime_config: String::new(),
+            env: Vec::new(),
+            data_dir: None,
+        }
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Appends runtime-config TOML.
+    pub fn runtime_config(mut self, toml: &str) -> Self {
+        self.runtime_config.push_str(toml);
+        self
+    }
+}
+
+/// Expands the `{fixture}`-style placeholders in a manifest.
+pub fn expand(manifest: &str) -> String {
+    let mut text = manifest.to_owned();
+    for (placeholder, name) in [
+        ("{fixture}", "runtime_fixture"),
+        ("{about}", "about"),
+        ("{spin_hello}", "spin_hello"),
+    ] {
+        if text.contains(placeholder) {
+            text = text.replace(placeholder, &wasm(name).display().to_string());
+        }
+    }
+    text
+}
+
+/// A running `lamina up` process.
+pub struct Host {
+    child: Child,
+    /// Base URL of the public listener.
+    pub url: String,
+    /// Base URL of the admin listener.
+    pub admin_url: String,
+    stderr: Arc<Mutex<String>>,
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// Starts a host and waits until it listens.
+    pub fn start(options: HostOptions) -> Host {
+        match Self::try_start(options) {
+            Ok(host) => host,
+            Err(error) => panic!("lamina did not start: {error}"),
+        }
+    }
+
+    /// Starts a host; `Err` carries its stderr if it exited instead.
+    pub fn try_start(options: HostOptions) -> Result<Host, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("spin.toml");
+        std::fs::write(&manifest, expand(&options.manifest)).unwrap();
+        let data_dir = options.data_dir.unwrap_or_else(shared_data_dir);
+        let config = dir.path().join("runtime-config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[data]\ndir = {:?}\n{}",
+                data_dir.display().to_string(),
+                options.runtime_config
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(lamina_bin())
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--manifest",
+            ])
+            .arg(&manifest)
+            .arg("--runtime-config")
+            .arg(&config)
+            .env_remove("LAMINA_DEPLOY_TOKEN")
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start lamina");
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let stderr = stderr.clone();
+            let pipe = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut all = stderr.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut url, mut admin_url) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while url.is_none() || admin_url.is_none() {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(addr) = line
+                        .strip_prefix("Serving ")
+                        .and_then(|l| l.split(" on ").nth(1))
+                    {
+                        url = Some(addr.trim().to_owned());
+                    } else if let Some(addr) = line.strip_prefix("Admin API on ") {
+                        admin_url = Some(addr.trim().to_owned());
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        return Err(format!("exited with {status}: {}", stderr.lock().unwrap()));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        return Err(format!(
+                            "no listen line within 120s: {}",
+                            stderr.lock().unwrap()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Host {
+            child,
+            url: url.unwrap(),
+            admin_url: admin_url.unwrap(),
+            stderr,
+            dir,
+        })
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Everything the host logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Temp dir holding this host's manifest.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `lamina` with arguments to completion: (exit status, stdout, stderr).
+pub fn run_lamina(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let output = Command::new(lamina_bin())
+        .args(args)
+        .env_remove("LAMINA_DEPLOY_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .expect("cannot run lamina");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// An HTTP client with a sane timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Asserts a response is problem+json with `status`; returns the document.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    body
+}

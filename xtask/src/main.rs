@@ -1,0 +1,185 @@
+//! Project automation, so a fresh machine needs exactly two commands:
+//!
+//! - `cargo xtask up`: install what is missing, build, and serve on the
+//!   embedded defaults;
+//! - `cargo xtask test`: install what is missing, build, run every test.
+//!
+//! Also `cargo xtask build` (components + host only).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "up" => build().and_then(|()| up(rest)),
+        "build" => build(),
+        "test" => build().and_then(|()| test(rest)),
+        "lint" => lint(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 up [ARGS]    build everything, then `lamina up ARGS` (embedded defaults)\n  \
+                 build        build the wasm components and the host (release)\n  \
+                 test [ARGS]  build, then run the whole test suite (ARGS go to nextest)\n  \
+                 lint         cargo fmt --check and clippy -D warnings on everything"
+            );
+            return if command == "help" || command == "--help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(mut command: Command) -> Result {
+    eprintln!("xtask: running {command:?}");
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed ({status})"))
+    }
+}
+
+/// Installs the wasm target when rustup lacks it.
+fn ensure_wasm_target() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup is required to install {WASM_TARGET}: {e}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", WASM_TARGET]);
+    run(add)
+}
+
+/// Every wasm crate: the services under `components/` and the test fixtures.
+fn wasm_packages() -> Result<Vec<String>> {
+    let mut packages = Vec::new();
+    for dir in ["components", "tests/fixtures"] {
+        let entries = std::fs::read_dir(root().join(dir)).map_err(|e| format!("{dir}: {e}"))?;
+        for entry in entries.flatten() {
+            let manifest = entry.path().join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            if !text.contains("crate-type = [\"cdylib\"]") {
+                continue; // libraries such as the SDK are built as dependencies
+            }
+            let name = text
+                .lines()
+                .find_map(|l| l.strip_prefix("name = "))
+                .map(|n| n.trim_matches('"').to_owned())
+                .ok_or_else(|| format!("{} has no package name", manifest.display()))?;
+            packages.push(name);
+        }
+    }
+    packages.sort();
+    Ok(packages)
+}
+
+/// Builds all wasm crates in one cargo invocation, then the host.
+fn build() -> Result {
+    ensure_wasm_target()?;
+    let mut wasm = cargo();
+    wasm.args(["build", "--release", "--target", WASM_TARGET]);
+    for package in wasm_packages()? {
+        wasm.args(["-p", &package]);
+    }
+    run(wasm)?;
+    let mut host = cargo();
+    host.args(["build", "--release", "-p", "lamina"]);
+    run(host)
+}
+
+fn lamina() -> Command {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut command = Command::new(target.join("release/lamina"));
+    command.current_dir(root());
+    command
+}
+
+fn up(args: &[String]) -> Result {
+    let mut command = lamina();
+    command.arg("up").args(args);
+    run(command)
+}
+
+fn test(args: &[String]) -> Result {
+    let mut nextest = cargo();
+    nextest
+        .args(["nextest", "run", "--release", "--no-fail-fast"])
+        .args(args);
+    run(nextest)
+}
+
+fn lint() -> Result {
+    ensure_wasm_target()?;
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt)?;
+    let mut native = cargo();
+    native.args([
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(native)?;
+    let mut wasm = cargo();
+    wasm.args([
+        "clippy",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "-p",
+        "lamina-sdk",
+    ]);
+    for package in wasm_packages()? {
+        wasm.args(["-p", &package]);
+    }
+    wasm.args(["--", "-D", "warnings"]);
+    run(wasm)
+}
