@@ -463,6 +463,30 @@ fn locate(text: &str, offset: usize) -> String {
     format!("line {line}, column {column}")
 }
 
+impl ComponentDef {
+    /// Grants of capabilities this host does not provide yet, as
+    /// `(key, names)`, so start-up can say they have no effect.
+    pub fn pending_grants(&self) -> impl Iterator<Item = (&'static str, &[String])> {
+        [
+            ("key_value_stores", &self.key_value_stores),
+            ("databases", &self.databases),
+            ("queues", &self.queues),
+            ("models", &self.models),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(key, names)| (key, names.as_slice()))
+    }
+}
+
+impl HttpRoute {
+    /// Whether the route asks for gateway policy (authentication, roles,
+    /// rate limits) that this host does not enforce yet.
+    pub fn has_gateway_policy(&self) -> bool {
+        self.auth != AuthPolicy::None || !self.roles.is_empty() || self.rate_limit.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,29 +562,5 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("roles need auth"), "{err}");
-    }
-}
-
-impl ComponentDef {
-    /// Grants of capabilities this host does not provide yet, as
-    /// `(key, names)`, so start-up can say they have no effect.
-    pub fn pending_grants(&self) -> impl Iterator<Item = (&'static str, &[String])> {
-        [
-            ("key_value_stores", &self.key_value_stores),
-            ("databases", &self.databases),
-            ("queues", &self.queues),
-            ("models", &self.models),
-        ]
-        .into_iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(key, names)| (key, names.as_slice()))
-    }
-}
-
-impl HttpRoute {
-    /// Whether the route asks for gateway policy (authentication, roles,
-    /// rate limits) that this host does not enforce yet.
-    pub fn has_gateway_policy(&self) -> bool {
-        self.auth != AuthPolicy::None || !self.roles.is_empty() || self.rate_limit.is_some()
     }
 }

@@ -102,7 +102,7 @@ impl<T> Router<T> {
     /// Builds the table; order of `routes` does not matter.
     pub fn new(routes: impl IntoIterator<Item = (RoutePattern, T)>) -> Self {
         let mut routes: Vec<_> = routes.into_iter().collect();
-        routes.sort_by(|(a, _), (b, _)| b.specificity().cmp(&a.specificity()));
+        routes.sort_by_key(|(pattern, _)| std::cmp::Reverse(pattern.specificity()));
         Router { routes }
     }
 
