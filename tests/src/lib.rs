@@ -308,3 +308,10 @@ pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_j
     );
     body
 }
+
+/// GETs `url` and returns the body text, asserting a 200.
+pub async fn get_text(url: &str) -> String {
+    let response = client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    response.text().await.unwrap()
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lamina_tests::{Host, HostOptions, client, expect_problem, run_lamina, wasm};
+use lamina_tests::{Host, HostOptions, client, expect_problem, get_text, run_lamina, wasm};
 
 const TOKEN: &str = "test-deploy-token-5f2c";
 
@@ -42,31 +42,12 @@ async fn put(host: &Host, id: &str, token: Option<&str>, body: Vec<u8>) -> reqwe
 async fn hot_deploy_under_load_drops_nothing() {
     let host = start();
     let url = host.at("/swap");
-    assert_eq!(
-        client()
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "fixture"
-    );
+    assert_eq!(get_text(&url).await, "fixture");
 
     // A slow request that starts on the old version must finish on it.
     let in_flight = tokio::spawn({
         let url = host.at("/swap/sleep?ms=1500");
-        async move {
-            client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        async move { get_text(&url).await }
     });
 
     // Continuous load from 8 clients while the deploy happens.
@@ -197,17 +178,7 @@ async fn broken_components_are_rejected_and_the_old_version_keeps_serving() {
     );
     expect_problem(put(&host, "swap", Some(TOKEN), Vec::new()).await, 400).await;
 
-    assert_eq!(
-        client()
-            .get(host.at("/swap"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "fixture"
-    );
+    assert_eq!(get_text(&host.at("/swap")).await, "fixture");
 }
 
 #[tokio::test]
@@ -226,17 +197,7 @@ async fn deploy_requires_the_token() {
         .await
         .unwrap();
     expect_problem(listed, 401).await;
-    assert_eq!(
-        client()
-            .get(host.at("/swap"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "fixture"
-    );
+    assert_eq!(get_text(&host.at("/swap")).await, "fixture");
 
     // A host started without a token refuses every deploy.
     let locked = Host::start(HostOptions::manifest(MANIFEST));

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lamina_tests::{Host, HostOptions, client, run_lamina};
+use lamina_tests::{Host, HostOptions, client, get_text, run_lamina};
 
 const FIXTURE: &str = r#"
 spin_manifest_version = 2
@@ -143,28 +143,33 @@ source = "{spin_hello}"
 instance_reuse = { max_requests = 64, max_concurrent = 8 }
 "#;
     let host = Host::start(HostOptions::manifest(manifest));
+    let mut most_served = Vec::new();
     for base in ["/spin", "/reused"] {
         let mut tasks = Vec::new();
         for i in 0..40 {
             let url = host.at(&format!("{base}/item/{i}"));
-            tasks.push(tokio::spawn(async move {
-                client()
-                    .get(url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
-            }));
+            tasks.push(tokio::spawn(async move { get_text(&url).await }));
         }
+        let mut most = 0;
         for (i, task) in tasks.into_iter().enumerate() {
+            let body = task.await.unwrap();
+            let (greeting, served) = body.rsplit_once(", served=").expect(&body);
             assert_eq!(
-                task.await.unwrap(),
+                greeting,
                 format!("hello from spin-sdk, path-info=/item/{i}")
             );
+            most = most.max(served.parse::<u64>().unwrap());
         }
+        most_served.push(most);
     }
+    assert_eq!(
+        most_served[0], 1,
+        "without instance_reuse every request gets a fresh instance"
+    );
+    assert!(
+        most_served[1] > 1,
+        "instance_reuse serves several requests per instance"
+    );
 }
 
 #[test]

@@ -4,7 +4,10 @@
 //!   embedded defaults;
 //! - `cargo xtask test`: install what is missing, build, run every test.
 //!
-//! Also `cargo xtask build` (components + host only).
+//! Also `cargo xtask build` (components + host only), `cargo xtask lint`
+//! and `cargo xtask bench` (see `bench.rs`).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,6 +25,7 @@ fn main() -> ExitCode {
         "build" => build(),
         "test" => build().and_then(|()| test(rest)),
         "lint" => lint(),
+        "bench" => build().and_then(|()| bench::bench()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -29,7 +33,8 @@ fn main() -> ExitCode {
                  up [ARGS]    build everything, then `lamina up ARGS` (embedded defaults)\n  \
                  build        build the wasm components and the host (release)\n  \
                  test [ARGS]  build, then run the whole test suite (ARGS go to nextest)\n  \
-                 lint         cargo fmt --check and clippy -D warnings on everything"
+                 lint         cargo fmt --check and clippy -D warnings on everything\n  \
+                 bench        build, then compare lamina with `wasmtime serve` (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {
                 ExitCode::SUCCESS
@@ -130,11 +135,15 @@ fn build() -> Result {
     run(host)
 }
 
-fn lamina() -> Command {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// Cargo's target directory (honours `CARGO_TARGET_DIR`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let mut command = Command::new(target.join("release/lamina"));
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn lamina() -> Command {
+    let mut command = Command::new(target_dir().join("release/lamina"));
     command.current_dir(root());
     command
 }

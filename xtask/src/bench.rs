@@ -1,0 +1,257 @@
+//! `cargo xtask bench`: requests/s and latency of a trivial component route
+//! through `lamina`, against `wasmtime serve` (same wasmtime version) on the
+//! same component, in the same run, alternating, with `wrk` on loopback.
+//!
+//! Results are ratios against the baseline measured minutes apart on the
+//! same machine, so they survive a noisy or slower machine; the absolute
+//! figures are only context.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Result, root, run, target_dir};
+
+/// wasmtime-cli version matching the host's wasmtime.
+const WASMTIME_VERSION: &str = "48.0.8";
+/// Load: 2 wrk threads, 50 connections, 10 s per run.
+const WRK_ARGS: [&str; 6] = ["-t2", "-c50", "-d10s", "--latency", "--timeout", "5s"];
+/// Runs per server, alternated.
+const ROUNDS: usize = 2;
+
+struct Measurement {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// One server set-up to measure.
+struct Server {
+    name: &'static str,
+    start: Box<dyn Fn(u16) -> Result<Child>>,
+}
+
+pub fn bench() -> Result {
+    ensure_tools()?;
+    let wasm = target_dir().join("wasm32-wasip2/release");
+    let fixture = wasm.join("runtime_fixture.wasm");
+    let spin_hello = wasm.join("spin_hello.wasm");
+    let work = target_dir().join("bench");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+
+    let servers = [
+        Server {
+            name: "wasmtime serve, WASI 0.2, fresh instance",
+            start: wasmtime_serve(&fixture),
+        },
+        Server {
+            name: "lamina, WASI 0.2, fresh instance",
+            start: lamina(&work, "p2", &fixture, "")?,
+        },
+        Server {
+            name: "wasmtime serve, WASI 0.3 (spin-sdk), default reuse",
+            start: wasmtime_serve(&spin_hello),
+        },
+        Server {
+            name: "lamina, WASI 0.3 (spin-sdk), instance reuse",
+            start: lamina(
+                &work,
+                "p3",
+                &spin_hello,
+                "instance_reuse = { max_requests = 128, max_concurrent = 16 }",
+            )?,
+        },
+    ];
+    let mut results: Vec<Vec<Measurement>> = servers.iter().map(|_| Vec::new()).collect();
+    for round in 1..=ROUNDS {
+        for (server, results) in servers.iter().zip(&mut results) {
+            eprintln!("bench: round {round}/{ROUNDS}: {}", server.name);
+            results.push(measure(server)?);
+        }
+    }
+
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let summary: Vec<(f64, f64, f64)> = results
+        .iter()
+        .map(|runs| {
+            (
+                median(&mut runs.iter().map(|m| m.requests_per_sec).collect()),
+                median(&mut runs.iter().map(|m| m.p50_ms).collect()),
+                median(&mut runs.iter().map(|m| m.p99_ms).collect()),
+            )
+        })
+        .collect();
+    let baseline = summary[0].0;
+    println!("| server | req/s | p50 ms | p99 ms | vs wasmtime serve (WASI 0.2) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (server, (rps, p50, p99)) in servers.iter().zip(&summary) {
+        println!(
+            "| {} | {rps:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+            server.name,
+            rps / baseline
+        );
+    }
+    println!(
+        "\nwrk {} against a trivial route, median of {ROUNDS} alternated runs, {} cores.",
+        WRK_ARGS.join(" "),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    Ok(())
+}
+
+/// Installs wrk (Debian) and wasmtime-cli (crates.io) when missing.
+fn ensure_tools() -> Result {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "wrk"]);
+        run(apt)?;
+    }
+    let version = Command::new("wasmtime").arg("--version").output();
+    let installed =
+        version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(WASMTIME_VERSION));
+    if !installed {
+        eprintln!(
+            "bench: installing wasmtime-cli {WASMTIME_VERSION} (about 11 minutes on 2 cores)"
+        );
+        let mut install = Command::new("cargo");
+        install.args([
+            "install",
+            &format!("wasmtime-cli@{WASMTIME_VERSION}"),
+            "--locked",
+            "--no-default-features",
+            "--features",
+            "run,serve,wasi-http,component-model,component-model-async,cranelift,pooling-allocator,cache",
+        ]);
+        run(install)?;
+    }
+    Ok(())
+}
+
+fn wasmtime_serve(component: &Path) -> Box<dyn Fn(u16) -> Result<Child>> {
+    let component = component.to_owned();
+    Box::new(move |port| {
+        Command::new("wasmtime")
+            .args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")])
+            .arg(&component)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start wasmtime serve: {e}"))
+    })
+}
+
+fn lamina(
+    work: &Path,
+    name: &str,
+    component: &Path,
+    extra: &str,
+) -> Result<Box<dyn Fn(u16) -> Result<Child>>> {
+    let manifest = work.join(format!("{name}.toml"));
+    let config = work.join("runtime-config.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"bench\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"bench\"\n\
+             [component.bench]\nsource = {:?}\n{extra}\n",
+            component.display().to_string()
+        ),
+    )
+    .and_then(|()| std::fs::write(&config, "[data]\ndir = \"data\"\n"))
+    .map_err(|e| format!("cannot write bench config: {e}"))?;
+    let binary = target_dir().join("release/lamina");
+    Ok(Box::new(move |port| {
+        Command::new(&binary)
+            .args([
+                "up",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--manifest")
+            .arg(&manifest)
+            .arg("--runtime-config")
+            .arg(&config)
+            .env("LAMINA_LOG", "warn")
+            .current_dir(root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start lamina: {e}"))
+    }))
+}
+
+fn measure(server: &Server) -> Result<Measurement> {
+    let port = free_port()?;
+    let mut child = (server.start)(port)?;
+    let outcome = wait_until_listening(port).and_then(|()| wrk(port));
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn wait_until_listening(port: u16) -> Result {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("nothing listening on {addr} after 60 s"))
+}
+
+fn wrk(port: u16) -> Result<Measurement> {
+    let output = Command::new("wrk")
+        .args(WRK_ARGS)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        return Err(format!("the benchmark saw failed requests:\n{text}"));
+    }
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| format!("no {prefix:?} in wrk output:\n{text}"))
+    };
+    Ok(Measurement {
+        requests_per_sec: field("Requests/sec:")?
+            .parse()
+            .map_err(|e| format!("requests/sec: {e}"))?,
+        p50_ms: millis(&field("50%")?)?,
+        p99_ms: millis(&field("99%")?)?,
+    })
+}
+
+/// Parses wrk's latency figures (`812.00us`, `4.10ms`, `1.02s`) as ms.
+fn millis(value: &str) -> Result<f64> {
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|e| format!("latency {value:?}: {e}"))?;
+    Ok(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        other => return Err(format!("latency unit {other:?} in {value:?}")),
+    })
+}
