@@ -156,8 +156,18 @@ fn up(args: &[String]) -> Result {
 
 fn test(args: &[String]) -> Result {
     let mut nextest = cargo();
+    // Only the native crates: the wasm crates have no tests to run natively.
     nextest
-        .args(["nextest", "run", "--release", "--no-fail-fast"])
+        .args([
+            "nextest",
+            "run",
+            "--release",
+            "--no-fail-fast",
+            "-p",
+            "lamina",
+            "-p",
+            "lamina-tests",
+        ])
         .args(args);
     run(nextest)
 }
@@ -168,14 +178,9 @@ fn lint() -> Result {
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
     let mut native = cargo();
-    native.args([
-        "clippy",
-        "--release",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    native.args(["clippy", "--release", "--all-targets"]);
+    native.args(["-p", "lamina", "-p", "lamina-tests", "-p", "xtask"]);
+    native.args(["--", "-D", "warnings"]);
     run(native)?;
     let mut wasm = cargo();
     wasm.args([
