@@ -38,11 +38,10 @@ pub struct UpArgs {
 
 /// Runs the host until a shutdown signal.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&args.manifest)?;
     if args.build {
-        let manifest = Manifest::load(&args.manifest)?;
         super::build::run(&manifest, &[])?;
     }
-    let manifest = Manifest::load(&args.manifest)?;
     let mut config = RuntimeConfig::load(&args.runtime_config)?;
     if let Some(listen) = args.listen {
         config.http.listen = listen;
