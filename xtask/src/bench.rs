@@ -106,6 +106,10 @@ pub fn bench() -> Result {
 /// Installs wrk (Debian) and wasmtime-cli (crates.io) when missing.
 fn ensure_tools() -> Result {
     if Command::new("wrk").arg("--version").output().is_err() {
+        // A fresh machine's package lists may be empty or stale.
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        run(update)?;
         let mut apt = Command::new("apt-get");
         apt.args(["install", "-y", "wrk"]);
         run(apt)?;
