@@ -2,6 +2,10 @@
 //!
 //! - `PUT /v1/components/{id}` with the `.wasm` as body: hot deploy.
 //! - `GET /v1/components`: what is deployed (id, digest, world, since).
+//! - `GET /v1/queues/{topic}/dead-letters[?limit=N]`: messages that failed
+//!   every attempt, oldest first.
+//! - `POST /v1/queues/{topic}/dead-letters/{id}/replay`: put one back on
+//!   its topic with a fresh attempt count.
 //!
 //! Every call needs `Authorization: Bearer <LAMINA_DEPLOY_TOKEN>`; without
 //! that variable set at start-up the API refuses everything.
@@ -56,16 +60,35 @@ impl Admin {
         if let Err(problem) = self.authorize(&request) {
             return problem.with_instance(path).into_response();
         }
-        let id = path
-            .strip_prefix("/v1/components/")
-            .filter(|id| !id.is_empty() && !id.contains('/'));
-        match (request.method(), path.as_str(), id) {
-            (&Method::GET, "/v1/components", _) => self.list(),
-            (&Method::PUT, _, Some(id)) => {
-                let id = id.to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (request.method(), segments.as_slice()) {
+            (&Method::GET, ["v1", "components"]) => self.list(),
+            (&Method::PUT, ["v1", "components", id]) if !id.is_empty() => {
+                let id = id.to_string();
                 self.deploy(id, request).await
             }
-            (_, "/v1/components", _) | (_, _, Some(_)) => Problem::new(
+            (&Method::GET, ["v1", "queues", topic, "dead-letters"]) => {
+                let limit = request
+                    .uri()
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+                    .map(str::parse::<usize>);
+                match limit {
+                    Some(Err(_)) | Some(Ok(0)) => {
+                        Problem::new(StatusCode::BAD_REQUEST, "limit must be a positive integer")
+                            .with_instance(path.clone())
+                            .into_response()
+                    }
+                    limit => {
+                        let limit = limit.and_then(Result::ok).unwrap_or(100).min(1000);
+                        self.dead_letters(topic, limit, &path).await
+                    }
+                }
+            }
+            (&Method::POST, ["v1", "queues", topic, "dead-letters", id, "replay"]) => {
+                self.replay(topic, id, &path).await
+            }
+            (_, ["v1", "components", ..] | ["v1", "queues", ..]) => Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{} is not allowed here", request.method()),
             )
@@ -103,6 +126,35 @@ impl Admin {
                 StatusCode::UNAUTHORIZED,
                 "missing bearer deploy token",
             )),
+        }
+    }
+
+    async fn dead_letters(&self, topic: &str, limit: usize, path: &str) -> Response<HostBody> {
+        match self
+            .app
+            .capabilities()
+            .queue
+            .dead_letters(topic, limit)
+            .await
+        {
+            Ok(items) => json(StatusCode::OK, &json!({ "items": items })),
+            Err(error) => queue_unavailable(error, path),
+        }
+    }
+
+    async fn replay(&self, topic: &str, id: &str, path: &str) -> Response<HostBody> {
+        match self.app.capabilities().queue.replay(topic, id).await {
+            Ok(true) => json(
+                StatusCode::OK,
+                &json!({ "id": id, "topic": topic, "replayed": true }),
+            ),
+            Ok(false) => Problem::new(
+                StatusCode::NOT_FOUND,
+                format!("no dead letter `{id}` on topic `{topic}`"),
+            )
+            .with_instance(path.to_owned())
+            .into_response(),
+            Err(error) => queue_unavailable(error, path),
         }
     }
 
@@ -169,6 +221,15 @@ impl Admin {
             .into_response(),
         }
     }
+}
+
+fn queue_unavailable(
+    error: crate::capabilities::queue::QueueError,
+    path: &str,
+) -> Response<HostBody> {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        .with_instance(path.to_owned())
+        .into_response()
 }
 
 fn describe(component: &LoadedComponent) -> serde_json::Value {

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 
-use crate::engine::executor::ComponentSpec;
+use crate::capabilities::variables::Resolved;
+use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
+use crate::engine::executor::{ComponentSpec, RequiredExports};
 use crate::engine::{AllowedHosts, Engine, LoadedComponent, RequestLimits};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, QueueTrigger};
 use crate::router::{RouteMatch, RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
 
@@ -35,6 +37,8 @@ pub struct App {
     engine: Engine,
     slots: BTreeMap<String, Slot>,
     router: Router<RouteTarget>,
+    queue_triggers: Vec<QueueTrigger>,
+    capabilities: Arc<Capabilities>,
 }
 
 /// Why a hot deploy was refused.
@@ -55,10 +59,13 @@ impl App {
         manifest: &Manifest,
         config: &RuntimeConfig,
         engine: Engine,
+        capabilities: Arc<Capabilities>,
+        variables: &Resolved,
     ) -> anyhow::Result<App> {
         manifest.check_sources()?;
         let mut slots = BTreeMap::new();
         for (id, def) in &manifest.components {
+            let grants = grants(manifest, id, &capabilities, variables)?;
             let allowed_hosts =
                 AllowedHosts::parse(&def.allowed_outbound_hosts).map_err(|problem| {
                     anyhow::anyhow!(
@@ -73,6 +80,11 @@ impl App {
                 allowed_hosts: Arc::new(allowed_hosts),
                 reuse: def.instance_reuse,
                 max_request_duration: config.http.max_request_duration,
+                capabilities: CapabilityCtx::new(capabilities.clone(), Arc::new(grants)),
+                exports: RequiredExports {
+                    http: manifest.http_routes.iter().any(|r| &r.component == id),
+                    queue: manifest.queue_triggers.iter().any(|t| &t.component == id),
+                },
             };
             let source = manifest.source_path(def);
             let wasm = std::fs::read(&source)
@@ -112,7 +124,19 @@ impl App {
             engine,
             slots,
             router,
+            queue_triggers: manifest.queue_triggers.clone(),
+            capabilities,
         })
+    }
+
+    /// The `[[trigger.queue]]` entries.
+    pub fn queue_triggers(&self) -> &[QueueTrigger] {
+        &self.queue_triggers
+    }
+
+    /// The shared capability backends.
+    pub fn capabilities(&self) -> &Arc<Capabilities> {
+        &self.capabilities
     }
 
     /// The most specific route for a request path.
@@ -164,6 +188,45 @@ impl App {
         );
         Ok(loaded)
     }
+}
+
+/// A component's grants, checked against what runtime-config provides: a
+/// grant of a database or store that does not exist is a start-up error,
+/// not a surprise at the first request.
+fn grants(
+    manifest: &Manifest,
+    id: &str,
+    capabilities: &Capabilities,
+    variables: &Resolved,
+) -> anyhow::Result<Grants> {
+    let def = &manifest.components[id];
+    let check = |key: &str, granted: &[String], known: Vec<&str>| -> anyhow::Result<()> {
+        for name in granted {
+            anyhow::ensure!(
+                known.contains(&name.as_str()),
+                "{}: component.{id}.{key}: `{name}` is not configured (runtime config has: {})",
+                manifest.path.display(),
+                known.join(", ")
+            );
+        }
+        Ok(())
+    };
+    check(
+        "databases",
+        &def.databases,
+        capabilities.sql.names().collect(),
+    )?;
+    check(
+        "key_value_stores",
+        &def.key_value_stores,
+        capabilities.kv.names().collect(),
+    )?;
+    Ok(Grants {
+        databases: def.databases.iter().cloned().collect(),
+        key_value_stores: def.key_value_stores.iter().cloned().collect(),
+        queues: def.queues.iter().cloned().collect(),
+        variables: variables.for_component(def),
+    })
 }
 
 /// Policy keys and grants are accepted in the manifest before the gateway and

@@ -4,6 +4,7 @@
 mod admin;
 mod app;
 mod body;
+mod capabilities;
 mod commands;
 mod engine;
 mod manifest;
@@ -33,6 +34,8 @@ enum Command {
     Build(BuildArgs),
     /// Hot-deploy a new version of one component to a running host.
     Deploy(commands::deploy::DeployArgs),
+    /// Apply the application's SQL migrations to the `default` database.
+    Migrate(commands::migrate::MigrateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
             .map_err(Into::into)
             .and_then(|m| commands::build::run(&m, &args.components)),
         Command::Deploy(args) => commands::deploy::run(args),
+        Command::Migrate(args) => commands::migrate::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -27,6 +27,10 @@ pub struct Manifest {
     pub application: Application,
     /// `[[trigger.http]]` entries, in file order.
     pub http_routes: Vec<HttpRoute>,
+    /// `[[trigger.queue]]` entries, in file order.
+    pub queue_triggers: Vec<QueueTrigger>,
+    /// `[variables]`: application variables by name.
+    pub variables: BTreeMap<String, Variable>,
     /// `[component.<id>]` entries by id.
     pub components: BTreeMap<String, ComponentDef>,
 }
@@ -108,9 +112,9 @@ pub struct Variable {
     /// The variable must be provided (no default).
     #[serde(default)]
     pub required: bool,
-    /// Never logged or shown (read by the variables capability).
-    #[serde(default, rename = "secret")]
-    _secret: bool,
+    /// Never logged or shown.
+    #[serde(default)]
+    pub secret: bool,
 }
 
 /// Who may call a route (enforced by the gateway).
@@ -160,6 +164,26 @@ struct RawHttpRoute {
     timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     execution_deadline: Option<Duration>,
+}
+
+/// One `[[trigger.queue]]` entry: a component consuming a topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueTrigger {
+    /// The topic consumed.
+    pub topic: String,
+    /// Component id; it must export `lamina:platform/queue-handler`.
+    pub component: String,
+    /// Messages handled at the same time on this host.
+    #[serde(default = "one")]
+    pub concurrency: usize,
+    /// Longest one `handle` call may take before it counts as failed.
+    #[serde(default = "default_handler_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_handler_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// `[component.<id>]`.
@@ -250,6 +274,8 @@ struct RawManifest {
 struct RawTriggers {
     #[serde(default)]
     http: Vec<RawHttpRoute>,
+    #[serde(default)]
+    queue: Vec<QueueTrigger>,
 }
 
 impl Manifest {
@@ -334,11 +360,66 @@ impl Manifest {
             }
         }
         for (name, variable) in &raw.variables {
-            if variable.required && variable.default.is_some() {
+            let problem = if !valid_variable_name(name) {
+                Some(
+                    "variable names use lowercase letters, digits and '_' (starting with a letter)",
+                )
+            } else if variable.required && variable.default.is_some() {
+                Some("a required variable cannot have a default")
+            } else if !variable.required && variable.default.is_none() {
+                Some("a variable needs a default or `required = true`")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
                 return Err(ManifestError::new(
                     path,
                     format!("variables.{name}"),
-                    "a required variable cannot have a default",
+                    problem,
+                ));
+            }
+        }
+        for (index, trigger) in raw.trigger.queue.iter().enumerate() {
+            let key = |field: &str| format!("trigger.queue[{index}].{field}");
+            if trigger.topic.is_empty() || trigger.topic.len() > 128 {
+                return Err(ManifestError::new(
+                    path,
+                    key("topic"),
+                    "topics are 1 to 128 bytes",
+                ));
+            }
+            if !raw.component.contains_key(&trigger.component) {
+                return Err(ManifestError::new(
+                    path,
+                    key("component"),
+                    format!("unknown component `{}`", trigger.component),
+                ));
+            }
+            if trigger.concurrency == 0 || trigger.concurrency > 256 {
+                return Err(ManifestError::new(
+                    path,
+                    key("concurrency"),
+                    "must be 1 to 256",
+                ));
+            }
+            if trigger.timeout.is_zero() {
+                return Err(ManifestError::new(
+                    path,
+                    key("timeout"),
+                    "must be greater than zero",
+                ));
+            }
+            if let Some(earlier) = raw.trigger.queue[..index]
+                .iter()
+                .position(|t| t.topic == trigger.topic)
+            {
+                return Err(ManifestError::new(
+                    path,
+                    key("topic"),
+                    format!(
+                        "topic `{}` is already consumed by trigger.queue[{earlier}]",
+                        trigger.topic
+                    ),
                 ));
             }
         }
@@ -414,6 +495,8 @@ impl Manifest {
             dir,
             application: raw.application,
             http_routes,
+            queue_triggers: raw.trigger.queue,
+            variables: raw.variables,
             components: raw.component,
         })
     }
@@ -447,6 +530,14 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// Variable names follow Spin: snake_case, starting with a letter.
+fn valid_variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// The application variables a `{{ name }}` template refers to.
 fn template_references(template: &str) -> impl Iterator<Item = &str> {
     template
@@ -467,15 +558,10 @@ impl ComponentDef {
     /// Grants of capabilities this host does not provide yet, as
     /// `(key, names)`, so start-up can say they have no effect.
     pub fn pending_grants(&self) -> impl Iterator<Item = (&'static str, &[String])> {
-        [
-            ("key_value_stores", &self.key_value_stores),
-            ("databases", &self.databases),
-            ("queues", &self.queues),
-            ("models", &self.models),
-        ]
-        .into_iter()
-        .filter(|(_, names)| !names.is_empty())
-        .map(|(key, names)| (key, names.as_slice()))
+        [("models", &self.models)]
+            .into_iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(key, names)| (key, names.as_slice()))
     }
 }
 
@@ -552,6 +638,32 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.contains("component.a.variables.k"), "{err}");
+    }
+
+    #[test]
+    fn queue_triggers_are_validated() {
+        let ok = parse(&format!(
+            "{HEADER}[[trigger.queue]]\ntopic = \"jobs\"\ncomponent = \"a\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.queue_triggers[0].topic, "jobs");
+        let err = parse(&format!(
+            "{HEADER}[[trigger.queue]]\ntopic = \"jobs\"\ncomponent = \"b\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("trigger.queue[0].component: unknown component `b`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn variables_need_a_default_or_required() {
+        let err = parse(&format!("{HEADER}[variables]\nkey = {{ secret = true }}\n")).unwrap_err();
+        assert!(
+            err.contains("variables.key: a variable needs a default"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `runtime-config.toml`: where state lives and the host's limits. Every key
 //! has an embedded default, so a missing file means "run on defaults".
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::capabilities::kv::StoreConfig;
+use crate::capabilities::queue::QueueConfig;
+use crate::capabilities::sql::DatabaseConfig;
 use crate::units::ByteSize;
 
 /// The whole runtime configuration.
@@ -22,6 +26,15 @@ pub struct RuntimeConfig {
     pub admin: AdminConfig,
     /// Component execution limits.
     pub components: ComponentsConfig,
+    /// `[databases.<name>]`: SQL databases (`default` is SQLite unless set).
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// `[key_value_stores.<name>]`: stores (`default` is in-process unless set).
+    pub key_value_stores: BTreeMap<String, StoreConfig>,
+    /// `[queue]`: the message queue backend and retry policy.
+    pub queue: QueueConfig,
+    /// `[variables]`: values for application variables (the environment's
+    /// `LAMINA_VAR_<NAME>` wins over these).
+    pub variables: BTreeMap<String, String>,
 }
 
 /// `[data]`.
@@ -135,6 +148,11 @@ impl RuntimeConfig {
                 .unwrap_or(Path::new("."));
             config.data.dir = base.join(&config.data.dir);
         }
+        anyhow::ensure!(
+            config.queue.max_attempts > 0,
+            "{}: queue.max_attempts must be at least 1",
+            path.display()
+        );
         anyhow::ensure!(
             config.components.max_instances > 0,
             "{}: components.max_instances must be at least 1",

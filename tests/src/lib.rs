@@ -66,6 +66,8 @@ pub struct HostOptions {
     pub env: Vec<(String, String)>,
     /// State dir; default: [`shared_data_dir`].
     pub data_dir: Option<PathBuf>,
+    /// Files written next to the manifest: (relative path, source path).
+    pub files: Vec<(String, PathBuf)>,
 }
 
 impl HostOptions {
@@ -76,7 +78,29 @@ impl HostOptions {
             runtime_config: String::new(),
             env: Vec::new(),
             data_dir: None,
+            files: Vec::new(),
         }
+    }
+
+    /// Copies the capabilities fixture's migrations next to the manifest,
+    /// where `lamina up` applies them.
+    pub fn with_fixture_migrations(mut self) -> Self {
+        let source = workspace().join("tests/fixtures/capabilities-fixture/migrations");
+        for dialect in ["sqlite", "postgres"] {
+            for entry in std::fs::read_dir(source.join(dialect)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                self.files
+                    .push((format!("migrations/{dialect}/{name}"), path));
+            }
+        }
+        self
+    }
+
+    /// Uses `dir` as the state directory (for restarts on the same SQLite).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
     }
 
     /// Adds an environment variable.
@@ -99,6 +123,7 @@ pub fn expand(manifest: &str) -> String {
         ("{fixture}", "runtime_fixture"),
         ("{about}", "about"),
         ("{spin_hello}", "spin_hello"),
+        ("{capabilities}", "capabilities_fixture"),
     ] {
         if text.contains(placeholder) {
             text = text.replace(placeholder, &wasm(name).display().to_string());
@@ -132,6 +157,11 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         let manifest = dir.path().join("spin.toml");
         std::fs::write(&manifest, expand(&options.manifest)).unwrap();
+        for (relative, source) in &options.files {
+            let target = dir.path().join(relative);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(source, target).unwrap();
+        }
         let data_dir = options.data_dir.unwrap_or_else(shared_data_dir);
         let config = dir.path().join("runtime-config.toml");
         std::fs::write(
@@ -245,6 +275,12 @@ impl Host {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
     }
 
+    /// Sends SIGKILL: no drain, no cleanup, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits (bounded) for the process to exit.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
@@ -314,4 +350,104 @@ pub async fn get_text(url: &str) -> String {
     let response = client().get(url).send().await.unwrap();
     assert_eq!(response.status(), 200, "GET {url}");
     response.text().await.unwrap()
+}
+
+/// The PostgreSQL every session and CI machine runs (trust auth).
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The Redis every session and CI machine runs.
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// A unique name for this test's slice of a shared backend.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+}
+
+/// A PostgreSQL schema of its own for one test; dropped at the end.
+pub struct PgSchema {
+    /// Schema name.
+    pub name: String,
+}
+
+impl PgSchema {
+    /// A fresh schema name (lamina creates the schema on start).
+    pub fn new() -> PgSchema {
+        PgSchema {
+            name: unique("lamina_test"),
+        }
+    }
+
+    /// runtime-config TOML making it the `default` database.
+    pub fn default_database(&self) -> String {
+        format!(
+            "[databases.default]\ntype = \"postgres\"\nurl = \"{POSTGRES_URL}\"\nschema = \"{}\"\n",
+            self.name
+        )
+    }
+}
+
+impl Default for PgSchema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(POSTGRES_URL)
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A Redis key prefix of its own for one test; its keys are deleted at the end.
+pub struct RedisPrefix {
+    /// The prefix, ending in `:`.
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    /// A fresh prefix.
+    pub fn new() -> RedisPrefix {
+        RedisPrefix {
+            prefix: format!("{}:", unique("lamina-test")),
+        }
+    }
+}
+
+impl Default for RedisPrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let script =
+            "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0";
+        let _ = Command::new("redis-cli")
+            .args([
+                "-u",
+                REDIS_URL,
+                "EVAL",
+                script,
+                "0",
+                &format!("{}*", self.prefix),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }

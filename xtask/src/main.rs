@@ -156,7 +156,8 @@ fn up(args: &[String]) -> Result {
 
 fn test(args: &[String]) -> Result {
     let mut nextest = cargo();
-    // Only the native crates: the wasm crates have no tests to run natively.
+    // The native crates, plus the guest SDK's pure helpers (its WIT imports
+    // compile natively but are only ever called inside a component).
     nextest
         .args([
             "nextest",
@@ -167,6 +168,8 @@ fn test(args: &[String]) -> Result {
             "lamina",
             "-p",
             "lamina-tests",
+            "-p",
+            "lamina-sdk",
         ])
         .args(args);
     run(nextest)

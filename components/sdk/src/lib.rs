@@ -1,9 +1,29 @@
 //! Guest-side helpers shared by every Lamina component (wasm32-wasip2).
 //!
-//! Wraps the raw `wasi:http` bindings of the `wasip2` crate into a small,
-//! blocking API: read a [`Request`], answer with [`respond`], [`json`] or
-//! [`problem`], or stream with a [`BodyWriter`]. A component exports its
-//! handler with `wasip2::http::proxy::export!` and calls into this crate.
+//! - HTTP: wraps the raw `wasi:http` bindings of the `wasip2` crate into a
+//!   small, blocking API: read a [`Request`], answer with [`respond`],
+//!   [`json`] or [`problem`], or stream with a [`BodyWriter`]. A component
+//!   exports its handler with `wasip2::http::proxy::export!`.
+//! - Host capabilities (`wit/platform.wit`): [`sql`] (typed rows into serde
+//!   structs, transactions), [`cache`] (key-value stores and the cache-aside
+//!   helper), [`queue`] (publish), [`variables`], and [`page`] (pagination).
+//!   [`platform`] holds the raw generated bindings.
+
+pub mod cache;
+pub mod page;
+pub mod queue;
+pub mod sql;
+pub mod variables;
+
+/// Raw bindings of the `lamina:platform` imports (world `service`).
+pub mod platform {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "service",
+        generate_all,
+    });
+    pub use lamina::platform::*;
+}
 
 use std::io::{Read, Write};
 

@@ -2,4 +2,5 @@
 
 pub mod build;
 pub mod deploy;
+pub mod migrate;
 pub mod up;

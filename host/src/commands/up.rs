@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use crate::admin::{Admin, DEPLOY_TOKEN_ENV};
 use crate::app::App;
+use crate::capabilities::Capabilities;
+use crate::capabilities::variables::Resolved;
 use crate::engine::{Engine, EngineSettings};
 use crate::manifest::Manifest;
 use crate::runtime_config::RuntimeConfig;
@@ -57,19 +59,32 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .chain([config.components.memory_limit])
         .max()
         .unwrap_or(config.components.memory_limit);
+    let variables = Resolved::resolve(&manifest.variables, &config.variables, |name| {
+        std::env::var(name).ok()
+    })?;
     let engine = Engine::new(&EngineSettings {
         pooling: config.components.pooling,
         max_instances: config.components.max_instances,
         max_memory: largest_memory,
         cache_dir: config.data.dir.join("cache").join("components"),
     })?;
-    let app = Arc::new(App::load(&manifest, &config, engine)?);
 
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(app, config))
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let capabilities =
+            Arc::new(Capabilities::open(&config, &manifest.dir.join("migrations")).await?);
+        let app = Arc::new(App::load(
+            &manifest,
+            &config,
+            engine,
+            capabilities,
+            &variables,
+        )?);
+        serve(app, config).await
+    })
 }
 
 async fn serve(app: Arc<App>, config: RuntimeConfig) -> anyhow::Result<()> {
@@ -105,6 +120,7 @@ async fn serve(app: Arc<App>, config: RuntimeConfig) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         let _ = stop.send(true);
     });
+    let consumers = crate::trigger::queue::start(app.clone(), stopped.clone()).await?;
 
     let limits = ServerLimits {
         max_connections: config.http.max_connections,
@@ -125,6 +141,7 @@ async fn serve(app: Arc<App>, config: RuntimeConfig) -> anyhow::Result<()> {
         move |request, peer| admin.clone().handle(request, peer),
     );
     let (public, admin) = tokio::join!(public, admin);
+    consumers.stop().await;
     public.and(admin)?;
     tracing::info!("shut down cleanly");
     Ok(())

@@ -24,6 +24,9 @@ use wasmtime_wasi_http::handler::{
 use super::instance::{InstanceOutcome, InstanceState};
 use super::outbound::{AllowedHosts, OutboundHooks};
 use super::{EPOCH_TICK, pre_world};
+use crate::capabilities::CapabilityCtx;
+use crate::capabilities::bindings::QueueWorkerPre;
+use crate::capabilities::bindings::exports::lamina::platform::queue_handler::Message as QueueMessage;
 use crate::manifest::InstanceReuse;
 use crate::units::ByteSize;
 
@@ -45,6 +48,19 @@ pub struct ComponentSpec {
     pub reuse: Option<InstanceReuse>,
     /// Longest one instance may stay busy, streaming included.
     pub max_request_duration: Duration,
+    /// Backends and this component's grants.
+    pub capabilities: CapabilityCtx,
+    /// Which exports the manifest's triggers need.
+    pub exports: RequiredExports,
+}
+
+/// Exports a component must have, given the triggers that use it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequiredExports {
+    /// Routed by `[[trigger.http]]`.
+    pub http: bool,
+    /// Consumes a `[[trigger.queue]]` topic.
+    pub queue: bool,
 }
 
 /// Per-request limits, from the matched route.
@@ -74,6 +90,9 @@ pub enum ExecError {
     /// The component trapped or failed before responding.
     #[error("the component failed before responding")]
     Failed(wasmtime::Error),
+    /// This version has no handler for the trigger (e.g. no HTTP export).
+    #[error("the component has no handler for this trigger")]
+    NoHandler,
 }
 
 impl ExecError {
@@ -84,7 +103,7 @@ impl ExecError {
                 http::StatusCode::GATEWAY_TIMEOUT
             }
             ExecError::Overloaded => http::StatusCode::SERVICE_UNAVAILABLE,
-            ExecError::MemoryLimit(_) | ExecError::Failed(_) => {
+            ExecError::MemoryLimit(_) | ExecError::Failed(_) | ExecError::NoHandler => {
                 http::StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -93,26 +112,30 @@ impl ExecError {
 
 /// A compiled, linked component ready to serve: one deployed version.
 pub struct LoadedComponent {
-    handler: ProxyHandler<Instantiator>,
+    stores: Arc<StoreFactory>,
+    http: Option<ProxyHandler<Instantiator>>,
+    queue: Option<QueueWorkerPre<InstanceState>>,
     digest: String,
     deployed_at: SystemTime,
 }
 
 impl LoadedComponent {
     pub(super) fn new(
-        spec: ComponentSpec,
+        stores: StoreFactory,
         digest: String,
-        pre: ProxyPre<InstanceState>,
-        engine: wasmtime::Engine,
-        clock: Arc<AtomicU64>,
+        http: Option<ProxyPre<InstanceState>>,
+        queue: Option<QueueWorkerPre<InstanceState>>,
     ) -> Self {
+        let stores = Arc::new(stores);
         LoadedComponent {
-            handler: ProxyHandler::new(Instantiator {
-                spec,
-                pre,
-                engine,
-                clock,
+            http: http.map(|pre| {
+                ProxyHandler::new(Instantiator {
+                    stores: stores.clone(),
+                    pre,
+                })
             }),
+            stores,
+            queue,
             digest,
             deployed_at: SystemTime::now(),
         }
@@ -120,7 +143,7 @@ impl LoadedComponent {
 
     /// Component id.
     pub fn id(&self) -> &str {
-        &self.handler.state().spec.id
+        &self.stores.spec.id
     }
 
     /// SHA-256 of the wasm this version was built from.
@@ -128,14 +151,54 @@ impl LoadedComponent {
         &self.digest
     }
 
-    /// `wasi:http@0.2` or `wasi:http@0.3`.
+    /// `wasi:http@0.2`, `wasi:http@0.3`, or `-` without an HTTP export.
     pub fn world(&self) -> &'static str {
-        pre_world(&self.handler.state().pre)
+        self.http
+            .as_ref()
+            .map_or("-", |h| pre_world(&h.state().pre))
     }
 
     /// When this version started serving.
     pub fn deployed_at(&self) -> SystemTime {
         self.deployed_at
+    }
+
+    /// Runs one queue message through a fresh instance's `queue-handler`.
+    /// `Ok(Err(_))` is the handler's own error; `Err(_)` a trap, deadline or
+    /// timeout. Both count as a failed attempt.
+    pub async fn handle_message(
+        &self,
+        message: QueueMessage,
+        limits: RequestLimits,
+    ) -> Result<Result<(), String>, ExecError> {
+        let Some(pre) = &self.queue else {
+            return Err(ExecError::NoHandler);
+        };
+        let mut store = self.stores.new_store();
+        let ticks = limits.execution_deadline.as_millis() / EPOCH_TICK.as_millis();
+        store
+            .data_mut()
+            .watchdog
+            .set_deadline(ticks.try_into().unwrap_or(u64::MAX));
+        let outcome = store.data().outcome.clone();
+        let run = async {
+            let worker = pre.instantiate_async(&mut store).await?;
+            worker
+                .lamina_platform_queue_handler()
+                .call_handle(&mut store, &message)
+                .await
+        };
+        match tokio::time::timeout(limits.timeout, run).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) if outcome.deadline_exceeded() => {
+                Err(ExecError::DeadlineExceeded(limits.execution_deadline))
+            }
+            Ok(Err(_)) if outcome.memory_exceeded() => {
+                Err(ExecError::MemoryLimit(self.stores.spec.memory_limit))
+            }
+            Ok(Err(error)) => Err(ExecError::Failed(error)),
+            Err(_) => Err(ExecError::Timeout(limits.timeout)),
+        }
     }
 
     /// Runs `request` and returns the component's response once its headers
@@ -145,6 +208,9 @@ impl LoadedComponent {
         request: http::Request<WasiBody>,
         limits: RequestLimits,
     ) -> Result<http::Response<WasiBody>, ExecError> {
+        let Some(handler) = &self.http else {
+            return Err(ExecError::NoHandler);
+        };
         let ticket = Arc::new(Ticket {
             limits,
             started: Instant::now(),
@@ -152,8 +218,7 @@ impl LoadedComponent {
             outcome: OnceLock::new(),
         });
         let handled =
-            tokio::time::timeout(limits.timeout, self.handler.handle(ticket.clone(), request))
-                .await;
+            tokio::time::timeout(limits.timeout, handler.handle(ticket.clone(), request)).await;
         // A ticket left unanswered makes `Expiration` tear the instance down.
         match handled {
             Ok(Ok(response)) => {
@@ -174,7 +239,7 @@ impl LoadedComponent {
                 return ExecError::DeadlineExceeded(ticket.limits.execution_deadline);
             }
             if outcome.memory_exceeded() {
-                return ExecError::MemoryLimit(self.handler.state().spec.memory_limit);
+                return ExecError::MemoryLimit(self.stores.spec.memory_limit);
             }
         }
         if error.is::<ExpirationError>() || ticket.started.elapsed() >= ticket.limits.timeout {
@@ -213,15 +278,27 @@ impl Ticket {
 /// them) and its `Expiration` (which enforces their timeouts).
 type Tickets = Arc<Mutex<Vec<Arc<Ticket>>>>;
 
-/// Creates instances for one component version (`HandlerState`).
-struct Instantiator {
+/// Creates the stores of one component version, each with its limits,
+/// watchdog and capabilities.
+pub struct StoreFactory {
     spec: ComponentSpec,
-    pre: ProxyPre<InstanceState>,
     engine: wasmtime::Engine,
     clock: Arc<AtomicU64>,
 }
 
-impl Instantiator {
+impl StoreFactory {
+    pub(super) fn new(
+        spec: ComponentSpec,
+        engine: wasmtime::Engine,
+        clock: Arc<AtomicU64>,
+    ) -> Self {
+        StoreFactory {
+            spec,
+            engine,
+            clock,
+        }
+    }
+
     fn new_store(&self) -> Store<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stdout().inherit_stderr();
@@ -231,6 +308,7 @@ impl Instantiator {
         let state = InstanceState::new(
             wasi.build(),
             OutboundHooks::new(self.spec.allowed_hosts.clone()),
+            self.spec.capabilities.clone(),
             self.spec.memory_limit.bytes() as usize,
             self.clock.clone(),
         );
@@ -254,15 +332,22 @@ impl Instantiator {
     }
 }
 
+/// Creates instances for one component version's HTTP handler (`HandlerState`).
+struct Instantiator {
+    stores: Arc<StoreFactory>,
+    pre: ProxyPre<InstanceState>,
+}
+
 impl HandlerState for Instantiator {
     type StoreData = InstanceState;
     type WorkerExpiration = Expiration;
     type WorkerState = Worker;
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<InstanceState, Expiration, Worker>> {
-        let mut store = self.new_store();
+        let mut store = self.stores.new_store();
         let proxy = self.pre.instantiate_async(&mut store).await?;
-        let (max_requests, max_concurrent) = match (&self.pre, self.spec.reuse) {
+        let spec = &self.stores.spec;
+        let (max_requests, max_concurrent) = match (&self.pre, spec.reuse) {
             (ProxyPre::P3(_), Some(reuse)) => (reuse.max_requests, reuse.max_concurrent),
             _ => (1, 1),
         };
@@ -272,7 +357,7 @@ impl HandlerState for Instantiator {
             proxy,
             view: wasmtime_wasi_http::WasiHttpView::http,
             expiration: Expiration {
-                max_duration: self.spec.max_request_duration,
+                max_duration: spec.max_request_duration,
                 tickets: tickets.clone(),
                 sleep: Box::pin(tokio::time::sleep(IDLE_INSTANCE_TIMEOUT)),
             },

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHooks;
+use crate::capabilities::{CapabilityCtx, CapabilityView};
 
 /// What happened to an instance, read by the request that used it after a
 /// failure to tell a deadline (504) from a memory limit or trap (500).
@@ -37,6 +38,7 @@ pub struct InstanceState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundHooks,
+    capabilities: CapabilityCtx,
     pub(super) limiter: MemoryLimiter,
     pub(super) watchdog: Watchdog,
     pub(super) outcome: Arc<InstanceOutcome>,
@@ -46,6 +48,7 @@ impl InstanceState {
     pub(super) fn new(
         wasi: WasiCtx,
         hooks: OutboundHooks,
+        capabilities: CapabilityCtx,
         memory_limit: usize,
         clock: Arc<AtomicU64>,
     ) -> Self {
@@ -55,6 +58,7 @@ impl InstanceState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks,
+            capabilities,
             limiter: MemoryLimiter {
                 max_bytes: memory_limit,
                 outcome: outcome.clone(),
@@ -62,6 +66,13 @@ impl InstanceState {
             watchdog: Watchdog::new(clock),
             outcome,
         }
+    }
+}
+
+impl InstanceState {
+    /// The `lamina:platform` capabilities as the generated host traits see them.
+    pub fn capabilities(&mut self) -> CapabilityView<'_> {
+        CapabilityView::new(&self.capabilities, &mut self.table)
     }
 }
 

@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{InstancePre, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::handler::ProxyPre;
+
+use crate::capabilities::bindings::QueueWorkerPre;
 
 pub use executor::{ExecError, LoadedComponent, RequestLimits};
 pub use instance::InstanceState;
@@ -92,6 +94,7 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        crate::capabilities::add_to_linker(&mut linker, InstanceState::capabilities)?;
 
         let cache = cache::ComponentCache::open(&settings.cache_dir, &engine)?;
         let clock = Arc::new(AtomicU64::new(0));
@@ -134,40 +137,36 @@ impl Engine {
     ) -> anyhow::Result<LoadedComponent> {
         let started = Instant::now();
         let (component, digest, outcome) = self.cache.load_or_compile(&self.engine, wasm)?;
-        let pre = self.link(&component)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the component against the host's imports")?;
+        let http = http_pre(&instance_pre);
+        let queue = QueueWorkerPre::new(instance_pre).ok();
+        if spec.exports.http && http.is_none() {
+            bail!(
+                "the component is routed by [[trigger.http]] but exports no HTTP handler \
+                 (expected wasi:http/incoming-handler@0.2 or wasi:http/handler@0.3)"
+            );
+        }
+        if spec.exports.queue && queue.is_none() {
+            bail!(
+                "the component consumes a [[trigger.queue]] topic but does not export \
+                 lamina:platform/queue-handler@0.1.0"
+            );
+        }
         tracing::info!(
             component = %spec.id,
             digest = %&digest[..12],
-            world = pre_world(&pre),
+            world = http.as_ref().map_or("-", pre_world),
+            queue_handler = queue.is_some(),
             cache = ?outcome,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "component ready"
         );
-        Ok(LoadedComponent::new(
-            spec,
-            digest,
-            pre,
-            self.engine.clone(),
-            self.clock.clone(),
-        ))
-    }
-
-    fn link(&self, component: &Component) -> anyhow::Result<ProxyPre<InstanceState>> {
-        let instance_pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(anyhow::Error::from)
-            .context("cannot link the component against the host's imports")?;
-        if let Ok(pre) = wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
-            return Ok(ProxyPre::P3(pre));
-        }
-        match wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre) {
-            Ok(pre) => Ok(ProxyPre::P2(pre)),
-            Err(_) => bail!(
-                "the component exports no HTTP handler (expected wasi:http/incoming-handler@0.2 \
-                 or wasi:http/handler@0.3)"
-            ),
-        }
+        let stores = executor::StoreFactory::new(spec, self.engine.clone(), self.clock.clone());
+        Ok(LoadedComponent::new(stores, digest, http, queue))
     }
 }
 
@@ -178,6 +177,16 @@ impl Drop for Engine {
             let _ = ticker.join();
         }
     }
+}
+
+/// The component's HTTP handler export, if it has one.
+fn http_pre(instance_pre: &InstancePre<InstanceState>) -> Option<ProxyPre<InstanceState>> {
+    if let Ok(pre) = wasmtime_wasi_http::p3::bindings::ServicePre::new(instance_pre.clone()) {
+        return Some(ProxyPre::P3(pre));
+    }
+    wasmtime_wasi_http::p2::bindings::ProxyPre::new(instance_pre.clone())
+        .ok()
+        .map(ProxyPre::P2)
 }
 
 /// The WASI HTTP world a linked component speaks.

@@ -1,3 +1,4 @@
-//! Triggers: what makes a component run. Today: HTTP requests.
+//! Triggers: what makes a component run: HTTP requests and queue messages.
 
 pub mod http;
+pub mod queue;

@@ -1,0 +1,184 @@
+//! SQL on a granted database: typed parameters in, rows out as serde
+//! structs (each row becomes a JSON object keyed by column name, then
+//! deserialized), transactions that roll back unless committed.
+
+use serde::de::DeserializeOwned;
+
+use crate::platform::sql::{self, Connection, Rows};
+
+pub use sql::{Dialect, Error, Value};
+
+/// A handle on one granted database.
+pub struct Database {
+    connection: Connection,
+}
+
+/// An open transaction; see [`Database::transaction`].
+pub struct Transaction {
+    inner: sql::Transaction,
+}
+
+impl Database {
+    /// Opens a database granted by the component's `databases = [...]`.
+    pub fn open(name: &str) -> Result<Database, Error> {
+        Ok(Database {
+            connection: Connection::open(name)?,
+        })
+    }
+
+    /// Runs a query; each row is deserialized into `T` by column name.
+    pub fn query<T: DeserializeOwned>(
+        &self,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, Error> {
+        rows_into(self.connection.query(statement, params)?)
+    }
+
+    /// The first row of a query, if any.
+    pub fn query_one<T: DeserializeOwned>(
+        &self,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Option<T>, Error> {
+        Ok(self.query(statement, params)?.into_iter().next())
+    }
+
+    /// Runs a query and returns the raw rows.
+    pub fn query_rows(&self, statement: &str, params: &[Value]) -> Result<Rows, Error> {
+        self.connection.query(statement, params)
+    }
+
+    /// Runs a statement; returns the number of rows changed.
+    pub fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error> {
+        self.connection.execute(statement, params)
+    }
+
+    /// The backend's dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.connection.dialect()
+    }
+
+    /// Runs `work` in a transaction: committed if it returns `Ok`, rolled
+    /// back if it returns `Err` (or panics: the host rolls back a dropped
+    /// transaction).
+    pub fn transaction<R, E: From<Error>>(
+        &self,
+        work: impl FnOnce(&Transaction) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let tx = Transaction {
+            inner: self.connection.begin()?,
+        };
+        match work(&tx) {
+            Ok(value) => {
+                tx.inner.commit()?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = tx.inner.rollback();
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Transaction {
+    /// Like [`Database::query`], inside the transaction.
+    pub fn query<T: DeserializeOwned>(
+        &self,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Vec<T>, Error> {
+        rows_into(self.inner.query(statement, params)?)
+    }
+
+    /// Like [`Database::execute`], inside the transaction.
+    pub fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error> {
+        self.inner.execute(statement, params)
+    }
+}
+
+/// Deserializes every row into `T` (column name → field).
+pub fn rows_into<T: DeserializeOwned>(rows: Rows) -> Result<Vec<T>, Error> {
+    rows.rows
+        .into_iter()
+        .map(|row| {
+            let object: serde_json::Map<String, serde_json::Value> = rows
+                .columns
+                .iter()
+                .cloned()
+                .zip(row.into_iter().map(to_json))
+                .collect();
+            serde_json::from_value(serde_json::Value::Object(object))
+                .map_err(|e| Error::Invalid(format!("row does not match the expected shape: {e}")))
+        })
+        .collect()
+}
+
+fn to_json(value: Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Int(v) | Value::Timestamp(v) => v.into(),
+        Value::Float(v) => v.into(),
+        Value::Text(v) => v.into(),
+        Value::Blob(v) => v.into(),
+        Value::Boolean(v) => v.into(),
+    }
+}
+
+impl Error {
+    /// The HTTP status a service should answer with: 409 for a unique
+    /// violation, 400 for other constraint violations, 503 when the
+    /// database is unreachable, 500 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::UniqueViolation(_) => 409,
+            Error::ForeignKeyViolation(_)
+            | Error::NotNullViolation(_)
+            | Error::CheckViolation(_) => 400,
+            Error::Unavailable(_) => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value::Int(v.into())
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Boolean(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Blob(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}

@@ -1,0 +1,294 @@
+//! The `kv` capability: named key-value stores with expiry, in-process
+//! (default; bounded, TTL-aware) or Redis.
+//!
+//! A store is a cache: when its backend is unreachable every operation fails
+//! fast with `unavailable` (logged and counted), and the SDK's cache-aside
+//! helper falls back to the source of truth, so a request never fails because
+//! the cache did.
+
+mod memory;
+mod redis;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use wasmtime::component::Resource;
+
+use super::CapabilityView;
+use super::bindings::lamina::platform::kv as wit;
+use crate::units::ByteSize;
+
+/// Longest key a guest may use.
+const MAX_KEY_BYTES: usize = 512;
+
+/// `[key_value_stores.<name>]` in runtime-config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreConfig {
+    /// In-process store.
+    Memory(memory::MemoryConfig),
+    /// Redis.
+    Redis(redis::RedisConfig),
+}
+
+impl StoreConfig {
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        StoreConfig::Memory(memory::MemoryConfig::default())
+    }
+}
+
+fn default_max_value_size() -> ByteSize {
+    ByteSize::mib(1)
+}
+
+/// One store's backend.
+#[derive(Clone)]
+enum Backend {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+}
+
+/// A guest's handle on a granted store.
+#[derive(Clone)]
+pub struct Store {
+    name: String,
+    backend: Backend,
+    max_value_size: usize,
+}
+
+/// The configured stores by name.
+#[derive(Clone, Default)]
+pub struct Stores {
+    by_name: BTreeMap<String, Store>,
+}
+
+impl Stores {
+    /// Builds every configured store; `default` always exists (in-process
+    /// unless configured otherwise). Redis stores connect lazily.
+    pub fn open(configs: &BTreeMap<String, StoreConfig>) -> anyhow::Result<Self> {
+        let default = StoreConfig::embedded();
+        let mut by_name = BTreeMap::new();
+        let implicit =
+            (!configs.contains_key("default")).then_some(("default".to_string(), default));
+        for (name, config) in configs.clone().into_iter().chain(implicit) {
+            let (backend, max_value_size) = match &config {
+                StoreConfig::Memory(c) => (
+                    Backend::Memory(memory::MemoryStore::new(c)),
+                    c.max_value_size,
+                ),
+                StoreConfig::Redis(c) => (
+                    Backend::Redis(redis::RedisStore::new(&name, c)?),
+                    c.max_value_size,
+                ),
+            };
+            tracing::info!(store = %name, backend = match backend { Backend::Memory(_) => "memory", Backend::Redis(_) => "redis" }, "key-value store ready");
+            by_name.insert(
+                name.clone(),
+                Store {
+                    name,
+                    backend,
+                    max_value_size: max_value_size.bytes() as usize,
+                },
+            );
+        }
+        Ok(Stores { by_name })
+    }
+
+    /// Names of the configured stores.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// What a backend reports when it fails.
+#[derive(Debug)]
+enum BackendError {
+    /// Unreachable or slow: the guest should treat it as a miss.
+    Unavailable(String),
+    /// The backend refused the operation (e.g. not an integer).
+    Invalid(String),
+}
+
+impl Store {
+    fn check_key(key: &str) -> Result<(), wit::Error> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(wit::Error::Invalid(format!(
+                "keys are 1 to {MAX_KEY_BYTES} bytes, got {}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Turns a backend failure into the guest's error; unavailability is
+    /// logged and counted, since it means degraded service.
+    fn fail(&self, op: &'static str, error: BackendError) -> wit::Error {
+        match error {
+            BackendError::Unavailable(detail) => {
+                tracing::warn!(store = %self.name, op, "key-value store unavailable: {detail}");
+                metrics::counter!("lamina_kv_unavailable_total", "store" => self.name.clone(), "op" => op).increment(1);
+                wit::Error::Unavailable(detail)
+            }
+            BackendError::Invalid(detail) => wit::Error::Invalid(detail),
+        }
+    }
+}
+
+fn ttl(ms: Option<u64>) -> Result<Option<Duration>, wit::Error> {
+    match ms {
+        Some(0) => Err(wit::Error::Invalid(
+            "ttl-ms must be greater than zero".into(),
+        )),
+        other => Ok(other.map(Duration::from_millis)),
+    }
+}
+
+impl wit::Host for CapabilityView<'_> {}
+
+impl wit::HostStore for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<Store>, wit::Error>> {
+        if !self.ctx.grants.key_value_stores.contains(&name) {
+            return Ok(Err(wit::Error::AccessDenied(super::not_granted(
+                "key-value store",
+                "key_value_stores",
+                &name,
+            ))));
+        }
+        let Some(store) = self.ctx.shared.kv.by_name.get(&name) else {
+            return Ok(Err(wit::Error::NoSuchStore(format!(
+                "no key-value store `{name}` is configured"
+            ))));
+        };
+        Ok(Ok(self.table.push(store.clone())?))
+    }
+
+    async fn get(
+        &mut self,
+        this: Resource<Store>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::Error>> {
+        let store = self.table.get(&this)?.clone();
+        if let Err(e) = Store::check_key(&key) {
+            return Ok(Err(e));
+        }
+        let result = match &store.backend {
+            Backend::Memory(m) => Ok(m.get(&key)),
+            Backend::Redis(r) => r.get(&key).await,
+        };
+        Ok(result.map_err(|e| store.fail("get", e)))
+    }
+
+    async fn set(
+        &mut self,
+        this: Resource<Store>,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let store = self.table.get(&this)?.clone();
+        if let Err(e) = Store::check_key(&key) {
+            return Ok(Err(e));
+        }
+        if value.len() > store.max_value_size {
+            return Ok(Err(wit::Error::Invalid(format!(
+                "value is {} bytes; the store's limit is {}",
+                value.len(),
+                store.max_value_size
+            ))));
+        }
+        let ttl = match ttl(ttl_ms) {
+            Ok(ttl) => ttl,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = match &store.backend {
+            Backend::Memory(m) => {
+                m.set(key, value, ttl);
+                Ok(())
+            }
+            Backend::Redis(r) => r.set(&key, value, ttl).await,
+        };
+        Ok(result.map_err(|e| store.fail("set", e)))
+    }
+
+    async fn delete(
+        &mut self,
+        this: Resource<Store>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, wit::Error>> {
+        let store = self.table.get(&this)?.clone();
+        if let Err(e) = Store::check_key(&key) {
+            return Ok(Err(e));
+        }
+        let result = match &store.backend {
+            Backend::Memory(m) => Ok(m.delete(&key)),
+            Backend::Redis(r) => r.delete(&key).await,
+        };
+        Ok(result.map_err(|e| store.fail("delete", e)))
+    }
+
+    async fn delete_prefix(
+        &mut self,
+        this: Resource<Store>,
+        prefix: String,
+    ) -> wasmtime::Result<Result<u64, wit::Error>> {
+        let store = self.table.get(&this)?.clone();
+        if prefix.len() > MAX_KEY_BYTES {
+            return Ok(Err(wit::Error::Invalid(format!(
+                "prefix is longer than {MAX_KEY_BYTES} bytes"
+            ))));
+        }
+        let result = match &store.backend {
+            Backend::Memory(m) => Ok(m.delete_prefix(&prefix)),
+            Backend::Redis(r) => r.delete_prefix(&prefix).await,
+        };
+        Ok(result.map_err(|e| store.fail("delete-prefix", e)))
+    }
+
+    async fn increment(
+        &mut self,
+        this: Resource<Store>,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<i64, wit::Error>> {
+        let store = self.table.get(&this)?.clone();
+        if let Err(e) = Store::check_key(&key) {
+            return Ok(Err(e));
+        }
+        let ttl = match ttl(ttl_ms) {
+            Ok(ttl) => ttl,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = match &store.backend {
+            Backend::Memory(m) => m.increment(&key, delta, ttl),
+            Backend::Redis(r) => r.increment(&key, delta, ttl).await,
+        };
+        Ok(result.map_err(|e| store.fail("increment", e)))
+    }
+
+    async fn exists(
+        &mut self,
+        this: Resource<Store>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, wit::Error>> {
+        let store = self.table.get(&this)?.clone();
+        if let Err(e) = Store::check_key(&key) {
+            return Ok(Err(e));
+        }
+        let result = match &store.backend {
+            Backend::Memory(m) => Ok(m.get(&key).is_some()),
+            Backend::Redis(r) => r.exists(&key).await,
+        };
+        Ok(result.map_err(|e| store.fail("exists", e)))
+    }
+
+    async fn drop(&mut self, this: Resource<Store>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}

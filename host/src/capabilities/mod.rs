@@ -1,0 +1,157 @@
+//! Host capabilities: the host side of the `lamina:platform` WIT imports
+//! (`wit/platform.wit`).
+//!
+//! Each capability is one self-contained module with its runtime-config
+//! section and two backends, an embedded default and a distributed one:
+//!
+//! | capability  | default                  | distributed          |
+//! |-------------|--------------------------|----------------------|
+//! | [`sql`]     | SQLite file (WAL)        | PostgreSQL           |
+//! | [`kv`]      | in-process, bounded, TTL | Redis                |
+//! | [`queue`]   | durable SQL table        | Redis Streams        |
+//! | [`variables`] | spin.toml defaults     | env / runtime-config |
+//!
+//! Backends are built once at start-up ([`Capabilities`]); what a component
+//! may reach is fixed by its manifest entry ([`Grants`]) and checked on every
+//! `open`/`publish`/`get`, so an ungranted name is an error the guest sees.
+
+pub mod kv;
+pub mod queue;
+mod redis_conn;
+pub mod sql;
+pub mod variables;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+use crate::runtime_config::RuntimeConfig;
+
+/// Generated bindings for the `lamina:platform` package.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "queue-worker",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "lamina:platform/sql.connection": crate::capabilities::sql::Connection,
+            "lamina:platform/sql.transaction": crate::capabilities::sql::Transaction,
+            "lamina:platform/kv.store": crate::capabilities::kv::Store,
+        },
+    });
+}
+
+/// Backends shared by every component, built from runtime-config at start-up.
+pub struct Capabilities {
+    /// Named SQL databases.
+    pub sql: sql::Databases,
+    /// Named key-value stores.
+    pub kv: kv::Stores,
+    /// The message queue.
+    pub queue: queue::Queue,
+}
+
+/// What one component may use: its manifest entry's grants and its resolved
+/// variables.
+#[derive(Debug, Default)]
+pub struct Grants {
+    /// `databases = [...]`.
+    pub databases: BTreeSet<String>,
+    /// `key_value_stores = [...]`.
+    pub key_value_stores: BTreeSet<String>,
+    /// `queues = [...]`: topics it may publish to.
+    pub queues: BTreeSet<String>,
+    /// `[component.<id>.variables]`, resolved.
+    pub variables: variables::ComponentVariables,
+}
+
+impl Capabilities {
+    /// Opens every backend runtime-config names and applies the
+    /// application's migrations (`<manifest dir>/migrations/<dialect>/`) to
+    /// the `default` database.
+    pub async fn open(config: &RuntimeConfig, migrations: &Path) -> anyhow::Result<Capabilities> {
+        let sql = sql::Databases::open(&config.databases, &config.data.dir).await?;
+        migrate(&sql, migrations).await?;
+        let kv = kv::Stores::open(&config.key_value_stores)?;
+        let queue = queue::Queue::open(&config.queue, &sql).await?;
+        Ok(Capabilities { sql, kv, queue })
+    }
+}
+
+/// Applies pending migrations to the `default` database; returns how many.
+pub async fn migrate(databases: &sql::Databases, dir: &Path) -> anyhow::Result<usize> {
+    let Some(db) = databases.get("default") else {
+        return Ok(0);
+    };
+    let applied = db.migrate(dir).await?;
+    if applied > 0 {
+        tracing::info!(applied, dir = %dir.join(db.dialect_name()).display(), "migrations applied");
+    }
+    Ok(applied)
+}
+
+/// Per-instance capability state: the shared backends plus this component's
+/// grants. Cheap to create (two `Arc` clones) for every instance.
+#[derive(Clone)]
+pub struct CapabilityCtx {
+    shared: Arc<Capabilities>,
+    grants: Arc<Grants>,
+}
+
+impl std::fmt::Debug for CapabilityCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapabilityCtx")
+            .field("grants", &self.grants)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CapabilityCtx {
+    /// The context for instances of a component with `grants`.
+    pub fn new(shared: Arc<Capabilities>, grants: Arc<Grants>) -> Self {
+        CapabilityCtx { shared, grants }
+    }
+}
+
+/// What the generated host traits are implemented on: the capability context
+/// and the instance's resource table (where connections, transactions and
+/// store handles live).
+pub struct CapabilityView<'a> {
+    ctx: &'a CapabilityCtx,
+    table: &'a mut ResourceTable,
+}
+
+impl<'a> CapabilityView<'a> {
+    /// Borrows an instance's capability context and resource table.
+    pub fn new(ctx: &'a CapabilityCtx, table: &'a mut ResourceTable) -> Self {
+        CapabilityView { ctx, table }
+    }
+}
+
+struct HasCapabilities;
+
+impl HasData for HasCapabilities {
+    type Data<'a> = CapabilityView<'a>;
+}
+
+/// Adds every `lamina:platform` import to `linker`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> CapabilityView<'_>,
+) -> anyhow::Result<()> {
+    use bindings::lamina::platform;
+    platform::sql::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::kv::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::queue::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::variables::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    Ok(())
+}
+
+/// The error text for a name the component's manifest entry does not grant;
+/// it tells the author what to add.
+fn not_granted(kind: &str, key: &str, name: &str) -> String {
+    format!("{kind} `{name}` is not granted to this component (add it to `{key}` in spin.toml)")
+}

@@ -1,0 +1,491 @@
+//! Redis Streams queue. Per topic (all keys under `<key_prefix><topic>:`):
+//!
+//! - `stream`: due messages, consumed by the consumer group `lamina`; every
+//!   host is one consumer, so each entry goes to one host. A host that dies
+//!   holding an entry loses it to `XAUTOCLAIM` after the visibility timeout.
+//! - `delayed`: a sorted set of messages not yet due (delayed publishes and
+//!   retries), moved into the stream by a Lua script when due.
+//! - `dead`: a hash of dead letters by message id.
+//! - `idem:<key>`: idempotency markers (`SET NX`, expiring after the dedupe
+//!   window).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::StreamId;
+
+use super::{DeadLetter, Delivery, QueueConfig, QueueError, now_micros};
+use crate::capabilities::redis_conn;
+
+/// Consumer group shared by every host.
+const GROUP: &str = "lamina";
+
+/// Moves due members of the delayed set (`KEYS[1]`) into the stream
+/// (`KEYS[2]`), atomically. A member is `id\nattempt\npublished_at\nkey\npayload`.
+const MOVE_DUE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, m in ipairs(due) do
+  local f = {}
+  local pos = 1
+  for i = 1, 4 do
+    local nl = string.find(m, '\n', pos, true)
+    f[i] = string.sub(m, pos, nl - 1)
+    pos = nl + 1
+  end
+  redis.call('XADD', KEYS[2], '*', 'id', f[1], 'attempt', f[2], 'published_at', f[3], 'key', f[4], 'payload', string.sub(m, pos))
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due
+";
+
+/// A message at rest (in the delayed set or the dead-letter hash).
+struct Record {
+    id: String,
+    attempt: u32,
+    published_at: i64,
+    key: Option<String>,
+    payload: Vec<u8>,
+}
+
+impl Record {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{}\n{}\n{}\n{}\n",
+            self.id,
+            self.attempt,
+            self.published_at,
+            self.key.as_deref().unwrap_or("")
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Record> {
+        let mut parts = bytes.splitn(5, |b| *b == b'\n');
+        let mut field = || {
+            parts
+                .next()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        };
+        let (id, attempt, published_at, key) = (field()?, field()?, field()?, field()?);
+        let payload = parts.next()?.to_vec();
+        Some(Record {
+            id,
+            attempt: attempt.parse().ok()?,
+            published_at: published_at.parse().ok()?,
+            key: (!key.is_empty()).then_some(key),
+            payload,
+        })
+    }
+
+    fn from_entry(entry: &StreamId) -> Option<Record> {
+        let text = |name: &str| -> Option<String> { entry.get(name) };
+        Some(Record {
+            id: text("id")?,
+            attempt: text("attempt")?.parse().ok()?,
+            published_at: text("published_at")?.parse().ok()?,
+            key: text("key").filter(|k| !k.is_empty()),
+            payload: entry.get("payload")?,
+        })
+    }
+}
+
+/// The queue on one Redis server.
+pub struct RedisQueue {
+    connection: ConnectionManager,
+    prefix: String,
+    consumer: String,
+    visibility: Duration,
+    dedupe_window: Duration,
+    timeout: Duration,
+    move_due: redis::Script,
+}
+
+impl RedisQueue {
+    pub fn open(url: &str, config: &QueueConfig) -> anyhow::Result<RedisQueue> {
+        Ok(RedisQueue {
+            connection: redis_conn::connect_lazy(url, config.timeout)?,
+            prefix: config.key_prefix.clone(),
+            consumer: format!("host-{}", uuid::Uuid::new_v4()),
+            visibility: config.visibility_timeout,
+            dedupe_window: config.dedupe_window,
+            timeout: config.timeout,
+            move_due: redis::Script::new(MOVE_DUE),
+        })
+    }
+
+    fn key(&self, topic: &str, part: &str) -> String {
+        format!("{}{topic}:{part}", self.prefix)
+    }
+
+    fn error(&self, error: Option<redis::RedisError>) -> QueueError {
+        match error {
+            None => {
+                QueueError::Unavailable(format!("redis did not answer within {:?}", self.timeout))
+            }
+            Some(e) => QueueError::Unavailable(e.to_string()),
+        }
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, QueueError> {
+        let mut connection = self.connection.clone();
+        redis_conn::timed(self.timeout, command.query_async(&mut connection))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn run_pipeline(&self, pipeline: &redis::Pipeline) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        redis_conn::timed(self.timeout, pipeline.query_async::<()>(&mut connection))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Creates the consumer group (from the start of the stream, so
+    /// messages published before any consumer existed are delivered).
+    pub async fn subscribe(&self, topic: &str) -> Result<(), QueueError> {
+        let mut connection = self.connection.clone();
+        let created = redis_conn::timed(
+            self.timeout,
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(self.key(topic, "stream"))
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async::<()>(&mut connection),
+        )
+        .await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(Some(e)) if e.to_string().contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        key: Option<String>,
+        visible_at: i64,
+    ) -> Result<String, QueueError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        if let Some(key) = &key {
+            let marker = self.key(topic, &format!("idem:{key}"));
+            let (claimed, existing): (Option<String>, Option<String>) = {
+                let mut connection = self.connection.clone();
+                redis_conn::timed(
+                    self.timeout,
+                    redis::pipe()
+                        .cmd("SET")
+                        .arg(&marker)
+                        .arg(&id)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(self.dedupe_window.as_millis() as u64)
+                        .cmd("GET")
+                        .arg(&marker)
+                        .query_async(&mut connection),
+                )
+                .await
+                .map_err(|e| self.error(e))?
+            };
+            if claimed.is_none() {
+                return existing
+                    .ok_or_else(|| QueueError::Unavailable("idempotency marker vanished".into()));
+            }
+        }
+        let record = Record {
+            id: id.clone(),
+            attempt: 0,
+            published_at: now_micros(),
+            key,
+            payload,
+        };
+        if visible_at > now_micros() {
+            self.run::<()>(
+                redis::cmd("ZADD")
+                    .arg(self.key(topic, "delayed"))
+                    .arg(visible_at / 1000)
+                    .arg(record.encode()),
+            )
+            .await?;
+        } else {
+            self.run::<()>(&xadd(&self.key(topic, "stream"), &record))
+                .await?;
+        }
+        Ok(id)
+    }
+
+    pub async fn claim(&self, topic: &str) -> Result<Option<Delivery>, QueueError> {
+        let stream = self.key(topic, "stream");
+        // Due delayed messages and retries join the stream first.
+        {
+            let mut connection = self.connection.clone();
+            let mut invocation = self.move_due.key(self.key(topic, "delayed"));
+            invocation.key(&stream).arg(now_micros() / 1000);
+            redis_conn::timed(
+                self.timeout,
+                invocation.invoke_async::<u64>(&mut connection),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        }
+        // Entries another consumer claimed and never acknowledged.
+        let reclaimed: redis::streams::StreamAutoClaimReply = self
+            .run(
+                redis::cmd("XAUTOCLAIM")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&self.consumer)
+                    .arg(self.visibility.as_millis() as u64)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        let entry = match reclaimed.claimed.into_iter().next() {
+            Some(entry) => Some(entry),
+            None => {
+                let reply: Option<redis::streams::StreamReadReply> = self
+                    .run(
+                        redis::cmd("XREADGROUP")
+                            .arg("GROUP")
+                            .arg(GROUP)
+                            .arg(&self.consumer)
+                            .arg("COUNT")
+                            .arg(1)
+                            .arg("STREAMS")
+                            .arg(&stream)
+                            .arg(">"),
+                    )
+                    .await?;
+                reply
+                    .and_then(|r| r.keys.into_iter().next())
+                    .and_then(|k| k.ids.into_iter().next())
+            }
+        };
+        let Some(entry) = entry else { return Ok(None) };
+        let Some(record) = Record::from_entry(&entry) else {
+            tracing::warn!(topic, entry = %entry.id, "dropping a malformed queue entry");
+            self.remove(&stream, &entry.id).await?;
+            return Ok(None);
+        };
+        Ok(Some(Delivery {
+            id: record.id,
+            topic: topic.to_owned(),
+            payload: record.payload,
+            attempt: record.attempt + 1,
+            idempotency_key: record.key,
+            published_at: record.published_at,
+            receipt: entry.id,
+        }))
+    }
+
+    async fn remove(&self, stream: &str, entry: &str) -> Result<(), QueueError> {
+        self.run_pipeline(
+            redis::pipe()
+                .atomic()
+                .cmd("XACK")
+                .arg(stream)
+                .arg(GROUP)
+                .arg(entry)
+                .ignore()
+                .cmd("XDEL")
+                .arg(stream)
+                .arg(entry)
+                .ignore(),
+        )
+        .await
+    }
+
+    /// `XCLAIM` to ourselves resets the entry's idle time.
+    pub async fn extend(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.run::<redis::Value>(
+            redis::cmd("XCLAIM")
+                .arg(self.key(&delivery.topic, "stream"))
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(&delivery.receipt)
+                .arg("JUSTID"),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        self.remove(&self.key(&delivery.topic, "stream"), &delivery.receipt)
+            .await
+    }
+
+    /// Acknowledges the entry and re-adds the message to the delayed set,
+    /// in one MULTI so it is neither lost nor duplicated.
+    pub async fn retry(
+        &self,
+        delivery: &Delivery,
+        _error: &str,
+        at: i64,
+    ) -> Result<(), QueueError> {
+        let stream = self.key(&delivery.topic, "stream");
+        let record = record_of(delivery);
+        self.run_pipeline(
+            redis::pipe()
+                .atomic()
+                .cmd("XACK")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(&delivery.receipt)
+                .ignore()
+                .cmd("XDEL")
+                .arg(&stream)
+                .arg(&delivery.receipt)
+                .ignore()
+                .cmd("ZADD")
+                .arg(self.key(&delivery.topic, "delayed"))
+                .arg(at / 1000)
+                .arg(record.encode())
+                .ignore(),
+        )
+        .await
+    }
+
+    pub async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), QueueError> {
+        let stream = self.key(&delivery.topic, "stream");
+        let record = record_of(delivery);
+        self.run_pipeline(
+            redis::pipe()
+                .atomic()
+                .cmd("XACK")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(&delivery.receipt)
+                .ignore()
+                .cmd("XDEL")
+                .arg(&stream)
+                .arg(&delivery.receipt)
+                .ignore()
+                .cmd("HSET")
+                .arg(self.key(&delivery.topic, "dead"))
+                .arg(&delivery.id)
+                .arg(record.encode())
+                .ignore()
+                .cmd("HSET")
+                .arg(self.key(&delivery.topic, "dead-errors"))
+                .arg(&delivery.id)
+                .arg(error)
+                .ignore(),
+        )
+        .await
+    }
+
+    pub async fn dead_letters(
+        &self,
+        topic: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let all: Vec<(String, Vec<u8>)> = self
+            .run(redis::cmd("HGETALL").arg(self.key(topic, "dead")))
+            .await?;
+        let errors: std::collections::HashMap<String, String> = self
+            .run(redis::cmd("HGETALL").arg(self.key(topic, "dead-errors")))
+            .await?;
+        let mut letters: Vec<DeadLetter> = all
+            .into_iter()
+            .filter_map(|(_, bytes)| Record::decode(&bytes))
+            .map(|r| DeadLetter {
+                last_error: errors.get(&r.id).cloned().unwrap_or_default(),
+                id: r.id,
+                topic: topic.to_owned(),
+                attempts: r.attempt,
+                idempotency_key: r.key,
+                payload: String::from_utf8_lossy(&r.payload).into_owned(),
+                published_at: r.published_at,
+            })
+            .collect();
+        letters.sort_by_key(|l| l.published_at);
+        letters.truncate(limit);
+        Ok(letters)
+    }
+
+    pub async fn replay(&self, topic: &str, id: &str) -> Result<bool, QueueError> {
+        let bytes: Option<Vec<u8>> = self
+            .run(redis::cmd("HGET").arg(self.key(topic, "dead")).arg(id))
+            .await?;
+        let Some(mut record) = bytes.as_deref().and_then(Record::decode) else {
+            return Ok(false);
+        };
+        record.attempt = 0;
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        pipeline
+            .add_command(xadd(&self.key(topic, "stream"), &record))
+            .ignore();
+        pipeline
+            .cmd("HDEL")
+            .arg(self.key(topic, "dead"))
+            .arg(id)
+            .ignore();
+        pipeline
+            .cmd("HDEL")
+            .arg(self.key(topic, "dead-errors"))
+            .arg(id)
+            .ignore();
+        self.run_pipeline(&pipeline).await?;
+        Ok(true)
+    }
+}
+
+/// The message of a delivery, with the attempts made so far.
+fn record_of(delivery: &Delivery) -> Record {
+    Record {
+        id: delivery.id.clone(),
+        attempt: delivery.attempt,
+        published_at: delivery.published_at,
+        key: delivery.idempotency_key.clone(),
+        payload: delivery.payload.clone(),
+    }
+}
+
+fn xadd(stream: &str, record: &Record) -> redis::Cmd {
+    let mut command = redis::cmd("XADD");
+    command
+        .arg(stream)
+        .arg("*")
+        .arg("id")
+        .arg(&record.id)
+        .arg("attempt")
+        .arg(record.attempt)
+        .arg("published_at")
+        .arg(record.published_at)
+        .arg("key")
+        .arg(record.key.as_deref().unwrap_or(""))
+        .arg("payload")
+        .arg(&record.payload);
+    command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Record;
+
+    #[test]
+    fn records_round_trip_with_binary_payloads() {
+        let record = Record {
+            id: "m1".into(),
+            attempt: 3,
+            published_at: 42,
+            key: Some("k".into()),
+            payload: b"line1\nline2\0".to_vec(),
+        };
+        let back = Record::decode(&record.encode()).unwrap();
+        assert_eq!(
+            (back.id.as_str(), back.attempt, back.published_at),
+            ("m1", 3, 42)
+        );
+        assert_eq!(back.key.as_deref(), Some("k"));
+        assert_eq!(back.payload, record.payload);
+    }
+}

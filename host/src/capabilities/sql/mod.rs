@@ -1,0 +1,519 @@
+//! The `sql` capability: parameterized statements and transactions on named
+//! databases, SQLite (default, a WAL-mode file under the data dir) or
+//! PostgreSQL, through sqlx.
+//!
+//! Values cross the WIT boundary typed ([`wit::Value`]); each backend module
+//! binds them and decodes rows. Database errors are classified so guests can
+//! answer 409 for a unique violation instead of 500.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use wasmtime::component::Resource;
+
+use super::CapabilityView;
+use super::bindings::lamina::platform::sql as wit;
+
+/// Longest statement text a guest may send.
+const MAX_STATEMENT_BYTES: usize = 64 * 1024;
+/// Most parameters one statement may bind.
+const MAX_PARAMS: usize = 1000;
+
+/// `[databases.<name>]` in runtime-config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum DatabaseConfig {
+    /// A SQLite file.
+    Sqlite(SqliteConfig),
+    /// A PostgreSQL database.
+    Postgres(PostgresConfig),
+}
+
+/// `type = "sqlite"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// Database file, relative to the data dir (default `<name>.db`).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Pool size.
+    #[serde(default = "default_sqlite_connections")]
+    pub max_connections: u32,
+    /// Longest one statement may run.
+    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Most rows one query may return.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+}
+
+impl SqliteConfig {
+    fn limits(&self) -> Limits {
+        Limits {
+            statement_timeout: self.statement_timeout,
+            max_rows: self.max_rows,
+        }
+    }
+}
+
+/// `type = "postgres"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Schema to work in (created if missing); default: the server's `search_path`.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Pool size.
+    #[serde(default = "default_postgres_connections")]
+    pub max_connections: u32,
+    /// Longest one statement may run.
+    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Most rows one query may return.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+}
+
+impl PostgresConfig {
+    fn limits(&self) -> Limits {
+        Limits {
+            statement_timeout: self.statement_timeout,
+            max_rows: self.max_rows,
+        }
+    }
+}
+
+fn default_sqlite_connections() -> u32 {
+    8
+}
+fn default_postgres_connections() -> u32 {
+    16
+}
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_rows() -> usize {
+    10_000
+}
+
+impl DatabaseConfig {
+    /// The embedded default: `<data dir>/<name>.db`.
+    pub fn embedded() -> Self {
+        DatabaseConfig::Sqlite(SqliteConfig {
+            path: None,
+            max_connections: default_sqlite_connections(),
+            statement_timeout: default_statement_timeout(),
+            max_rows: default_max_rows(),
+        })
+    }
+}
+
+/// One open database (a connection pool).
+#[derive(Clone)]
+pub enum Database {
+    /// SQLite pool.
+    Sqlite(sqlite::Pool),
+    /// PostgreSQL pool.
+    Postgres(postgres::Pool),
+}
+
+impl Database {
+    /// Opens (and for SQLite creates) the database `name`.
+    pub async fn open(
+        name: &str,
+        config: &DatabaseConfig,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Ok(match config {
+            DatabaseConfig::Sqlite(c) => {
+                Database::Sqlite(sqlite::Pool::open(name, c, data_dir).await?)
+            }
+            DatabaseConfig::Postgres(c) => Database::Postgres(postgres::Pool::open(c).await?),
+        })
+    }
+
+    /// `sqlite` or `postgres`: the subdirectory of `migrations/` for this database.
+    pub fn dialect_name(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    fn dialect(&self) -> wit::Dialect {
+        match self {
+            Database::Sqlite(_) => wit::Dialect::Sqlite,
+            Database::Postgres(_) => wit::Dialect::Postgres,
+        }
+    }
+
+    /// Applies the migrations in `dir/<dialect>/` (sqlx naming:
+    /// `<version>_<description>.sql`); returns how many were new.
+    pub async fn migrate(&self, dir: &Path) -> anyhow::Result<usize> {
+        let dir = dir.join(self.dialect_name());
+        if !dir.is_dir() {
+            return Ok(0);
+        }
+        let migrator = sqlx::migrate::Migrator::new(dir.clone())
+            .await
+            .with_context(|| format!("cannot read migrations in {}", dir.display()))?;
+        let applied = match self {
+            Database::Sqlite(pool) => pool.migrate(&migrator).await,
+            Database::Postgres(pool) => pool.migrate(&migrator).await,
+        }
+        .with_context(|| format!("migrations in {} failed", dir.display()))?;
+        Ok(applied)
+    }
+
+    /// Runs a host-internal statement (the queue's table, for instance).
+    pub async fn execute_internal(
+        &self,
+        statement: &str,
+        params: Vec<wit::Value>,
+    ) -> Result<u64, wit::Error> {
+        match self {
+            Database::Sqlite(pool) => pool.execute(statement, params).await,
+            Database::Postgres(pool) => pool.execute(statement, params).await,
+        }
+    }
+
+    /// Runs a host-internal query.
+    pub async fn query_internal(
+        &self,
+        statement: &str,
+        params: Vec<wit::Value>,
+    ) -> Result<wit::Rows, wit::Error> {
+        match self {
+            Database::Sqlite(pool) => pool.query(statement, params).await,
+            Database::Postgres(pool) => pool.query(statement, params).await,
+        }
+    }
+}
+
+/// The configured databases by name.
+#[derive(Clone, Default)]
+pub struct Databases {
+    by_name: BTreeMap<String, Database>,
+}
+
+impl Databases {
+    /// Opens every configured database; `default` always exists (the
+    /// embedded SQLite file unless configured otherwise).
+    pub async fn open(
+        configs: &BTreeMap<String, DatabaseConfig>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut by_name = BTreeMap::new();
+        let mut all = configs.clone();
+        all.entry("default".to_string())
+            .or_insert_with(DatabaseConfig::embedded);
+        for (name, config) in &all {
+            let db = Database::open(name, config, data_dir)
+                .await
+                .with_context(|| format!("cannot open database `{name}`"))?;
+            tracing::info!(database = %name, backend = db.dialect_name(), "database ready");
+            by_name.insert(name.clone(), db);
+        }
+        Ok(Databases { by_name })
+    }
+
+    /// The database `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<&Database> {
+        self.by_name.get(name)
+    }
+
+    /// Names of the configured databases.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// A guest's handle on a granted database.
+pub struct Connection {
+    db: Database,
+}
+
+/// A guest's open transaction; `None` once committed or rolled back.
+/// Dropping an unfinished one rolls it back (sqlx does on drop).
+pub struct Transaction {
+    inner: Option<TransactionInner>,
+    limits: Limits,
+}
+
+/// Per-database limits on what one statement may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest one statement may run.
+    pub statement_timeout: Duration,
+    /// Most rows one query may return.
+    pub max_rows: usize,
+}
+
+enum TransactionInner {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Rejects statements and parameter lists past the input limits.
+fn check_input(statement: &str, params: &[wit::Value]) -> Result<(), wit::Error> {
+    if statement.len() > MAX_STATEMENT_BYTES {
+        return Err(wit::Error::Invalid(format!(
+            "statement is {} bytes; the limit is {MAX_STATEMENT_BYTES}",
+            statement.len()
+        )));
+    }
+    if params.len() > MAX_PARAMS {
+        return Err(wit::Error::Invalid(format!(
+            "{} parameters; the limit is {MAX_PARAMS}",
+            params.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a sqlx error to the WIT error a guest can act on.
+fn classify(error: sqlx::Error) -> wit::Error {
+    use sqlx::error::ErrorKind;
+    match &error {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_string();
+            match db.kind() {
+                ErrorKind::UniqueViolation => wit::Error::UniqueViolation(message),
+                ErrorKind::ForeignKeyViolation => wit::Error::ForeignKeyViolation(message),
+                ErrorKind::NotNullViolation => wit::Error::NotNullViolation(message),
+                ErrorKind::CheckViolation => wit::Error::CheckViolation(message),
+                _ => wit::Error::Invalid(message),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => {
+            tracing::warn!("sql backend unavailable: {error}");
+            metrics::counter!("lamina_sql_unavailable_total").increment(1);
+            wit::Error::Unavailable(error.to_string())
+        }
+        _ => wit::Error::Invalid(error.to_string()),
+    }
+}
+
+/// Runs `future` under the statement timeout.
+async fn with_timeout<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, wit::Error> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(result) => result.map_err(classify),
+        Err(_) => Err(wit::Error::Unavailable(format!(
+            "statement did not finish within {timeout:?}"
+        ))),
+    }
+}
+
+/// Collects at most `max_rows` rows from a row stream, decoding each.
+async fn collect_rows<R>(
+    mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    max_rows: usize,
+    columns: impl Fn(&R) -> Vec<String>,
+    decode: impl Fn(&R) -> Result<wit::Row, wit::Error>,
+) -> Result<Result<wit::Rows, wit::Error>, sqlx::Error> {
+    let mut rows = Vec::new();
+    let mut names = Vec::new();
+    while let Some(row) = stream.try_next().await? {
+        if rows.len() == max_rows {
+            return Ok(Err(wit::Error::Invalid(format!(
+                "the query returned more than {max_rows} rows; add LIMIT/OFFSET"
+            ))));
+        }
+        if rows.is_empty() {
+            names = columns(&row);
+        }
+        match decode(&row) {
+            Ok(values) => rows.push(values),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(wit::Rows {
+        columns: names,
+        rows,
+    }))
+}
+
+fn finished() -> wit::Error {
+    wit::Error::Invalid("the transaction is already committed or rolled back".into())
+}
+
+impl wit::Host for CapabilityView<'_> {}
+
+impl wit::HostConnection for CapabilityView<'_> {
+    async fn open(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, wit::Error>> {
+        if !self.ctx.grants.databases.contains(&name) {
+            return Ok(Err(wit::Error::AccessDenied(super::not_granted(
+                "database",
+                "databases",
+                &name,
+            ))));
+        }
+        let Some(db) = self.ctx.shared.sql.get(&name) else {
+            return Ok(Err(wit::Error::NoSuchDatabase(format!(
+                "no database `{name}` is configured"
+            ))));
+        };
+        Ok(Ok(self.table.push(Connection { db: db.clone() })?))
+    }
+
+    async fn query(
+        &mut self,
+        this: Resource<Connection>,
+        statement: String,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<wit::Rows, wit::Error>> {
+        let db = self.table.get(&this)?.db.clone();
+        if let Err(e) = check_input(&statement, &params) {
+            return Ok(Err(e));
+        }
+        Ok(match &db {
+            Database::Sqlite(pool) => pool.query(&statement, params).await,
+            Database::Postgres(pool) => pool.query(&statement, params).await,
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<Connection>,
+        statement: String,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<u64, wit::Error>> {
+        let db = self.table.get(&this)?.db.clone();
+        if let Err(e) = check_input(&statement, &params) {
+            return Ok(Err(e));
+        }
+        Ok(match &db {
+            Database::Sqlite(pool) => pool.execute(&statement, params).await,
+            Database::Postgres(pool) => pool.execute(&statement, params).await,
+        })
+    }
+
+    async fn begin(
+        &mut self,
+        this: Resource<Connection>,
+    ) -> wasmtime::Result<Result<Resource<Transaction>, wit::Error>> {
+        let db = self.table.get(&this)?.db.clone();
+        let (inner, limits) = match &db {
+            Database::Sqlite(pool) => (
+                pool.begin().await.map(TransactionInner::Sqlite),
+                pool.limits,
+            ),
+            Database::Postgres(pool) => (
+                pool.begin().await.map(TransactionInner::Postgres),
+                pool.limits,
+            ),
+        };
+        Ok(match inner {
+            Ok(inner) => Ok(self.table.push(Transaction {
+                inner: Some(inner),
+                limits,
+            })?),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn dialect(&mut self, this: Resource<Connection>) -> wasmtime::Result<wit::Dialect> {
+        Ok(self.table.get(&this)?.db.dialect())
+    }
+
+    async fn drop(&mut self, this: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl wit::HostTransaction for CapabilityView<'_> {
+    async fn query(
+        &mut self,
+        this: Resource<Transaction>,
+        statement: String,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<wit::Rows, wit::Error>> {
+        if let Err(e) = check_input(&statement, &params) {
+            return Ok(Err(e));
+        }
+        let tx = self.table.get_mut(&this)?;
+        let limits = tx.limits;
+        Ok(match tx.inner.as_mut() {
+            None => Err(finished()),
+            Some(TransactionInner::Sqlite(tx)) => {
+                sqlite::query(&mut **tx, &statement, params, limits).await
+            }
+            Some(TransactionInner::Postgres(tx)) => {
+                postgres::query(&mut **tx, &statement, params, limits).await
+            }
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        this: Resource<Transaction>,
+        statement: String,
+        params: Vec<wit::Value>,
+    ) -> wasmtime::Result<Result<u64, wit::Error>> {
+        if let Err(e) = check_input(&statement, &params) {
+            return Ok(Err(e));
+        }
+        let tx = self.table.get_mut(&this)?;
+        let limits = tx.limits;
+        Ok(match tx.inner.as_mut() {
+            None => Err(finished()),
+            Some(TransactionInner::Sqlite(tx)) => {
+                sqlite::execute(&mut **tx, &statement, params, limits).await
+            }
+            Some(TransactionInner::Postgres(tx)) => {
+                postgres::execute(&mut **tx, &statement, params, limits).await
+            }
+        })
+    }
+
+    async fn commit(
+        &mut self,
+        this: Resource<Transaction>,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let tx = self.table.get_mut(&this)?;
+        Ok(match tx.inner.take() {
+            None => Err(finished()),
+            Some(TransactionInner::Sqlite(tx)) => tx.commit().await.map_err(classify),
+            Some(TransactionInner::Postgres(tx)) => tx.commit().await.map_err(classify),
+        })
+    }
+
+    async fn rollback(
+        &mut self,
+        this: Resource<Transaction>,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let tx = self.table.get_mut(&this)?;
+        Ok(match tx.inner.take() {
+            None => Err(finished()),
+            Some(TransactionInner::Sqlite(tx)) => tx.rollback().await.map_err(classify),
+            Some(TransactionInner::Postgres(tx)) => tx.rollback().await.map_err(classify),
+        })
+    }
+
+    async fn drop(&mut self, this: Resource<Transaction>) -> wasmtime::Result<()> {
+        // Dropping an unfinished sqlx transaction queues its rollback.
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
