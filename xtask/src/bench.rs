@@ -20,10 +20,11 @@ const WRK_ARGS: [&str; 6] = ["-t2", "-c50", "-d10s", "--latency", "--timeout", "
 /// Runs per server, alternated.
 const ROUNDS: usize = 2;
 
-struct Measurement {
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+/// One wrk run's figures.
+pub struct Measurement {
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// One server set-up to measure.
@@ -32,8 +33,20 @@ struct Server {
     start: Box<dyn Fn(u16) -> Result<Child>>,
 }
 
-pub fn bench() -> Result {
-    ensure_tools()?;
+/// `which`: `http`, `capabilities`, or both when empty.
+pub fn bench(which: &[String]) -> Result {
+    let only = which.first().map(String::as_str);
+    if !matches!(only, None | Some("http" | "capabilities")) {
+        return Err("usage: cargo xtask bench [http|capabilities]".into());
+    }
+    ensure_wrk()?;
+    if only != Some("http") {
+        super::bench_capabilities::bench()?;
+    }
+    if only == Some("capabilities") {
+        return Ok(());
+    }
+    ensure_wasmtime()?;
     let wasm = target_dir().join("wasm32-wasip2/release");
     let fixture = wasm.join("runtime_fixture.wasm");
     let spin_hello = wasm.join("spin_hello.wasm");
@@ -103,8 +116,8 @@ pub fn bench() -> Result {
     Ok(())
 }
 
-/// Installs wrk (Debian) and wasmtime-cli (crates.io) when missing.
-fn ensure_tools() -> Result {
+/// Installs wrk (Debian) when missing.
+fn ensure_wrk() -> Result {
     if Command::new("wrk").arg("--version").output().is_err() {
         // A fresh machine's package lists may be empty or stale.
         let mut update = Command::new("apt-get");
@@ -114,6 +127,11 @@ fn ensure_tools() -> Result {
         apt.args(["install", "-y", "wrk"]);
         run(apt)?;
     }
+    Ok(())
+}
+
+/// Installs wasmtime-cli (crates.io) when missing.
+fn ensure_wasmtime() -> Result {
     let version = Command::new("wasmtime").arg("--version").output();
     let installed =
         version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(WASMTIME_VERSION));
@@ -193,18 +211,21 @@ fn lamina(
 fn measure(server: &Server) -> Result<Measurement> {
     let port = free_port()?;
     let mut child = (server.start)(port)?;
-    let outcome = wait_until_listening(port).and_then(|()| wrk(port));
+    let url = format!("http://127.0.0.1:{port}/");
+    let outcome = wait_until_listening(port).and_then(|()| wrk(&url, &WRK_ARGS, None));
     let _ = child.kill();
     let _ = child.wait();
     outcome
 }
 
-fn free_port() -> Result<u16> {
+/// A free loopback port.
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-fn wait_until_listening(port: u16) -> Result {
+/// Waits (up to 60 s) until something accepts connections on `port`.
+pub fn wait_until_listening(port: u16) -> Result {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
@@ -216,10 +237,15 @@ fn wait_until_listening(port: u16) -> Result {
     Err(format!("nothing listening on {addr} after 60 s"))
 }
 
-fn wrk(port: u16) -> Result<Measurement> {
-    let output = Command::new("wrk")
-        .args(WRK_ARGS)
-        .arg(format!("http://127.0.0.1:{port}/"))
+/// Runs wrk against `url` (with a Lua `script` for POSTs).
+pub fn wrk(url: &str, args: &[&str], script: Option<&Path>) -> Result<Measurement> {
+    let mut command = Command::new("wrk");
+    command.args(args);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command
+        .arg(url)
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout);

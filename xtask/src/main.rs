@@ -8,6 +8,8 @@
 //! and `cargo xtask bench` (see `bench.rs`).
 
 mod bench;
+mod bench_capabilities;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,18 +25,22 @@ fn main() -> ExitCode {
     let result = match command {
         "up" => build().and_then(|()| up(rest)),
         "build" => build(),
-        "test" => build().and_then(|()| test(rest)),
+        "test" => services::ensure()
+            .and_then(|()| build())
+            .and_then(|()| test(rest)),
         "lint" => lint(),
-        "bench" => build().and_then(|()| bench::bench()),
+        "bench" => services::ensure()
+            .and_then(|()| build())
+            .and_then(|()| bench::bench(rest)),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  up [ARGS]    build everything, then `lamina up ARGS` (embedded defaults)\n  \
                  build        build the wasm components and the host (release)\n  \
-                 test [ARGS]  build, then run the whole test suite (ARGS go to nextest)\n  \
+                 test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
-                 bench        build, then compare lamina with `wasmtime serve` (docs/benchmarks.md)"
+                 bench [http|capabilities]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {
                 ExitCode::SUCCESS
