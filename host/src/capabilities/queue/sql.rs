@@ -4,6 +4,7 @@
 //! messages stay (without payload) for the dedupe window so their
 //! idempotency keys keep deduplicating.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::{DeadLetter, Delivery, QueueConfig, QueueError, now_micros};
@@ -28,7 +29,12 @@ const SCHEMA: &[&str] = &[
         ON lamina_queue_messages (topic, idempotency_key)",
     "CREATE INDEX IF NOT EXISTS lamina_queue_messages_due
         ON lamina_queue_messages (topic, state, visible_at)",
+    "CREATE INDEX IF NOT EXISTS lamina_queue_messages_state
+        ON lamina_queue_messages (state, visible_at)",
 ];
+
+/// How often publishing also forgets handled messages past the dedupe window.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// The queue on one database.
 pub struct SqlQueue {
@@ -37,6 +43,8 @@ pub struct SqlQueue {
     dedupe_window: Duration,
     /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serializes writers.
     lock_clause: &'static str,
+    /// When handled messages were last purged (microseconds since the epoch).
+    purged_at: AtomicI64,
 }
 
 fn text(s: &str) -> Value {
@@ -63,6 +71,7 @@ impl SqlQueue {
             visibility: config.visibility_timeout,
             dedupe_window: config.dedupe_window,
             lock_clause,
+            purged_at: AtomicI64::new(0),
         })
     }
 
@@ -112,8 +121,18 @@ impl SqlQueue {
     }
 
     /// Forgets handled messages older than the dedupe window, so their keys
-    /// can be used again.
+    /// can be used again; at most once per [`PURGE_EVERY`] per host.
     async fn purge_expired_keys(&self) -> Result<(), QueueError> {
+        let now = now_micros();
+        let last = self.purged_at.load(Ordering::Relaxed);
+        if now - last < PURGE_EVERY.as_micros() as i64
+            || self
+                .purged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
         let cutoff = now_micros() - self.dedupe_window.as_micros() as i64;
         self.db
             .execute_internal(
