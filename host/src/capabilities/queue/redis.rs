@@ -284,21 +284,26 @@ impl RedisQueue {
         }))
     }
 
+    /// A MULTI that acknowledges and deletes a stream entry; callers add
+    /// what else must happen atomically with it.
+    fn settle(stream: &str, entry: &str) -> redis::Pipeline {
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(entry)
+            .ignore();
+        pipeline
+    }
+
     async fn remove(&self, stream: &str, entry: &str) -> Result<(), QueueError> {
-        self.run_pipeline(
-            redis::pipe()
-                .atomic()
-                .cmd("XACK")
-                .arg(stream)
-                .arg(GROUP)
-                .arg(entry)
-                .ignore()
-                .cmd("XDEL")
-                .arg(stream)
-                .arg(entry)
-                .ignore(),
-        )
-        .await
+        self.run_pipeline(&Self::settle(stream, entry)).await
     }
 
     /// `XCLAIM` to ourselves resets the entry's idle time.
@@ -329,56 +334,32 @@ impl RedisQueue {
         _error: &str,
         at: i64,
     ) -> Result<(), QueueError> {
-        let stream = self.key(&delivery.topic, "stream");
-        let record = record_of(delivery);
-        self.run_pipeline(
-            redis::pipe()
-                .atomic()
-                .cmd("XACK")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&delivery.receipt)
-                .ignore()
-                .cmd("XDEL")
-                .arg(&stream)
-                .arg(&delivery.receipt)
-                .ignore()
-                .cmd("ZADD")
-                .arg(self.key(&delivery.topic, "delayed"))
-                .arg(at / 1000)
-                .arg(record.encode())
-                .ignore(),
-        )
-        .await
+        let mut pipeline = Self::settle(&self.key(&delivery.topic, "stream"), &delivery.receipt);
+        pipeline
+            .cmd("ZADD")
+            .arg(self.key(&delivery.topic, "delayed"))
+            .arg(at / 1000)
+            .arg(record_of(delivery).encode())
+            .ignore();
+        self.run_pipeline(&pipeline).await
     }
 
+    /// Acknowledges the entry and files the message under the topic's dead
+    /// letters, in one MULTI.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), QueueError> {
-        let stream = self.key(&delivery.topic, "stream");
-        let record = record_of(delivery);
-        self.run_pipeline(
-            redis::pipe()
-                .atomic()
-                .cmd("XACK")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&delivery.receipt)
-                .ignore()
-                .cmd("XDEL")
-                .arg(&stream)
-                .arg(&delivery.receipt)
-                .ignore()
-                .cmd("HSET")
-                .arg(self.key(&delivery.topic, "dead"))
-                .arg(&delivery.id)
-                .arg(record.encode())
-                .ignore()
-                .cmd("HSET")
-                .arg(self.key(&delivery.topic, "dead-errors"))
-                .arg(&delivery.id)
-                .arg(error)
-                .ignore(),
-        )
-        .await
+        let mut pipeline = Self::settle(&self.key(&delivery.topic, "stream"), &delivery.receipt);
+        pipeline
+            .cmd("HSET")
+            .arg(self.key(&delivery.topic, "dead"))
+            .arg(&delivery.id)
+            .arg(record_of(delivery).encode())
+            .ignore()
+            .cmd("HSET")
+            .arg(self.key(&delivery.topic, "dead-errors"))
+            .arg(&delivery.id)
+            .arg(error)
+            .ignore();
+        self.run_pipeline(&pipeline).await
     }
 
     pub async fn dead_letters(
