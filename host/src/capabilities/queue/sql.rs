@@ -62,7 +62,7 @@ impl SqlQueue {
             _ => ("BLOB", ""),
         };
         for statement in SCHEMA {
-            db.execute_internal(&statement.replace("{blob}", blob), vec![])
+            db.execute(&statement.replace("{blob}", blob), vec![])
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create the queue table: {e:?}"))?;
         }
@@ -86,7 +86,7 @@ impl SqlQueue {
         let id = uuid::Uuid::new_v4().to_string();
         let inserted = self
             .db
-            .execute_internal(
+            .execute(
                 "INSERT INTO lamina_queue_messages
                     (id, topic, payload, idempotency_key, state, attempts, visible_at, published_at)
                  VALUES ($1, $2, $3, $4, 'ready', 0, $5, $6)
@@ -108,7 +108,7 @@ impl SqlQueue {
         // Same idempotency key within the window: the first message stands.
         let rows = self
             .db
-            .query_internal(
+            .query(
                 "SELECT id FROM lamina_queue_messages WHERE topic = $1 AND idempotency_key = $2",
                 vec![text(topic), key.as_deref().map_or(Value::Null, text)],
             )
@@ -135,7 +135,7 @@ impl SqlQueue {
         }
         let cutoff = now_micros() - self.dedupe_window.as_micros() as i64;
         self.db
-            .execute_internal(
+            .execute(
                 "DELETE FROM lamina_queue_messages WHERE state = 'done' AND visible_at < $1",
                 vec![Value::Int(cutoff)],
             )
@@ -158,7 +158,7 @@ impl SqlQueue {
         );
         let rows = self
             .db
-            .query_internal(
+            .query(
                 &statement,
                 vec![
                     Value::Int(now + self.visibility.as_micros() as i64),
@@ -215,7 +215,7 @@ impl SqlQueue {
         params.push(text(&delivery.receipt));
         let changed = self
             .db
-            .execute_internal(statement, params)
+            .execute(statement, params)
             .await
             .map_err(unavailable)?;
         if changed == 0 {
@@ -274,7 +274,7 @@ impl SqlQueue {
     ) -> Result<Vec<DeadLetter>, QueueError> {
         let rows = self
             .db
-            .query_internal(
+            .query(
                 "SELECT id, attempts, last_error, idempotency_key, payload, published_at
                    FROM lamina_queue_messages WHERE topic = $1 AND state = 'dead'
                   ORDER BY visible_at LIMIT $2",
@@ -326,7 +326,7 @@ impl SqlQueue {
     pub async fn replay(&self, topic: &str, id: &str) -> Result<bool, QueueError> {
         let changed = self
             .db
-            .execute_internal(
+            .execute(
                 "UPDATE lamina_queue_messages SET state = 'ready', attempts = 0, visible_at = $1, lease = NULL
                   WHERE id = $2 AND topic = $3 AND state = 'dead'",
                 vec![Value::Int(now_micros()), text(id), text(topic)],

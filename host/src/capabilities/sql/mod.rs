@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::TryStreamExt;
 use serde::Deserialize;
+use sqlx::{AssertSqlSafe, Column};
 use wasmtime::component::Resource;
 
 use super::CapabilityView;
@@ -117,13 +118,120 @@ impl DatabaseConfig {
     }
 }
 
+/// A backend's query builder.
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// What differs between the SQL backends: how guest values bind and how rows
+/// decode (`sqlite.rs`, `postgres.rs`). Running statements, limits and error
+/// classification are shared ([`query`], [`execute`]).
+pub trait Backend: sqlx::Database {
+    /// Binds `params` to `$1`, `$2`, ... in order.
+    fn bind(query: Query<'_, Self>, params: Vec<wit::Value>)
+    -> Result<Query<'_, Self>, wit::Error>;
+    /// One row as WIT values.
+    fn decode(row: &Self::Row) -> Result<wit::Row, wit::Error>;
+    /// Rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// A connection pool with its limits.
+pub struct Pool<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    limits: Limits,
+}
+
+impl<DB: sqlx::Database> Clone for Pool<DB> {
+    fn clone(&self) -> Self {
+        Pool {
+            pool: self.pool.clone(),
+            limits: self.limits,
+        }
+    }
+}
+
+impl<DB> Pool<DB>
+where
+    DB: Backend,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    async fn query(
+        &self,
+        statement: &str,
+        params: Vec<wit::Value>,
+    ) -> Result<wit::Rows, wit::Error> {
+        query(&self.pool, statement, params, self.limits).await
+    }
+
+    async fn execute(&self, statement: &str, params: Vec<wit::Value>) -> Result<u64, wit::Error> {
+        execute(&self.pool, statement, params, self.limits).await
+    }
+
+    /// Runs `migrator`; returns how many migrations were new.
+    async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<usize> {
+        let before = self.applied_migrations().await;
+        migrator.run(&self.pool).await?;
+        Ok(self.applied_migrations().await - before)
+    }
+
+    /// Migrations recorded as applied (0 before the first run).
+    async fn applied_migrations(&self) -> usize {
+        match self
+            .query("SELECT count(*) FROM _sqlx_migrations", vec![])
+            .await
+        {
+            Ok(rows) => match rows.rows.first().and_then(|row| row.first()) {
+                Some(wit::Value::Int(n)) => *n as usize,
+                _ => 0,
+            },
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Runs a query on any executor of a backend (pool or transaction).
+async fn query<'c, DB, E>(
+    executor: E,
+    statement: &str,
+    params: Vec<wit::Value>,
+    limits: Limits,
+) -> Result<wit::Rows, wit::Error>
+where
+    DB: Backend,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: sqlx::Executor<'c, Database = DB>,
+{
+    let query = DB::bind(sqlx::query(AssertSqlSafe(statement.to_owned())), params)?;
+    let rows = collect_rows(query.fetch(executor), limits.max_rows, DB::decode);
+    with_timeout(limits.statement_timeout, rows).await?
+}
+
+/// Runs a statement on any executor of a backend; returns the rows it changed.
+async fn execute<'c, DB, E>(
+    executor: E,
+    statement: &str,
+    params: Vec<wit::Value>,
+    limits: Limits,
+) -> Result<u64, wit::Error>
+where
+    DB: Backend,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    E: sqlx::Executor<'c, Database = DB>,
+{
+    let query = DB::bind(sqlx::query(AssertSqlSafe(statement.to_owned())), params)?;
+    with_timeout(limits.statement_timeout, query.execute(executor))
+        .await
+        .map(|done| DB::rows_affected(&done))
+}
+
 /// One open database (a connection pool).
 #[derive(Clone)]
 pub enum Database {
     /// SQLite pool.
-    Sqlite(sqlite::Pool),
+    Sqlite(Pool<sqlx::Sqlite>),
     /// PostgreSQL pool.
-    Postgres(postgres::Pool),
+    Postgres(Pool<sqlx::Postgres>),
 }
 
 impl Database {
@@ -135,9 +243,11 @@ impl Database {
     ) -> anyhow::Result<Self> {
         Ok(match config {
             DatabaseConfig::Sqlite(c) => {
-                Database::Sqlite(sqlite::Pool::open(name, c, data_dir).await?)
+                Database::Sqlite(Pool::<sqlx::Sqlite>::open(name, c, data_dir).await?)
             }
-            DatabaseConfig::Postgres(c) => Database::Postgres(postgres::Pool::open(c).await?),
+            DatabaseConfig::Postgres(c) => {
+                Database::Postgres(Pool::<sqlx::Postgres>::open(c).await?)
+            }
         })
     }
 
@@ -174,8 +284,8 @@ impl Database {
         Ok(applied)
     }
 
-    /// Runs a host-internal statement (the queue's table, for instance).
-    pub async fn execute_internal(
+    /// Runs a statement; returns the rows it changed.
+    pub async fn execute(
         &self,
         statement: &str,
         params: Vec<wit::Value>,
@@ -186,8 +296,8 @@ impl Database {
         }
     }
 
-    /// Runs a host-internal query.
-    pub async fn query_internal(
+    /// Runs a query.
+    pub async fn query(
         &self,
         statement: &str,
         params: Vec<wit::Value>,
@@ -322,10 +432,9 @@ async fn with_timeout<T>(
 }
 
 /// Collects at most `max_rows` rows from a row stream, decoding each.
-async fn collect_rows<R>(
+async fn collect_rows<R: sqlx::Row>(
     mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
     max_rows: usize,
-    columns: impl Fn(&R) -> Vec<String>,
     decode: impl Fn(&R) -> Result<wit::Row, wit::Error>,
 ) -> Result<Result<wit::Rows, wit::Error>, sqlx::Error> {
     let mut rows = Vec::new();
@@ -337,7 +446,7 @@ async fn collect_rows<R>(
             ))));
         }
         if rows.is_empty() {
-            names = columns(&row);
+            names = row.columns().iter().map(|c| c.name().to_owned()).collect();
         }
         match decode(&row) {
             Ok(values) => rows.push(values),
@@ -386,10 +495,7 @@ impl wit::HostConnection for CapabilityView<'_> {
         if let Err(e) = check_input(&statement, &params) {
             return Ok(Err(e));
         }
-        Ok(match &db {
-            Database::Sqlite(pool) => pool.query(&statement, params).await,
-            Database::Postgres(pool) => pool.query(&statement, params).await,
-        })
+        Ok(db.query(&statement, params).await)
     }
 
     async fn execute(
@@ -402,10 +508,7 @@ impl wit::HostConnection for CapabilityView<'_> {
         if let Err(e) = check_input(&statement, &params) {
             return Ok(Err(e));
         }
-        Ok(match &db {
-            Database::Sqlite(pool) => pool.execute(&statement, params).await,
-            Database::Postgres(pool) => pool.execute(&statement, params).await,
-        })
+        Ok(db.execute(&statement, params).await)
     }
 
     async fn begin(
@@ -457,10 +560,10 @@ impl wit::HostTransaction for CapabilityView<'_> {
         Ok(match tx.inner.as_mut() {
             None => Err(finished()),
             Some(TransactionInner::Sqlite(tx)) => {
-                sqlite::query(&mut **tx, &statement, params, limits).await
+                query(&mut **tx, &statement, params, limits).await
             }
             Some(TransactionInner::Postgres(tx)) => {
-                postgres::query(&mut **tx, &statement, params, limits).await
+                query(&mut **tx, &statement, params, limits).await
             }
         })
     }
@@ -479,10 +582,10 @@ impl wit::HostTransaction for CapabilityView<'_> {
         Ok(match tx.inner.as_mut() {
             None => Err(finished()),
             Some(TransactionInner::Sqlite(tx)) => {
-                sqlite::execute(&mut **tx, &statement, params, limits).await
+                execute(&mut **tx, &statement, params, limits).await
             }
             Some(TransactionInner::Postgres(tx)) => {
-                postgres::execute(&mut **tx, &statement, params, limits).await
+                execute(&mut **tx, &statement, params, limits).await
             }
         })
     }

@@ -4,26 +4,21 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Column, Row, Sqlite, TypeInfo, ValueRef};
+use sqlx::{Column, Row, Sqlite, TypeInfo, ValueRef};
 
-use super::{Limits, SqliteConfig, classify, collect_rows, wit, with_timeout};
+use super::{Backend, Pool, Query, SqliteConfig, classify, wit, with_timeout};
 
-/// Query builder with SQLite arguments.
-type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
-
-/// A SQLite connection pool with its limits.
-#[derive(Clone)]
-pub struct Pool {
-    pool: sqlx::SqlitePool,
-    pub(super) limits: Limits,
-}
-
-impl Pool {
+impl Pool<Sqlite> {
     /// Opens `<data dir>/<path or name.db>`, creating it, in WAL mode with
     /// foreign keys enforced.
-    pub async fn open(name: &str, config: &SqliteConfig, data_dir: &Path) -> anyhow::Result<Pool> {
+    pub async fn open(
+        name: &str,
+        config: &SqliteConfig,
+        data_dir: &Path,
+    ) -> anyhow::Result<Pool<Sqlite>> {
         let file = data_dir.join(
             config
                 .path
@@ -51,22 +46,6 @@ impl Pool {
         })
     }
 
-    pub(super) async fn query(
-        &self,
-        statement: &str,
-        params: Vec<wit::Value>,
-    ) -> Result<wit::Rows, wit::Error> {
-        query(&self.pool, statement, params, self.limits).await
-    }
-
-    pub(super) async fn execute(
-        &self,
-        statement: &str,
-        params: Vec<wit::Value>,
-    ) -> Result<u64, wit::Error> {
-        execute(&self.pool, statement, params, self.limits).await
-    }
-
     /// `BEGIN IMMEDIATE`: take the write lock up front, so two transactions
     /// that read then write wait for each other instead of one failing with
     /// SQLITE_BUSY at its first write.
@@ -77,102 +56,60 @@ impl Pool {
         )
         .await
     }
-
-    pub(super) async fn migrate(
-        &self,
-        migrator: &sqlx::migrate::Migrator,
-    ) -> anyhow::Result<usize> {
-        let before = applied(&self.pool).await;
-        migrator.run(&self.pool).await?;
-        Ok(applied(&self.pool).await - before)
-    }
 }
 
-async fn applied(pool: &sqlx::SqlitePool) -> usize {
-    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM _sqlx_migrations")
-        .fetch_one(pool)
-        .await
-        .map_or(0, |n| n as usize)
-}
-
-/// Runs a query on any SQLite executor (pool or transaction).
-pub(super) async fn query<'c, E>(
-    executor: E,
-    statement: &str,
-    params: Vec<wit::Value>,
-    limits: Limits,
-) -> Result<wit::Rows, wit::Error>
-where
-    E: sqlx::Executor<'c, Database = Sqlite>,
-{
-    let query = bind(sqlx::query(AssertSqlSafe(statement.to_owned())), params);
-    let rows = collect_rows(query.fetch(executor), limits.max_rows, columns, decode);
-    with_timeout(limits.statement_timeout, rows).await?
-}
-
-/// Runs a statement on any SQLite executor; returns the rows it changed.
-pub(super) async fn execute<'c, E>(
-    executor: E,
-    statement: &str,
-    params: Vec<wit::Value>,
-    limits: Limits,
-) -> Result<u64, wit::Error>
-where
-    E: sqlx::Executor<'c, Database = Sqlite>,
-{
-    let query = bind(sqlx::query(AssertSqlSafe(statement.to_owned())), params);
-    with_timeout(limits.statement_timeout, query.execute(executor))
-        .await
-        .map(|done| done.rows_affected())
-}
-
-fn bind(mut query: Query<'_>, params: Vec<wit::Value>) -> Query<'_> {
-    for param in params {
-        query = match param {
-            wit::Value::Null => query.bind(None::<i64>),
-            wit::Value::Int(v) | wit::Value::Timestamp(v) => query.bind(v),
-            wit::Value::Float(v) => query.bind(v),
-            wit::Value::Text(v) => query.bind(v),
-            wit::Value::Blob(v) => query.bind(v),
-            wit::Value::Boolean(v) => query.bind(v),
-        };
-    }
-    query
-}
-
-fn columns(row: &SqliteRow) -> Vec<String> {
-    row.columns().iter().map(|c| c.name().to_owned()).collect()
-}
-
-/// SQLite types values, not columns; the declared column type tells a
-/// boolean or timestamp apart from a plain integer.
-fn decode(row: &SqliteRow) -> Result<wit::Row, wit::Error> {
-    let mut values = Vec::with_capacity(row.len());
-    for (index, column) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(index).map_err(classify)?;
-        if raw.is_null() {
-            values.push(wit::Value::Null);
-            continue;
+impl Backend for Sqlite {
+    fn bind(
+        mut query: Query<'_, Sqlite>,
+        params: Vec<wit::Value>,
+    ) -> Result<Query<'_, Sqlite>, wit::Error> {
+        for param in params {
+            query = match param {
+                wit::Value::Null => query.bind(None::<i64>),
+                wit::Value::Int(v) | wit::Value::Timestamp(v) => query.bind(v),
+                wit::Value::Float(v) => query.bind(v),
+                wit::Value::Text(v) => query.bind(v),
+                wit::Value::Blob(v) => query.bind(v),
+                wit::Value::Boolean(v) => query.bind(v),
+            };
         }
-        let declared = column.type_info().name().to_ascii_uppercase();
-        let storage = raw.type_info().name().to_ascii_uppercase();
-        let get_err = |e: sqlx::Error| classify(e);
-        let value = match storage.as_str() {
-            "INTEGER" => {
-                let v: i64 = row.try_get_unchecked(index).map_err(get_err)?;
-                if declared.starts_with("BOOL") {
-                    wit::Value::Boolean(v != 0)
-                } else if declared.starts_with("TIMESTAMP") || declared == "DATETIME" {
-                    wit::Value::Timestamp(v)
-                } else {
-                    wit::Value::Int(v)
-                }
-            }
-            "REAL" => wit::Value::Float(row.try_get_unchecked(index).map_err(get_err)?),
-            "BLOB" => wit::Value::Blob(row.try_get_unchecked(index).map_err(get_err)?),
-            _ => wit::Value::Text(row.try_get_unchecked(index).map_err(get_err)?),
-        };
-        values.push(value);
+        Ok(query)
     }
-    Ok(values)
+
+    /// SQLite types values, not columns; the declared column type tells a
+    /// boolean or timestamp apart from a plain integer.
+    fn decode(row: &SqliteRow) -> Result<wit::Row, wit::Error> {
+        let mut values = Vec::with_capacity(row.len());
+        for (index, column) in row.columns().iter().enumerate() {
+            let raw = row.try_get_raw(index).map_err(classify)?;
+            if raw.is_null() {
+                values.push(wit::Value::Null);
+                continue;
+            }
+            let declared = column.type_info().name().to_ascii_uppercase();
+            let storage = raw.type_info().name().to_ascii_uppercase();
+            let get_err = |e: sqlx::Error| classify(e);
+            let value = match storage.as_str() {
+                "INTEGER" => {
+                    let v: i64 = row.try_get_unchecked(index).map_err(get_err)?;
+                    if declared.starts_with("BOOL") {
+                        wit::Value::Boolean(v != 0)
+                    } else if declared.starts_with("TIMESTAMP") || declared == "DATETIME" {
+                        wit::Value::Timestamp(v)
+                    } else {
+                        wit::Value::Int(v)
+                    }
+                }
+                "REAL" => wit::Value::Float(row.try_get_unchecked(index).map_err(get_err)?),
+                "BLOB" => wit::Value::Blob(row.try_get_unchecked(index).map_err(get_err)?),
+                _ => wit::Value::Text(row.try_get_unchecked(index).map_err(get_err)?),
+            };
+            values.push(value);
+        }
+        Ok(values)
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
