@@ -122,6 +122,86 @@ impl Store {
         Ok(())
     }
 
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, wit::Error> {
+        Store::check_key(key)?;
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(m.get(key)),
+            Backend::Redis(r) => r.get(key).await,
+        };
+        result.map_err(|e| self.fail("get", e))
+    }
+
+    async fn set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), wit::Error> {
+        Store::check_key(&key)?;
+        if value.len() > self.max_value_size {
+            return Err(wit::Error::Invalid(format!(
+                "value is {} bytes; the store's limit is {}",
+                value.len(),
+                self.max_value_size
+            )));
+        }
+        let ttl = ttl(ttl_ms)?;
+        let result = match &self.backend {
+            Backend::Memory(m) => {
+                m.set(key, value, ttl);
+                Ok(())
+            }
+            Backend::Redis(r) => r.set(&key, value, ttl).await,
+        };
+        result.map_err(|e| self.fail("set", e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, wit::Error> {
+        Store::check_key(key)?;
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(m.delete(key)),
+            Backend::Redis(r) => r.delete(key).await,
+        };
+        result.map_err(|e| self.fail("delete", e))
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, wit::Error> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(wit::Error::Invalid(format!(
+                "prefix is longer than {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(m.delete_prefix(prefix)),
+            Backend::Redis(r) => r.delete_prefix(prefix).await,
+        };
+        result.map_err(|e| self.fail("delete-prefix", e))
+    }
+
+    async fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, wit::Error> {
+        Store::check_key(key)?;
+        let ttl = ttl(ttl_ms)?;
+        let result = match &self.backend {
+            Backend::Memory(m) => m.increment(key, delta, ttl),
+            Backend::Redis(r) => r.increment(key, delta, ttl).await,
+        };
+        result.map_err(|e| self.fail("increment", e))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, wit::Error> {
+        Store::check_key(key)?;
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(m.get(key).is_some()),
+            Backend::Redis(r) => r.exists(key).await,
+        };
+        result.map_err(|e| self.fail("exists", e))
+    }
+
     /// Turns a backend failure into the guest's error; unavailability is
     /// logged and counted, since it means degraded service.
     fn fail(&self, op: &'static str, error: BackendError) -> wit::Error {
@@ -173,14 +253,7 @@ impl wit::HostStore for CapabilityView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        if let Err(e) = Store::check_key(&key) {
-            return Ok(Err(e));
-        }
-        let result = match &store.backend {
-            Backend::Memory(m) => Ok(m.get(&key)),
-            Backend::Redis(r) => r.get(&key).await,
-        };
-        Ok(result.map_err(|e| store.fail("get", e)))
+        Ok(store.get(&key).await)
     }
 
     async fn set(
@@ -191,28 +264,7 @@ impl wit::HostStore for CapabilityView<'_> {
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        if let Err(e) = Store::check_key(&key) {
-            return Ok(Err(e));
-        }
-        if value.len() > store.max_value_size {
-            return Ok(Err(wit::Error::Invalid(format!(
-                "value is {} bytes; the store's limit is {}",
-                value.len(),
-                store.max_value_size
-            ))));
-        }
-        let ttl = match ttl(ttl_ms) {
-            Ok(ttl) => ttl,
-            Err(e) => return Ok(Err(e)),
-        };
-        let result = match &store.backend {
-            Backend::Memory(m) => {
-                m.set(key, value, ttl);
-                Ok(())
-            }
-            Backend::Redis(r) => r.set(&key, value, ttl).await,
-        };
-        Ok(result.map_err(|e| store.fail("set", e)))
+        Ok(store.set(key, value, ttl_ms).await)
     }
 
     async fn delete(
@@ -221,14 +273,7 @@ impl wit::HostStore for CapabilityView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<bool, wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        if let Err(e) = Store::check_key(&key) {
-            return Ok(Err(e));
-        }
-        let result = match &store.backend {
-            Backend::Memory(m) => Ok(m.delete(&key)),
-            Backend::Redis(r) => r.delete(&key).await,
-        };
-        Ok(result.map_err(|e| store.fail("delete", e)))
+        Ok(store.delete(&key).await)
     }
 
     async fn delete_prefix(
@@ -237,16 +282,7 @@ impl wit::HostStore for CapabilityView<'_> {
         prefix: String,
     ) -> wasmtime::Result<Result<u64, wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        if prefix.len() > MAX_KEY_BYTES {
-            return Ok(Err(wit::Error::Invalid(format!(
-                "prefix is longer than {MAX_KEY_BYTES} bytes"
-            ))));
-        }
-        let result = match &store.backend {
-            Backend::Memory(m) => Ok(m.delete_prefix(&prefix)),
-            Backend::Redis(r) => r.delete_prefix(&prefix).await,
-        };
-        Ok(result.map_err(|e| store.fail("delete-prefix", e)))
+        Ok(store.delete_prefix(&prefix).await)
     }
 
     async fn increment(
@@ -257,18 +293,7 @@ impl wit::HostStore for CapabilityView<'_> {
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<i64, wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        if let Err(e) = Store::check_key(&key) {
-            return Ok(Err(e));
-        }
-        let ttl = match ttl(ttl_ms) {
-            Ok(ttl) => ttl,
-            Err(e) => return Ok(Err(e)),
-        };
-        let result = match &store.backend {
-            Backend::Memory(m) => m.increment(&key, delta, ttl),
-            Backend::Redis(r) => r.increment(&key, delta, ttl).await,
-        };
-        Ok(result.map_err(|e| store.fail("increment", e)))
+        Ok(store.increment(&key, delta, ttl_ms).await)
     }
 
     async fn exists(
@@ -277,14 +302,7 @@ impl wit::HostStore for CapabilityView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<bool, wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        if let Err(e) = Store::check_key(&key) {
-            return Ok(Err(e));
-        }
-        let result = match &store.backend {
-            Backend::Memory(m) => Ok(m.get(&key).is_some()),
-            Backend::Redis(r) => r.exists(&key).await,
-        };
-        Ok(result.map_err(|e| store.fail("exists", e)))
+        Ok(store.exists(&key).await)
     }
 
     async fn drop(&mut self, this: Resource<Store>) -> wasmtime::Result<()> {
