@@ -185,27 +185,29 @@ fn lamina(
     )
     .and_then(|()| std::fs::write(&config, "[data]\ndir = \"data\"\n"))
     .map_err(|e| format!("cannot write bench config: {e}"))?;
-    let binary = target_dir().join("release/lamina");
-    Ok(Box::new(move |port| {
-        Command::new(&binary)
-            .args([
-                "up",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--manifest")
-            .arg(&manifest)
-            .arg("--runtime-config")
-            .arg(&config)
-            .env("LAMINA_LOG", "warn")
-            .current_dir(root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start lamina: {e}"))
-    }))
+    Ok(Box::new(move |port| spawn_lamina(&manifest, &config, port)))
+}
+
+/// Starts `lamina up` on `port` (admin API on a free port), quiet.
+pub fn spawn_lamina(manifest: &Path, config: &Path, port: u16) -> Result<Child> {
+    Command::new(target_dir().join("release/lamina"))
+        .args([
+            "up",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--runtime-config")
+        .arg(config)
+        .env("LAMINA_LOG", "warn")
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start lamina: {e}"))
 }
 
 fn measure(server: &Server) -> Result<Measurement> {

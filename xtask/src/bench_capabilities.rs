@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bench::{Measurement, free_port, wait_until_listening, wrk};
+use crate::bench::{Measurement, free_port, spawn_lamina, wait_until_listening, wrk};
 use crate::{Result, root, target_dir};
 
 /// Shorter runs than the HTTP bench: five routes per backend.
@@ -139,23 +139,7 @@ fn run_backends(dir: &Path, backends: &Backends) -> Result<Vec<(String, Measurem
     })
     .map_err(|e| e.to_string())?;
     let port = free_port()?;
-    let mut child = Command::new(target_dir().join("release/lamina"))
-        .args([
-            "up",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--manifest")
-        .arg(&manifest)
-        .arg("--runtime-config")
-        .arg(&config)
-        .env("LAMINA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start lamina: {e}"))?;
+    let mut child = spawn_lamina(&manifest, &config, port)?;
     let result = measure(dir, port, backends.name);
     stop(&mut child);
     result
