@@ -11,7 +11,8 @@ use crate::capabilities::variables::Resolved;
 use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
 use crate::engine::executor::{ComponentSpec, RequiredExports};
 use crate::engine::{AllowedHosts, Engine, LoadedComponent, RequestLimits};
-use crate::manifest::{Manifest, QueueTrigger};
+use crate::gateway::auth::Authenticator;
+use crate::manifest::{AuthPolicy, Manifest, QueueTrigger};
 use crate::router::{RouteMatch, RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
 
@@ -22,6 +23,10 @@ pub struct RouteTarget {
     pub component: String,
     /// Timeout and execution deadline for requests on this route.
     pub limits: RequestLimits,
+    /// Who may call the route.
+    pub auth: AuthPolicy,
+    /// Roles of which the caller needs one (empty: any authenticated caller).
+    pub roles: Vec<String>,
 }
 
 /// One component id and its currently deployed version.
@@ -39,6 +44,7 @@ pub struct App {
     router: Router<RouteTarget>,
     queue_triggers: Vec<QueueTrigger>,
     capabilities: Arc<Capabilities>,
+    authenticator: Authenticator,
 }
 
 /// Why a hot deploy was refused.
@@ -61,6 +67,7 @@ impl App {
         engine: Engine,
         capabilities: Arc<Capabilities>,
         variables: &Resolved,
+        authenticator: Authenticator,
     ) -> anyhow::Result<App> {
         manifest.check_sources()?;
         let mut slots = BTreeMap::new();
@@ -116,6 +123,8 @@ impl App {
                         .execution_deadline
                         .unwrap_or(config.http.execution_deadline),
                 },
+                auth: route.auth,
+                roles: route.roles.clone(),
             };
             (route.route.clone(), target)
         }));
@@ -126,12 +135,18 @@ impl App {
             router,
             queue_triggers: manifest.queue_triggers.clone(),
             capabilities,
+            authenticator,
         })
     }
 
     /// The `[[trigger.queue]]` entries.
     pub fn queue_triggers(&self) -> &[QueueTrigger] {
         &self.queue_triggers
+    }
+
+    /// Verifies bearer tokens for routes with an `auth` policy.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
     }
 
     /// The shared capability backends.
@@ -229,21 +244,19 @@ fn grants(
     })
 }
 
-/// Policy keys and grants are accepted in the manifest before the gateway and
-/// capabilities that enforce them exist; say loudly that they do nothing yet
-/// rather than let an `auth = "required"` route look protected.
+/// Policy keys and grants are accepted in the manifest before the gateway
+/// parts and capabilities that enforce them exist (rate limits, models); say
+/// loudly that they do nothing yet rather than let a route look protected.
 fn warn_unenforced(manifest: &Manifest) {
     for route in manifest
         .http_routes
         .iter()
-        .filter(|r| r.has_gateway_policy())
+        .filter(|r| r.rate_limit.is_some())
     {
         tracing::warn!(
             route = %route.route,
-            auth = ?route.auth,
-            roles = ?route.roles,
             rate_limit = ?route.rate_limit,
-            "gateway policy is not enforced by this version of lamina: the route is open"
+            "rate limits are not enforced by this version of lamina yet"
         );
     }
     for (id, component) in &manifest.components {

@@ -7,6 +7,7 @@ mod body;
 mod capabilities;
 mod commands;
 mod engine;
+mod gateway;
 mod manifest;
 mod problem;
 mod router;

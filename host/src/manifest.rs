@@ -565,14 +565,6 @@ impl ComponentDef {
     }
 }
 
-impl HttpRoute {
-    /// Whether the route asks for gateway policy (authentication, roles,
-    /// rate limits) that this host does not enforce yet.
-    pub fn has_gateway_policy(&self) -> bool {
-        self.auth != AuthPolicy::None || !self.roles.is_empty() || self.rate_limit.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

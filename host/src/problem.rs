@@ -17,6 +17,9 @@ pub struct Problem {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     instance: Option<String>,
+    /// Extra response headers (`WWW-Authenticate`, `Retry-After`, ...).
+    #[serde(skip)]
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -28,12 +31,21 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             instance: None,
+            headers: Vec::new(),
         }
     }
 
     /// Names the request path the problem is about.
     pub fn with_instance(mut self, path: impl Into<String>) -> Self {
         self.instance = Some(path.into());
+        self
+    }
+
+    /// Adds a response header; a value that is not a valid header is dropped.
+    pub fn with_header(mut self, name: header::HeaderName, value: impl AsRef<str>) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.push((name, value));
+        }
         self
     }
 
@@ -47,6 +59,9 @@ impl Problem {
         let body = serde_json::to_vec(&self).expect("a problem always serializes");
         let mut response = Response::new(full(body));
         *response.status_mut() = self.status();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::capabilities::kv::StoreConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
+use crate::gateway::auth::AuthConfig;
 use crate::units::ByteSize;
 
 /// The whole runtime configuration.
@@ -32,6 +33,8 @@ pub struct RuntimeConfig {
     pub key_value_stores: BTreeMap<String, StoreConfig>,
     /// `[queue]`: the message queue backend and retry policy.
     pub queue: QueueConfig,
+    /// `[auth]`: how bearer tokens are verified.
+    pub auth: AuthConfig,
     /// `[variables]`: values for application variables (the environment's
     /// `LAMINA_VAR_<NAME>` wins over these).
     pub variables: BTreeMap<String, String>,
@@ -147,6 +150,15 @@ impl RuntimeConfig {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
             config.data.dir = base.join(&config.data.dir);
+        }
+        if let Some(key) = config.auth.public_key.as_mut()
+            && key.is_relative()
+        {
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            *key = base.join(&*key);
         }
         anyhow::ensure!(
             config.queue.max_attempts > 0,

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::capabilities::Capabilities;
 use crate::capabilities::variables::Resolved;
 use crate::engine::{Engine, EngineSettings};
+use crate::gateway::auth::{self, Authenticator};
 use crate::manifest::Manifest;
 use crate::runtime_config::RuntimeConfig;
 use crate::server::{self, ServerLimits};
@@ -82,6 +83,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             engine,
             capabilities,
             &variables,
+            Authenticator::new(
+                &config.auth,
+                &config.data.dir,
+                std::env::var(auth::SECRET_ENV).ok(),
+            )?,
         )?);
         serve(app, config).await
     })

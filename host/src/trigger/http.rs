@@ -1,6 +1,7 @@
-//! The HTTP trigger: route a request to its component, tell the component
-//! where it was routed (Spin's `spin-*` headers), run it, and turn executor
-//! failures into problem+json.
+//! The HTTP trigger: route a request to its component, apply the route's
+//! auth policy (the gateway sets the verified identity headers), tell the
+//! component where it was routed (Spin's `spin-*` headers), run it, and turn
+//! executor failures into problem+json.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +54,12 @@ pub async fn handle(
     };
 
     let (mut parts, body) = request.into_parts();
+    if let Err(problem) =
+        app.authenticator()
+            .authorize(&mut parts.headers, target.auth, &target.roles)
+    {
+        return problem.with_instance(path).into_response();
+    }
     set_routing_headers(
         &mut parts.headers,
         matched.pattern,

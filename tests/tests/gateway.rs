@@ -1,0 +1,320 @@
+//! Gateway authentication and authorization end to end: bearer JWTs
+//! verified by the host, route policies from spin.toml, identity headers
+//! forwarded to the component and never taken from the client.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use lamina_tests::{Host, HostOptions, client, expect_problem};
+use serde_json::{Value, json};
+
+const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
+
+const MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "gateway"
+
+[[trigger.http]]
+route = "/open/..."
+component = "fixture"
+
+[[trigger.http]]
+route = "/maybe/..."
+component = "fixture"
+auth = "optional"
+
+[[trigger.http]]
+route = "/private/..."
+component = "fixture"
+auth = "required"
+
+[[trigger.http]]
+route = "/admin/..."
+component = "fixture"
+auth = "required"
+roles = ["Admin"]
+
+[component.fixture]
+source = "{fixture}"
+"#;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Claims valid for an hour, for user `u1` with `roles`.
+fn claims(roles: &[&str]) -> Value {
+    json!({
+        "sub": "u1",
+        "name": "ada",
+        "roles": roles,
+        "jti": "token-1",
+        "iss": "lamina",
+        "aud": "lamina",
+        "iat": now(),
+        "exp": now() + 3600,
+    })
+}
+
+fn hs256(claims: &Value, secret: &str) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn host() -> Host {
+    Host::start(HostOptions::manifest(MANIFEST).env("LAMINA_JWT_SECRET", SECRET))
+}
+
+async fn get(host: &Host, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = client().get(host.at(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn echoed_headers(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["headers"].clone()
+}
+
+/// Asserts a 401 with a Bearer challenge.
+async fn expect_unauthorized(response: reqwest::Response) -> Value {
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer realm=\"lamina\""),
+        "{challenge}"
+    );
+    expect_problem(response, 401).await
+}
+
+#[tokio::test]
+async fn a_valid_token_reaches_the_component_as_verified_identity_headers() {
+    let host = host();
+    let token = hs256(&claims(&["User"]), SECRET);
+    let response = client()
+        .get(host.at("/private/echo"))
+        .bearer_auth(&token)
+        .header("x-lamina-user-id", "someone-else")
+        .header("x-user-roles", "Admin")
+        .send()
+        .await
+        .unwrap();
+    let headers = echoed_headers(response).await;
+    assert_eq!(headers["x-lamina-user-id"], "u1");
+    assert_eq!(headers["x-lamina-username"], "ada");
+    assert_eq!(headers["x-lamina-roles"], "User");
+    assert_eq!(headers["x-lamina-token-id"], "token-1");
+    assert_eq!(headers["x-lamina-auth-method"], "jwt");
+    assert!(
+        headers.get("x-user-roles").is_none(),
+        "spoofed header passed: {headers}"
+    );
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_are_dropped_on_open_routes() {
+    let host = host();
+    let response = client()
+        .get(host.at("/open/echo"))
+        .header("x-lamina-user-id", "admin")
+        .header("x-lamina-roles", "Admin")
+        .header("x-user-id", "admin")
+        .send()
+        .await
+        .unwrap();
+    let headers = echoed_headers(response).await;
+    for name in ["x-lamina-user-id", "x-lamina-roles", "x-user-id"] {
+        assert!(headers.get(name).is_none(), "{name} passed: {headers}");
+    }
+}
+
+#[tokio::test]
+async fn required_routes_refuse_missing_and_bad_tokens() {
+    let host = host();
+    let missing = expect_unauthorized(get(&host, "/private/echo", None).await).await;
+    assert!(
+        missing["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs a bearer token")
+    );
+
+    let mut expired = claims(&[]);
+    expired["exp"] = json!(now() - 3600);
+    let mut not_yet = claims(&[]);
+    not_yet["nbf"] = json!(now() + 3600);
+    let mut wrong_issuer = claims(&[]);
+    wrong_issuer["iss"] = json!("someone-else");
+    let mut wrong_audience = claims(&[]);
+    wrong_audience["aud"] = json!("another-service");
+    let mut no_subject = claims(&[]);
+    no_subject.as_object_mut().unwrap().remove("sub");
+
+    let valid = hs256(&claims(&[]), SECRET);
+    let (head, rest) = valid.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let forged_payload = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&["Admin"]),
+        &EncodingKey::from_secret(b"x"),
+    )
+    .unwrap();
+    let forged_body = forged_payload.split('.').nth(1).unwrap();
+    let tampered = format!("{head}.{forged_body}.{signature}");
+    // `alg: none`, unsigned.
+    let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+    let unsigned = format!("{none_header}.{forged_body}.");
+
+    let cases = [
+        ("expired", hs256(&expired, SECRET), "expired"),
+        ("not yet valid", hs256(&not_yet, SECRET), "not valid yet"),
+        (
+            "wrong issuer",
+            hs256(&wrong_issuer, SECRET),
+            "another issuer or audience",
+        ),
+        (
+            "wrong audience",
+            hs256(&wrong_audience, SECRET),
+            "another issuer or audience",
+        ),
+        (
+            "no subject",
+            hs256(&no_subject, SECRET),
+            "lacks required claims",
+        ),
+        (
+            "wrong key",
+            hs256(&claims(&[]), "another-secret-of-at-least-32-bytes!!"),
+            "signature",
+        ),
+        ("tampered", tampered, "signature"),
+        ("alg none", unsigned, ""),
+        ("garbage", "not.a.jwt".to_owned(), ""),
+    ];
+    for (case, token, detail) in cases {
+        let problem = expect_unauthorized(get(&host, "/private/echo", Some(&token)).await).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{case}: {problem}"
+        );
+    }
+    let basic = client()
+        .get(host.at("/private/echo"))
+        .basic_auth("u", Some("p"))
+        .send()
+        .await
+        .unwrap();
+    expect_unauthorized(basic).await;
+}
+
+#[tokio::test]
+async fn optional_routes_accept_anonymous_callers_but_not_bad_tokens() {
+    let host = host();
+    let anonymous = echoed_headers(get(&host, "/maybe/echo", None).await).await;
+    assert!(anonymous.get("x-lamina-user-id").is_none());
+    let token = hs256(&claims(&[]), SECRET);
+    let known = echoed_headers(get(&host, "/maybe/echo", Some(&token)).await).await;
+    assert_eq!(known["x-lamina-user-id"], "u1");
+    let mut expired = claims(&[]);
+    expired["exp"] = json!(now() - 3600);
+    expect_unauthorized(get(&host, "/maybe/echo", Some(&hs256(&expired, SECRET))).await).await;
+}
+
+#[tokio::test]
+async fn roles_are_enforced() {
+    let host = host();
+    let user = hs256(&claims(&["User"]), SECRET);
+    let problem = expect_problem(get(&host, "/admin/echo", Some(&user)).await, 403).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("Admin"),
+        "{problem}"
+    );
+    let admin = hs256(&claims(&["User", "Admin"]), SECRET);
+    let headers = echoed_headers(get(&host, "/admin/echo", Some(&admin)).await).await;
+    assert_eq!(headers["x-lamina-roles"], "User,Admin");
+}
+
+/// EdDSA keys from `openssl genpkey`; an HS256 token "signed" with the
+/// public key (algorithm confusion) is refused.
+#[tokio::test]
+async fn eddsa_keys_work_and_algorithm_confusion_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("jwt.pem");
+    let public = dir.path().join("jwt.pub.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key pair");
+    let host = Host::start(HostOptions::manifest(MANIFEST).runtime_config(&format!(
+        "[auth]\nalgorithm = \"EdDSA\"\npublic_key = {:?}\n",
+        public.display().to_string()
+    )));
+    let key = EncodingKey::from_ed_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let token = encode(&Header::new(Algorithm::EdDSA), &claims(&[]), &key).unwrap();
+    let headers = echoed_headers(get(&host, "/private/echo", Some(&token)).await).await;
+    assert_eq!(headers["x-lamina-user-id"], "u1");
+
+    let public_pem = std::fs::read(&public).unwrap();
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&[]),
+        &EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    expect_unauthorized(get(&host, "/private/echo", Some(&confused)).await).await;
+}
+
+#[tokio::test]
+async fn without_a_configured_secret_a_dev_secret_is_generated_and_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let options = || HostOptions::manifest(MANIFEST).data_dir(data.path());
+    let first = Host::start(options());
+    let secret_file = data.path().join("auth/jwt-secret");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert_eq!(secret.len(), 64);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let token = hs256(&claims(&[]), &secret);
+    assert_eq!(
+        get(&first, "/private/echo", Some(&token)).await.status(),
+        200
+    );
+    drop(first);
+    // The same secret after a restart: tokens stay valid.
+    let second = Host::start(options());
+    assert_eq!(
+        get(&second, "/private/echo", Some(&token)).await.status(),
+        200
+    );
+}
