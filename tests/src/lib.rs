@@ -11,11 +11,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The workspace root.
+///
+/// Read at run time (nextest and cargo set `CARGO_MANIFEST_DIR`): a test
+/// binary reused from a shared target dir may have been built in another
+/// clone, so the compile-time value is only a fallback.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().unwrap().to_owned()
 }
 
 /// Cargo's target directory (honours `CARGO_TARGET_DIR`).

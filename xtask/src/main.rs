@@ -11,7 +11,7 @@ mod bench;
 mod bench_capabilities;
 mod services;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -60,11 +60,14 @@ fn main() -> ExitCode {
 
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// The workspace root. `cargo run` sets `CARGO_MANIFEST_DIR` for the
+/// process; the compile-time value is only a fallback, because a binary
+/// reused from a shared target dir may have been built in another clone.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().unwrap().to_owned()
 }
 
 fn cargo() -> Command {

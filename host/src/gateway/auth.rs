@@ -177,7 +177,7 @@ impl Authenticator {
                 let path = config.public_key.as_ref().ok_or_else(|| {
                     anyhow::anyhow!("auth.public_key is required for {:?}", config.algorithm)
                 })?;
-                let pem = std::fs::read(&path)
+                let pem = std::fs::read(path)
                     .with_context(|| format!("cannot read auth.public_key {}", path.display()))?;
                 if config.algorithm == JwtAlgorithm::RS256 {
                     (Algorithm::RS256, DecodingKey::from_rsa_pem(&pem)?)
