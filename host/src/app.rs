@@ -12,6 +12,7 @@ use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
 use crate::engine::executor::{ComponentSpec, RequiredExports};
 use crate::engine::{AllowedHosts, Engine, LoadedComponent, RequestLimits};
 use crate::gateway::auth::Authenticator;
+use crate::gateway::rate_limit::RateLimiter;
 use crate::manifest::{AuthPolicy, Manifest, QueueTrigger};
 use crate::router::{RouteMatch, RoutePattern, Router};
 use crate::runtime_config::RuntimeConfig;
@@ -27,6 +28,8 @@ pub struct RouteTarget {
     pub auth: AuthPolicy,
     /// Roles of which the caller needs one (empty: any authenticated caller).
     pub roles: Vec<String>,
+    /// Rate-limit class (the route's own, else `default` if configured).
+    pub rate_limit: Option<String>,
 }
 
 /// One component id and its currently deployed version.
@@ -45,6 +48,7 @@ pub struct App {
     queue_triggers: Vec<QueueTrigger>,
     capabilities: Arc<Capabilities>,
     authenticator: Authenticator,
+    limiter: RateLimiter,
 }
 
 /// Why a hot deploy was refused.
@@ -70,6 +74,16 @@ impl App {
         authenticator: Authenticator,
     ) -> anyhow::Result<App> {
         manifest.check_sources()?;
+        let limiter = RateLimiter::new(&config.rate_limit)?;
+        for (index, route) in manifest.http_routes.iter().enumerate() {
+            if let Some(class) = &route.rate_limit {
+                anyhow::ensure!(
+                    limiter.has_class(class),
+                    "{}: trigger.http[{index}].rate_limit: no class `{class}` under [rate_limit.classes] in the runtime config",
+                    manifest.path.display()
+                );
+            }
+        }
         let mut slots = BTreeMap::new();
         for (id, def) in &manifest.components {
             let grants = grants(manifest, id, &capabilities, variables)?;
@@ -125,6 +139,9 @@ impl App {
                 },
                 auth: route.auth,
                 roles: route.roles.clone(),
+                rate_limit: limiter
+                    .class_for(route.rate_limit.as_deref())
+                    .map(str::to_owned),
             };
             (route.route.clone(), target)
         }));
@@ -136,6 +153,7 @@ impl App {
             queue_triggers: manifest.queue_triggers.clone(),
             capabilities,
             authenticator,
+            limiter,
         })
     }
 
@@ -147,6 +165,11 @@ impl App {
     /// Verifies bearer tokens for routes with an `auth` policy.
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
     }
 
     /// The shared capability backends.
@@ -244,21 +267,9 @@ fn grants(
     })
 }
 
-/// Policy keys and grants are accepted in the manifest before the gateway
-/// parts and capabilities that enforce them exist (rate limits, models); say
-/// loudly that they do nothing yet rather than let a route look protected.
+/// Grants are accepted in the manifest before the capabilities that honour
+/// them exist (models); say loudly that they do nothing yet.
 fn warn_unenforced(manifest: &Manifest) {
-    for route in manifest
-        .http_routes
-        .iter()
-        .filter(|r| r.rate_limit.is_some())
-    {
-        tracing::warn!(
-            route = %route.route,
-            rate_limit = ?route.rate_limit,
-            "rate limits are not enforced by this version of lamina yet"
-        );
-    }
     for (id, component) in &manifest.components {
         for (key, names) in component.pending_grants() {
             tracing::warn!(component = %id, key, ?names, "grant has no effect yet: capability not provided by this host");

@@ -13,6 +13,7 @@ use crate::capabilities::kv::StoreConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
 use crate::gateway::auth::AuthConfig;
+use crate::gateway::rate_limit::RateLimitConfig;
 use crate::units::ByteSize;
 
 /// The whole runtime configuration.
@@ -35,6 +36,8 @@ pub struct RuntimeConfig {
     pub queue: QueueConfig,
     /// `[auth]`: how bearer tokens are verified.
     pub auth: AuthConfig,
+    /// `[rate_limit]`: limiter backend and classes.
+    pub rate_limit: RateLimitConfig,
     /// `[variables]`: values for application variables (the environment's
     /// `LAMINA_VAR_<NAME>` wins over these).
     pub variables: BTreeMap<String, String>,

@@ -318,3 +318,125 @@ async fn without_a_configured_secret_a_dev_secret_is_generated_and_kept() {
         200
     );
 }
+
+const LIMITED: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "limited"
+
+[[trigger.http]]
+route = "/tight/..."
+component = "fixture"
+auth = "optional"
+rate_limit = "tight"
+
+[[trigger.http]]
+route = "/other/..."
+component = "fixture"
+
+[component.fixture]
+source = "{fixture}"
+"#;
+
+/// 3 requests a minute (and 100 a minute as everyone's default).
+const CLASSES: &str = "[rate_limit.classes.tight]\nrequests = 3\nper = \"1m\"\n\
+                       [rate_limit.classes.default]\nrequests = 100\nper = \"1m\"\n";
+
+fn limited_host(extra: &str) -> Host {
+    Host::start(
+        HostOptions::manifest(LIMITED)
+            .env("LAMINA_JWT_SECRET", SECRET)
+            .runtime_config(&format!("{extra}{CLASSES}")),
+    )
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response.headers()[name].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn rate_limits_allow_the_burst_then_answer_429_with_headers() {
+    let host = limited_host("");
+    for remaining in ["2", "1", "0"] {
+        let response = get(&host, "/tight/echo", None).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "ratelimit-limit"), "3");
+        assert_eq!(header(&response, "ratelimit-remaining"), remaining);
+        assert!(header(&response, "ratelimit-reset").parse::<u64>().unwrap() <= 60);
+    }
+    let refused = get(&host, "/tight/echo", None).await;
+    let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(header(&refused, "ratelimit-remaining"), "0");
+    expect_problem(refused, 429).await;
+
+    // Authenticated callers are limited per user, not per address.
+    for user in ["u1", "u2"] {
+        let mut claims = claims(&[]);
+        claims["sub"] = json!(user);
+        let token = hs256(&claims, SECRET);
+        for _ in 0..3 {
+            assert_eq!(
+                get(&host, "/tight/echo", Some(&token)).await.status(),
+                200,
+                "{user}"
+            );
+        }
+        assert_eq!(
+            get(&host, "/tight/echo", Some(&token)).await.status(),
+            429,
+            "{user}"
+        );
+    }
+
+    // Routes without a class get `default`.
+    let other = get(&host, "/other/echo", None).await;
+    assert_eq!(header(&other, "ratelimit-limit"), "100");
+}
+
+#[tokio::test]
+async fn a_redis_limit_holds_across_two_hosts() {
+    let prefix = lamina_tests::RedisPrefix::new();
+    let config = format!(
+        "[rate_limit]\ntype = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
+        lamina_tests::REDIS_URL,
+        prefix.prefix
+    );
+    let hosts = [limited_host(&config), limited_host(&config)];
+    let mut allowed = 0;
+    for n in 0..8 {
+        let response = get(&hosts[n % 2], "/tight/echo", None).await;
+        match response.status().as_u16() {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(allowed, 3, "the limit is shared, not per host");
+}
+
+#[tokio::test]
+async fn with_redis_down_limits_fall_back_to_in_process() {
+    // Nothing listens on port 1.
+    let host = limited_host("[rate_limit]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1/0\"\n");
+    for _ in 0..3 {
+        assert_eq!(get(&host, "/tight/echo", None).await.status(), 200);
+    }
+    assert_eq!(get(&host, "/tight/echo", None).await.status(), 429);
+    assert!(
+        host.stderr().contains("falls back to in-process limits"),
+        "{}",
+        host.stderr()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_rate_limit_class_stops_start_up() {
+    let error = Host::try_start(HostOptions::manifest(LIMITED).env("LAMINA_JWT_SECRET", SECRET))
+        .err()
+        .expect("start-up must fail");
+    assert!(
+        error.contains("trigger.http[0].rate_limit: no class `tight`"),
+        "{error}"
+    );
+}

@@ -17,7 +17,7 @@
 
 pub mod kv;
 pub mod queue;
-mod redis_conn;
+pub(crate) mod redis_conn;
 pub mod sql;
 pub mod variables;
 

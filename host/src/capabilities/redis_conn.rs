@@ -1,4 +1,4 @@
-//! The Redis connection shared by the kv and queue backends: a lazily
+//! The Redis connection of the kv and queue backends and the rate limiter: a lazily
 //! connected, multiplexed, self-reconnecting `ConnectionManager`, so the host
 //! starts (and keeps serving) while Redis is down.
 

@@ -1,6 +1,8 @@
 //! The gateway: what a client request passes before it reaches a
-//! component. Today: authentication and authorization ([`auth`]) with
-//! identity forwarding; rate limiting, CORS and the rest of the pipeline come
-//! with the remaining parts of the gateway issue.
+//! component: authentication and authorization with identity forwarding
+//! ([`auth`]), then per-caller rate limits ([`rate_limit`]). CORS, body
+//! limits, request ids, API keys and token revocation come with the rest of
+//! the gateway issue.
 
 pub mod auth;
+pub mod rate_limit;

@@ -1,5 +1,6 @@
 //! The HTTP trigger: route a request to its component, apply the route's
-//! auth policy (the gateway sets the verified identity headers), tell the
+//! gateway policy (auth with verified identity headers, then the caller's
+//! rate limit: per user, else per client IP), tell the
 //! component where it was routed (Spin's `spin-*` headers), run it, and turn
 //! executor failures into problem+json.
 
@@ -54,11 +55,26 @@ pub async fn handle(
     };
 
     let (mut parts, body) = request.into_parts();
-    if let Err(problem) =
-        app.authenticator()
+    let identity =
+        match app
+            .authenticator()
             .authorize(&mut parts.headers, target.auth, &target.roles)
-    {
-        return problem.with_instance(path).into_response();
+        {
+            Ok(identity) => identity,
+            Err(problem) => return problem.with_instance(path).into_response(),
+        };
+    let rate = match &target.rate_limit {
+        Some(class) => {
+            let caller = match &identity {
+                Some(identity) => format!("user:{}", identity.user_id),
+                None => format!("ip:{}", peer.ip()),
+            };
+            app.limiter().check(class, &caller).await
+        }
+        None => None,
+    };
+    if let Some(decision) = rate.filter(|d| !d.allowed) {
+        return decision.problem().with_instance(path).into_response();
     }
     set_routing_headers(
         &mut parts.headers,
@@ -82,7 +98,12 @@ pub async fn handle(
         "request"
     );
     match result {
-        Ok(response) => response,
+        Ok(mut response) => {
+            if let Some(decision) = rate {
+                decision.write_headers(response.headers_mut());
+            }
+            response
+        }
         Err(error) => {
             match &error {
                 crate::engine::ExecError::Failed(cause) => {

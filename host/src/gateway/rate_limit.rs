@@ -1,0 +1,363 @@
+//! Rate limiting: GCRA (the generic cell rate algorithm, equivalent to a
+//! token bucket) per (caller, route class), in-process or in Redis so a
+//! limit holds across every host sharing it.
+//!
+//! A class allows `requests` per `per` with bursts of `burst`: each request
+//! moves the key's *theoretical arrival time* (TAT) one emission interval
+//! `T = per / requests` into the future; a request is refused when that
+//! would put the TAT more than `burst × T` ahead of now. One number per key,
+//! updated atomically (a moka entry, or one Lua script in Redis using the
+//! server's clock).
+//!
+//! If Redis fails, the check falls back to the in-process limiter (logged
+//! and counted), never to "no limit" and never to refusing everyone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, HeaderValue, StatusCode, header::HeaderName};
+use moka::ops::compute::Op;
+use moka::sync::Cache;
+use redis::aio::ConnectionManager;
+use serde::Deserialize;
+
+use crate::capabilities::redis_conn;
+use crate::problem::Problem;
+
+/// `[rate_limit]` in runtime-config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// `memory` (default) or `redis`.
+    #[serde(rename = "type")]
+    pub kind: LimiterKind,
+    /// Redis: `redis://host:port/db`.
+    pub url: Option<String>,
+    /// Redis: prefix of every key.
+    pub key_prefix: String,
+    /// Redis: per-check timeout before falling back to in-process.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Classes by name; routes pick one with `rate_limit = "name"`, and
+    /// `default` (if defined) applies to routes that pick none.
+    pub classes: BTreeMap<String, ClassConfig>,
+}
+
+/// Where the limiter keeps its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimiterKind {
+    /// This process only.
+    #[default]
+    Memory,
+    /// Shared by every host using the same Redis and prefix.
+    Redis,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            kind: LimiterKind::Memory,
+            url: None,
+            key_prefix: "lamina:ratelimit:".into(),
+            timeout: Duration::from_millis(100),
+            classes: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[rate_limit.classes.<name>]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassConfig {
+    /// Sustained requests per `per`.
+    pub requests: u32,
+    /// The window `requests` refers to.
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+    /// Requests allowed at once (default: `requests`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// A class in the units the algorithm uses.
+#[derive(Debug, Clone, Copy)]
+struct Class {
+    /// Emission interval, µs.
+    interval: u64,
+    /// Burst capacity.
+    burst: u32,
+}
+
+impl Class {
+    fn new(config: &ClassConfig) -> anyhow::Result<Class> {
+        anyhow::ensure!(config.requests > 0, "requests must be at least 1");
+        let burst = config.burst.unwrap_or(config.requests);
+        anyhow::ensure!(burst > 0, "burst must be at least 1");
+        let interval = (config.per.as_micros() as u64 / u64::from(config.requests)).max(1);
+        Ok(Class { interval, burst })
+    }
+
+    /// How far ahead of now the TAT may run.
+    fn tolerance(&self) -> u64 {
+        self.interval * u64::from(self.burst)
+    }
+
+    /// The decision for a request that leaves the key `backlog` µs ahead of
+    /// now (after the request if allowed, before it if refused).
+    fn decision(&self, allowed: bool, backlog: u64) -> Decision {
+        let tolerance = self.tolerance();
+        Decision {
+            allowed,
+            limit: self.burst,
+            remaining: (tolerance.saturating_sub(backlog) / self.interval) as u32,
+            reset: Duration::from_micros(backlog),
+            retry_after: Duration::from_micros((backlog + self.interval).saturating_sub(tolerance)),
+        }
+    }
+}
+
+/// The outcome of one check, with what the `RateLimit-*` headers say.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// `RateLimit-Limit`.
+    pub limit: u32,
+    /// `RateLimit-Remaining`.
+    pub remaining: u32,
+    /// `RateLimit-Reset`: until the bucket is full again.
+    pub reset: Duration,
+    /// `Retry-After` for a refused request.
+    pub retry_after: Duration,
+}
+
+impl Decision {
+    /// Adds the `RateLimit-*` headers (and `Retry-After` when refused).
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        let seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let mut set = |name: &'static str, value: u64| {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        };
+        set("ratelimit-limit", self.limit.into());
+        set("ratelimit-remaining", self.remaining.into());
+        set("ratelimit-reset", seconds(self.reset));
+        if !self.allowed {
+            set("retry-after", seconds(self.retry_after).max(1));
+        }
+    }
+
+    /// The 429 for a refused request.
+    pub fn problem(&self) -> Problem {
+        let mut headers = HeaderMap::new();
+        self.write_headers(&mut headers);
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "rate limit exceeded; retry in {} s",
+                self.retry_after.as_secs().max(1)
+            ),
+        );
+        for (name, value) in &headers {
+            if let Ok(value) = value.to_str() {
+                problem = problem.with_header(name.clone(), value);
+            }
+        }
+        problem
+    }
+}
+
+/// Adds `T` to the TAT in `KEYS[1]` unless that passes `ARGV[2]` µs ahead
+/// of the server's clock; returns `{allowed, backlog_us}`.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local next = tat + interval
+if next - now > tolerance then
+  return {0, tat - now}
+end
+redis.call('SET', KEYS[1], next, 'PX', math.ceil((next - now) / 1000) + 1)
+return {1, next - now}
+";
+
+/// The limiter shared by every request of this host.
+pub struct RateLimiter {
+    classes: BTreeMap<String, Class>,
+    memory: Cache<String, u64>,
+    redis: Option<RedisLimiter>,
+}
+
+struct RedisLimiter {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    script: Arc<redis::Script>,
+}
+
+impl RateLimiter {
+    /// Builds the limiter; Redis connects lazily (the host starts without it).
+    pub fn new(config: &RateLimitConfig) -> anyhow::Result<RateLimiter> {
+        let mut classes = BTreeMap::new();
+        for (name, class) in &config.classes {
+            let parsed =
+                Class::new(class).map_err(|e| anyhow::anyhow!("rate_limit.classes.{name}: {e}"))?;
+            classes.insert(name.clone(), parsed);
+        }
+        let redis = match config.kind {
+            LimiterKind::Memory => None,
+            LimiterKind::Redis => {
+                let url = config.url.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("rate_limit.url is required when rate_limit.type = \"redis\"")
+                })?;
+                Some(RedisLimiter {
+                    connection: redis_conn::connect_lazy(url, config.timeout)?,
+                    prefix: config.key_prefix.clone(),
+                    timeout: config.timeout,
+                    script: Arc::new(redis::Script::new(GCRA)),
+                })
+            }
+        };
+        Ok(RateLimiter {
+            classes,
+            memory: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            redis,
+        })
+    }
+
+    /// Whether a class of that name is configured.
+    pub fn has_class(&self, name: &str) -> bool {
+        self.classes.contains_key(name)
+    }
+
+    /// The class a route uses: its own, else `default` if configured.
+    pub fn class_for<'a>(&self, route_class: Option<&'a str>) -> Option<&'a str> {
+        match route_class {
+            Some(name) => Some(name),
+            None if self.classes.contains_key("default") => Some("default"),
+            None => None,
+        }
+    }
+
+    /// Checks one request of `caller` (e.g. `user:u1`, `ip:1.2.3.4`) in
+    /// `class`. `None` if the class is not configured.
+    pub async fn check(&self, class: &str, caller: &str) -> Option<Decision> {
+        let limits = *self.classes.get(class)?;
+        let key = format!("{class}:{caller}");
+        let decision = match &self.redis {
+            Some(redis) => match redis.check(&key, limits).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    tracing::warn!(
+                        class,
+                        "rate limiter falls back to in-process limits: {error}"
+                    );
+                    metrics::counter!("lamina_rate_limit_fallback_total").increment(1);
+                    self.check_memory(key, limits)
+                }
+            },
+            None => self.check_memory(key, limits),
+        };
+        if !decision.allowed {
+            metrics::counter!("lamina_rate_limited_total", "class" => class.to_owned())
+                .increment(1);
+        }
+        Some(decision)
+    }
+
+    fn check_memory(&self, key: String, class: Class) -> Decision {
+        let now = now_micros();
+        let mut decision = None;
+        self.memory.entry(key).and_compute_with(|entry| {
+            let tat = entry.map_or(now, |e| e.into_value()).max(now);
+            let next = tat + class.interval;
+            if next - now > class.tolerance() {
+                decision = Some(class.decision(false, tat - now));
+                Op::Nop
+            } else {
+                decision = Some(class.decision(true, next - now));
+                Op::Put(next)
+            }
+        });
+        decision.expect("the compute closure always runs")
+    }
+}
+
+impl RedisLimiter {
+    async fn check(&self, key: &str, class: Class) -> Result<Decision, String> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.script.key(format!("{}{key}", self.prefix));
+        invocation.arg(class.interval).arg(class.tolerance());
+        let (allowed, backlog): (i64, i64) =
+            redis_conn::timed(self.timeout, invocation.invoke_async(&mut connection))
+                .await
+                .map_err(|e| match e {
+                    Some(e) => e.to_string(),
+                    None => format!("no answer within {:?}", self.timeout),
+                })?;
+        Ok(class.decision(allowed == 1, backlog.max(0) as u64))
+    }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(requests: u32, per: Duration, burst: Option<u32>) -> RateLimiter {
+        let config = RateLimitConfig {
+            classes: BTreeMap::from([(
+                "c".to_string(),
+                ClassConfig {
+                    requests,
+                    per,
+                    burst,
+                },
+            )]),
+            ..RateLimitConfig::default()
+        };
+        RateLimiter::new(&config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn allows_the_burst_then_refuses_with_retry_after() {
+        let limiter = limiter(3, Duration::from_secs(60), None);
+        for remaining in [2, 1, 0] {
+            let d = limiter.check("c", "ip:1").await.unwrap();
+            assert!(d.allowed);
+            assert_eq!((d.limit, d.remaining), (3, remaining));
+        }
+        let refused = limiter.check("c", "ip:1").await.unwrap();
+        assert!(!refused.allowed);
+        assert!(
+            refused.retry_after > Duration::from_secs(19)
+                && refused.retry_after <= Duration::from_secs(20)
+        );
+        assert!(
+            limiter.check("c", "ip:2").await.unwrap().allowed,
+            "keys are independent"
+        );
+        assert!(limiter.check("missing", "ip:1").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_bucket_refills_at_the_sustained_rate() {
+        let limiter = limiter(20, Duration::from_secs(1), Some(1));
+        assert!(limiter.check("c", "k").await.unwrap().allowed);
+        assert!(!limiter.check("c", "k").await.unwrap().allowed);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(limiter.check("c", "k").await.unwrap().allowed);
+    }
+}
