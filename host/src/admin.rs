@@ -7,8 +7,11 @@
 //! - `POST /v1/queues/{topic}/dead-letters/{id}/replay`: put one back on
 //!   its topic with a fresh attempt count.
 //!
-//! Every call needs `Authorization: Bearer <LAMINA_DEPLOY_TOKEN>`; without
-//! that variable set at start-up the API refuses everything.
+//! - `GET /metrics`: Prometheus metrics (no token: for scrapers; keep the
+//!   admin listener private).
+//!
+//! Every other call needs `Authorization: Bearer <LAMINA_DEPLOY_TOKEN>`;
+//! without that variable set at start-up the API refuses them all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,17 +39,24 @@ pub struct Admin {
     /// regardless of length.
     token_digest: Option<[u8; 32]>,
     max_component_size: usize,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl Admin {
     /// Admin API over `app`; `token` of `None` disables it.
-    pub fn new(app: Arc<App>, token: Option<String>, max_component_size: usize) -> Admin {
+    pub fn new(
+        app: Arc<App>,
+        token: Option<String>,
+        max_component_size: usize,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Admin {
         Admin {
             app,
             token_digest: token
                 .filter(|t| !t.is_empty())
                 .map(|t| Sha256::digest(t.as_bytes()).into()),
             max_component_size,
+            metrics,
         }
     }
 
@@ -57,6 +67,14 @@ impl Admin {
         _peer: SocketAddr,
     ) -> Response<HostBody> {
         let path = request.uri().path().to_owned();
+        if request.method() == Method::GET && path == "/metrics" {
+            let mut response = Response::new(crate::body::full(self.metrics.render()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return response;
+        }
         if let Err(problem) = self.authorize(&request) {
             return problem.with_instance(path).into_response();
         }

@@ -49,6 +49,7 @@ pub struct App {
     capabilities: Arc<Capabilities>,
     authenticator: Authenticator,
     limiter: RateLimiter,
+    max_body_size: u64,
 }
 
 /// Why a hot deploy was refused.
@@ -154,6 +155,7 @@ impl App {
             capabilities,
             authenticator,
             limiter,
+            max_body_size: config.http.max_body_size.bytes(),
         })
     }
 
@@ -165,6 +167,11 @@ impl App {
     /// Verifies bearer tokens for routes with an `auth` policy.
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    /// Largest request body accepted.
+    pub fn max_body_size(&self) -> u64 {
+        self.max_body_size
     }
 
     /// The rate limiter.

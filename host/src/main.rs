@@ -13,6 +13,7 @@ mod problem;
 mod router;
 mod runtime_config;
 mod server;
+mod telemetry;
 mod trigger;
 mod units;
 

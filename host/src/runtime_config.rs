@@ -81,6 +81,9 @@ pub struct HttpConfig {
     pub drain_timeout: Duration,
     /// Open connections beyond this wait to be accepted.
     pub max_connections: usize,
+    /// Largest request body; a larger declared length is refused with 413,
+    /// a longer stream is cut off.
+    pub max_body_size: ByteSize,
 }
 
 impl Default for HttpConfig {
@@ -92,6 +95,7 @@ impl Default for HttpConfig {
             max_request_duration: Duration::from_secs(30 * 60),
             drain_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_body_size: ByteSize::mib(10),
         }
     }
 }

@@ -440,3 +440,108 @@ async fn an_unknown_rate_limit_class_stops_start_up() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn request_ids_are_accepted_when_sane_generated_otherwise_and_echoed() {
+    let host = host();
+    let response = client()
+        .get(host.at("/open/echo"))
+        .header("x-request-id", "client-id-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&response, "x-request-id"), "client-id-42");
+    let headers = echoed_headers(response).await;
+    assert_eq!(
+        headers["x-request-id"], "client-id-42",
+        "the component sees it"
+    );
+
+    for bad in ["has spaces", &"x".repeat(200)] {
+        let response = client()
+            .get(host.at("/open/echo"))
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = header(&response, "x-request-id");
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+    }
+    let missing = get(&host, "/nowhere", None).await;
+    assert_eq!(
+        header(&missing, "x-request-id").len(),
+        36,
+        "404s carry one too"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let host = Host::start(
+        HostOptions::manifest(MANIFEST).runtime_config("[http]\nmax_body_size = \"1KiB\"\n"),
+    );
+    let small = client()
+        .post(host.at("/open/echo"))
+        .body(vec![b'a'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    let large = client()
+        .post(host.at("/open/echo"))
+        .body(vec![b'a'; 2048])
+        .send()
+        .await
+        .unwrap();
+    expect_problem(large, 413).await;
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let host = host();
+    let health = get(&host, "/health", None).await;
+    assert_eq!(health.status(), 200);
+    let ready: Value = get(&host, "/ready", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert!(
+        ready["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "sql:default"),
+        "{ready}"
+    );
+
+    get(&host, "/open/echo", None).await;
+    get(&host, "/private/echo", None).await;
+    let metrics = client()
+        .get(format!("{}/metrics", host.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(r#"lamina_http_requests_total{route="/open/...",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lamina_auth_failures_total{reason="missing"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("lamina_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+
+    // A backend that does not answer makes the host not ready.
+    let degraded = Host::start(HostOptions::manifest(MANIFEST).runtime_config(
+        "[key_value_stores.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1/0\"\n",
+    ));
+    let problem = expect_problem(get(&degraded, "/ready", None).await, 503).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("kv:default"),
+        "{problem}"
+    );
+}

@@ -81,6 +81,24 @@ impl Capabilities {
     }
 }
 
+impl Capabilities {
+    /// Probes every backend (`/ready`): `(name, Ok | Err(why))` each.
+    pub async fn readiness(&self) -> Vec<(String, Result<(), String>)> {
+        let mut checks = Vec::new();
+        for name in self.sql.names() {
+            if let Some(db) = self.sql.get(name) {
+                let probe = db.query("SELECT 1", vec![]).await.map(drop);
+                checks.push((format!("sql:{name}"), probe.map_err(|e| format!("{e:?}"))));
+            }
+        }
+        for (name, probe) in self.kv.probe().await {
+            checks.push((format!("kv:{name}"), probe));
+        }
+        checks.push(("queue".to_owned(), self.queue.probe().await));
+        checks
+    }
+}
+
 /// Applies pending migrations to the `default` database; returns how many.
 pub async fn migrate(databases: &sql::Databases, dir: &Path) -> anyhow::Result<usize> {
     let Some(db) = databases.get("default") else {

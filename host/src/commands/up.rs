@@ -75,6 +75,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let metrics = crate::telemetry::install()?;
         let capabilities =
             Arc::new(Capabilities::open(&config, &manifest.dir.join("migrations")).await?);
         let app = Arc::new(App::load(
@@ -89,11 +90,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 std::env::var(auth::SECRET_ENV).ok(),
             )?,
         )?);
-        serve(app, config).await
+        serve(app, config, metrics).await
     })
 }
 
-async fn serve(app: Arc<App>, config: RuntimeConfig) -> anyhow::Result<()> {
+async fn serve(
+    app: Arc<App>,
+    config: RuntimeConfig,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<()> {
     let public = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
@@ -109,6 +114,7 @@ async fn serve(app: Arc<App>, config: RuntimeConfig) -> anyhow::Result<()> {
         app.clone(),
         token,
         config.admin.max_component_size.bytes() as usize,
+        metrics,
     ));
 
     println!("Serving {} on http://{}", app.name, public.local_addr()?);

@@ -1,4 +1,5 @@
-//! The HTTP trigger: route a request to its component, apply the route's
+//! The HTTP trigger: give the request an id, answer `/health` and `/ready`,
+//! route it to its component, enforce the body limit, apply the route's
 //! gateway policy (auth with verified identity headers, then the caller's
 //! rate limit: per user, else per client IP), tell the
 //! component where it was routed (Spin's `spin-*` headers), run it, and turn
@@ -9,11 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::app::App;
-use crate::body::HostBody;
+use crate::body::{HostBody, json};
 use crate::problem::Problem;
 use crate::router::RoutePattern;
 
@@ -30,38 +32,142 @@ mod spin_headers {
     pub const CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
 }
 
-/// Handles one request on the public listener.
+/// Request id header: accepted from the client when sane, else generated;
+/// passed to the component, echoed in the response and in every log line.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Handles one request on the public listener: `/health` and `/ready`
+/// (reserved paths), else the routed component. Every response carries
+/// `x-request-id` and is counted in the request metrics.
 pub async fn handle(
     app: Arc<App>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<HostBody> {
     let started = Instant::now();
+    let request_id = request_id(request.headers());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let Some(matched) = app.route(&path) else {
-        return Problem::new(StatusCode::NOT_FOUND, format!("no route matches {path}"))
+    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    let (mut response, route) = async {
+        match path.as_str() {
+            "/health" => (
+                json(StatusCode::OK, &serde_json::json!({ "status": "up" })),
+                "/health".to_owned(),
+            ),
+            "/ready" => (ready(&app).await, "/ready".to_owned()),
+            _ => dispatch(&app, request, peer, &path).await,
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed();
+    metrics::counter!("lamina_http_requests_total", "route" => route.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("lamina_http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::debug!(status, elapsed_us = elapsed.as_micros() as u64, "request");
+    });
+    response
+}
+
+/// The client's `x-request-id` if it is short and plain, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+/// `/ready`: 200 when every backend answers, else 503 naming the failures.
+async fn ready(app: &App) -> Response<HostBody> {
+    let checks = app.capabilities().readiness().await;
+    let failing: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, probe)| probe.as_ref().err().map(|why| format!("{name}: {why}")))
+        .collect();
+    if failing.is_empty() {
+        let names: Vec<&str> = checks.iter().map(|(name, _)| name.as_str()).collect();
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "status": "ready", "checks": names }),
+        )
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}", failing.join("; ")),
+        )
+        .with_header(http::header::RETRY_AFTER, "5")
+        .with_instance("/ready")
+        .into_response()
+    }
+}
+
+/// Routes, applies the gateway, runs the component. Returns the response
+/// and the route pattern it matched (for metrics; `-` if none).
+async fn dispatch(
+    app: &App,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    path: &str,
+) -> (Response<HostBody>, String) {
+    let Some(matched) = app.route(path) else {
+        let response = Problem::new(StatusCode::NOT_FOUND, format!("no route matches {path}"))
             .with_instance(path)
             .into_response();
+        return (response, "-".to_owned());
     };
+    let route = matched.pattern.to_string();
     let target = matched.target.clone();
     let Some(component) = app.component(&target.component) else {
         // The router only points at components the manifest defines.
-        return Problem::new(
+        let response = Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "route points at a missing component",
         )
         .with_instance(path)
         .into_response();
+        return (response, route);
     };
 
     let (mut parts, body) = request.into_parts();
+    let limit = app.max_body_size();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        let response = Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than the {limit} byte limit"),
+        )
+        .with_instance(path)
+        .into_response();
+        return (response, route);
+    }
     let identity =
         match app
             .authenticator()
             .authorize(&mut parts.headers, target.auth, &target.roles)
         {
             Ok(identity) => identity,
-            Err(problem) => return problem.with_instance(path).into_response(),
+            Err(problem) => return (problem.with_instance(path).into_response(), route),
         };
     let rate = match &target.rate_limit {
         Some(class) => {
@@ -74,7 +180,10 @@ pub async fn handle(
         None => None,
     };
     if let Some(decision) = rate.filter(|d| !d.allowed) {
-        return decision.problem().with_instance(path).into_response();
+        return (
+            decision.problem().with_instance(path).into_response(),
+            route,
+        );
     }
     set_routing_headers(
         &mut parts.headers,
@@ -83,21 +192,18 @@ pub async fn handle(
         &parts.uri,
         peer,
     );
-    let request = Request::from_parts(
-        parts,
-        body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync(),
-    );
+    // A body streamed past the limit (no or a false Content-Length) ends
+    // with a body-size error inside the component.
+    let body = Limited::new(body, limit as usize).map_err(move |error| {
+        match error.downcast::<hyper::Error>() {
+            Ok(error) => wasmtime_wasi_http::Error::Hyper(*error),
+            Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+        }
+    });
+    let request = Request::from_parts(parts, body.boxed_unsync());
 
     let result = component.handle(request, target.limits).await;
-    let status = result.as_ref().map_or_else(|e| e.status(), |r| r.status());
-    tracing::debug!(
-        component = component.id(),
-        %path,
-        status = status.as_u16(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    match result {
+    let response = match result {
         Ok(mut response) => {
             if let Some(decision) = rate {
                 decision.write_headers(response.headers_mut());
@@ -107,10 +213,11 @@ pub async fn handle(
         Err(error) => {
             match &error {
                 crate::engine::ExecError::Failed(cause) => {
-                    tracing::error!(component = component.id(), %path, "component failed: {cause:?}")
+                    tracing::error!(component = component.id(), "component failed: {cause:?}")
                 }
-                other => tracing::warn!(component = component.id(), %path, "{other}"),
+                other => tracing::warn!(component = component.id(), "{other}"),
             }
+            let status = error.status();
             let mut response =
                 Problem::new(status, format!("component `{}`: {error}", component.id()))
                     .with_instance(path)
@@ -122,7 +229,8 @@ pub async fn handle(
             }
             response
         }
-    }
+    };
+    (response, route)
 }
 
 fn set_routing_headers(

@@ -96,6 +96,23 @@ impl Stores {
         Ok(Stores { by_name })
     }
 
+    /// Whether each store's backend answers.
+    pub async fn probe(&self) -> Vec<(String, Result<(), String>)> {
+        let mut results = Vec::new();
+        for (name, store) in &self.by_name {
+            let probe = match &store.backend {
+                Backend::Memory(_) => Ok(()),
+                Backend::Redis(r) => r
+                    .exists("lamina:ready")
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{e:?}")),
+            };
+            results.push((name.clone(), probe));
+        }
+        results
+    }
+
     /// Names of the configured stores.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)

@@ -325,6 +325,15 @@ impl Queue {
         Ok(replayed)
     }
 
+    /// Whether the backend answers.
+    pub async fn probe(&self) -> Result<(), String> {
+        match &self.backend {
+            Backend::Sql(q) => q.probe().await,
+            Backend::Redis(q) => q.probe().await,
+        }
+        .map_err(|e| e.to_string())
+    }
+
     /// Prepares consumption of `topic` (Redis: creates the consumer group).
     pub async fn subscribe(&self, topic: &str) -> Result<(), QueueError> {
         match &self.backend {

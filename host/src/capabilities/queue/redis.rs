@@ -142,6 +142,10 @@ impl RedisQueue {
             .map_err(|e| self.error(e))
     }
 
+    pub async fn probe(&self) -> Result<(), QueueError> {
+        self.run::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+
     /// Creates the consumer group (from the start of the stream, so
     /// messages published before any consumer existed are delivered).
     pub async fn subscribe(&self, topic: &str) -> Result<(), QueueError> {

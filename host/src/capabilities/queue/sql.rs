@@ -75,6 +75,14 @@ impl SqlQueue {
         })
     }
 
+    pub async fn probe(&self) -> Result<(), QueueError> {
+        self.db
+            .query("SELECT 1", vec![])
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
     pub async fn publish(
         &self,
         topic: &str,
