@@ -13,6 +13,7 @@ use crate::capabilities::kv::StoreConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
 use crate::gateway::auth::AuthConfig;
+use crate::gateway::cors::CorsConfig;
 use crate::gateway::rate_limit::RateLimitConfig;
 use crate::units::ByteSize;
 
@@ -38,6 +39,8 @@ pub struct RuntimeConfig {
     pub auth: AuthConfig,
     /// `[rate_limit]`: limiter backend and classes.
     pub rate_limit: RateLimitConfig,
+    /// `[cors]`: which browser origins may call the API.
+    pub cors: CorsConfig,
     /// `[variables]`: values for application variables (the environment's
     /// `LAMINA_VAR_<NAME>` wins over these).
     pub variables: BTreeMap<String, String>,

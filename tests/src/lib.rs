@@ -263,6 +263,21 @@ impl Host {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (up to 10 s) until the host's log contains `needle`: stderr is
+    /// read on its own thread, so a line may land a moment after the event.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Temp dir holding this host's manifest.
     pub fn dir(&self) -> &Path {
         self.dir.path()

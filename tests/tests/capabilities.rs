@@ -465,7 +465,7 @@ async fn cache_falls_back_to_the_database_when_redis_is_down() {
         );
     }
     assert!(
-        host.stderr().contains("key-value store unavailable"),
+        host.log_contains("key-value store unavailable"),
         "{}",
         host.stderr()
     );

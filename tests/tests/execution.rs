@@ -123,7 +123,7 @@ async fn traps_are_isolated_under_concurrent_load() {
     }
     assert_eq!((traps, ok), (30, 210));
     assert!(
-        host.stderr().contains("fixture trap requested"),
+        host.log_contains("fixture trap requested"),
         "the guest panic reaches the host log"
     );
 }

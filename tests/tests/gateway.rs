@@ -424,7 +424,7 @@ async fn with_redis_down_limits_fall_back_to_in_process() {
     }
     assert_eq!(get(&host, "/tight/echo", None).await.status(), 429);
     assert!(
-        host.stderr().contains("falls back to in-process limits"),
+        host.log_contains("falls back to in-process limits"),
         "{}",
         host.stderr()
     );
@@ -544,4 +544,83 @@ async fn health_ready_and_metrics() {
         problem["detail"].as_str().unwrap().contains("kv:default"),
         "{problem}"
     );
+}
+
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let host = Host::start(HostOptions::manifest(MANIFEST).runtime_config(
+        "[cors]\nallowed_origins = [\"https://app.example\"]\nallow_credentials = true\n",
+    ));
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, host.at("/private/echo"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert_eq!(
+        header(&preflight, "access-control-allow-credentials"),
+        "true"
+    );
+    assert!(header(&preflight, "access-control-allow-methods").contains("POST"));
+    assert!(header(&preflight, "access-control-allow-headers").contains("authorization"));
+    assert_eq!(header(&preflight, "access-control-max-age"), "600");
+
+    let simple = client()
+        .get(host.at("/open/echo"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&simple, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert!(header(&simple, "access-control-expose-headers").contains("x-request-id"));
+
+    let foreign = client()
+        .get(host.at("/open/echo"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    // Without [cors], no CORS headers at all.
+    let plain = host_without_cors().await;
+    assert!(plain.headers().get("access-control-allow-origin").is_none());
+}
+
+async fn host_without_cors() -> reqwest::Response {
+    let host = host();
+    client()
+        .get(host.at("/open/echo"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[test]
+fn wildcard_cors_origins_stop_start_up() {
+    let error = Host::try_start(
+        HostOptions::manifest(MANIFEST).runtime_config("[cors]\nallowed_origins = [\"*\"]\n"),
+    )
+    .err()
+    .expect("start-up must fail");
+    assert!(error.contains("without wildcards"), "{error}");
 }

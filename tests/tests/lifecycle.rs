@@ -73,14 +73,10 @@ fn second_start_loads_components_from_the_compile_cache() {
         ..HostOptions::manifest(FIXTURE)
     };
     let first = Host::start(options());
-    assert!(
-        first.stderr().contains("cache=Compiled"),
-        "{}",
-        first.stderr()
-    );
+    assert!(first.log_contains("cache=Compiled"), "{}", first.stderr());
     drop(first);
     let second = Host::start(options());
-    assert!(second.stderr().contains("cache=Hit"), "{}", second.stderr());
+    assert!(second.log_contains("cache=Hit"), "{}", second.stderr());
 }
 
 #[tokio::test]

@@ -99,6 +99,7 @@ async fn serve(
     config: RuntimeConfig,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
 ) -> anyhow::Result<()> {
+    let cors = crate::gateway::cors::layer(&config.cors)?;
     let public = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
@@ -138,12 +139,34 @@ async fn serve(
         max_connections: config.http.max_connections,
         drain_timeout: config.http.drain_timeout,
     };
+    // The public service: CORS (when configured) around the HTTP trigger.
+    // The client address travels in the request's extensions.
+    let public_service = tower::ServiceBuilder::new().option_layer(cors).service_fn(
+        move |request: http::Request<hyper::body::Incoming>| {
+            let peer = request
+                .extensions()
+                .get::<SocketAddr>()
+                .copied()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let response = crate::trigger::http::handle(app.clone(), request, peer);
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        },
+    );
     let public = server::serve(
         "public",
         public,
         limits,
         stopped.clone(),
-        move |request, peer| crate::trigger::http::handle(app.clone(), request, peer),
+        move |mut request, peer| {
+            request.extensions_mut().insert(peer);
+            let service = public_service.clone();
+            async move {
+                match tower::ServiceExt::oneshot(service, request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+        },
     );
     let admin = server::serve(
         "admin",
