@@ -33,17 +33,20 @@ struct Server {
     start: Box<dyn Fn(u16) -> Result<Child>>,
 }
 
-/// `which`: `http`, `capabilities`, or both when empty.
+/// `which`: `http`, `capabilities`, `gateway`, or all when empty.
 pub fn bench(which: &[String]) -> Result {
     let only = which.first().map(String::as_str);
-    if !matches!(only, None | Some("http" | "capabilities")) {
-        return Err("usage: cargo xtask bench [http|capabilities]".into());
+    if !matches!(only, None | Some("http" | "capabilities" | "gateway")) {
+        return Err("usage: cargo xtask bench [http|capabilities|gateway]".into());
     }
     ensure_wrk()?;
-    if only != Some("http") {
+    if matches!(only, None | Some("gateway")) {
+        super::bench_gateway::bench()?;
+    }
+    if matches!(only, None | Some("capabilities")) {
         super::bench_capabilities::bench()?;
     }
-    if only == Some("capabilities") {
+    if only.is_some_and(|o| o != "http") {
         return Ok(());
     }
     ensure_wasmtime()?;
@@ -185,11 +188,19 @@ fn lamina(
     )
     .and_then(|()| std::fs::write(&config, "[data]\ndir = \"data\"\n"))
     .map_err(|e| format!("cannot write bench config: {e}"))?;
-    Ok(Box::new(move |port| spawn_lamina(&manifest, &config, port)))
+    Ok(Box::new(move |port| {
+        spawn_lamina(&manifest, &config, port, &[])
+    }))
 }
 
-/// Starts `lamina up` on `port` (admin API on a free port), quiet.
-pub fn spawn_lamina(manifest: &Path, config: &Path, port: u16) -> Result<Child> {
+/// Starts `lamina up` on `port` (admin API on a free port), quiet, with
+/// `env` added to its environment.
+pub fn spawn_lamina(
+    manifest: &Path,
+    config: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Result<Child> {
     Command::new(target_dir().join("release/lamina"))
         .args([
             "up",
@@ -203,6 +214,7 @@ pub fn spawn_lamina(manifest: &Path, config: &Path, port: u16) -> Result<Child> 
         .arg("--runtime-config")
         .arg(config)
         .env("LAMINA_LOG", "warn")
+        .envs(env.iter().copied())
         .current_dir(root())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -139,7 +139,7 @@ fn run_backends(dir: &Path, backends: &Backends) -> Result<Vec<(String, Measurem
     })
     .map_err(|e| e.to_string())?;
     let port = free_port()?;
-    let mut child = spawn_lamina(&manifest, &config, port)?;
+    let mut child = spawn_lamina(&manifest, &config, port, &[])?;
     let result = measure(dir, port, backends.name);
     stop(&mut child);
     result

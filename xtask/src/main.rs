@@ -9,6 +9,7 @@
 
 mod bench;
 mod bench_capabilities;
+mod bench_gateway;
 mod services;
 
 use std::path::PathBuf;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
                  build        build the wasm components and the host (release)\n  \
                  test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
-                 bench [http|capabilities]  build, then benchmark (docs/benchmarks.md)"
+                 bench [http|capabilities|gateway]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {
                 ExitCode::SUCCESS

@@ -4,14 +4,16 @@
 //! Only the configured algorithm is accepted, so `alg: none` and algorithm
 //! confusion (an RS256 public key used as an HS256 secret) fail. `exp` is
 //! required, `nbf` checked, `iss` and `aud` must match, with a small leeway.
+//! Successful verifications are cached until the token's `exp`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::sync::Cache;
 use serde::Deserialize;
 
 use crate::manifest::AuthPolicy;
@@ -90,6 +92,7 @@ pub struct Identity {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -150,6 +153,37 @@ impl Rejection {
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    /// Tokens verified recently, each kept until its own `exp` at most, so a
+    /// client's repeated requests skip the signature check.
+    verified: Cache<String, Verified>,
+}
+
+/// A cached verification.
+#[derive(Clone)]
+struct Verified {
+    identity: Identity,
+    /// `exp`, seconds since the Unix epoch.
+    expires_at: u64,
+}
+
+/// Expires each cached verification at its token's `exp`.
+struct AtTokenExpiry;
+
+impl moka::Expiry<String, Verified> for AtTokenExpiry {
+    fn expire_after_create(&self, _: &String, value: &Verified, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(
+            value.expires_at.saturating_sub(unix_now()),
+        ))
+    }
+}
+
+/// Most verified tokens kept.
+const VERIFIED_CACHE_ENTRIES: u64 = 100_000;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Authenticator {
@@ -192,11 +226,23 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.validate_nbf = true;
         validation.leeway = config.leeway.as_secs();
-        Ok(Authenticator { key, validation })
+        Ok(Authenticator {
+            key,
+            validation,
+            verified: Cache::builder()
+                .max_capacity(VERIFIED_CACHE_ENTRIES)
+                .expire_after(AtTokenExpiry)
+                .build(),
+        })
     }
 
     /// Verifies a compact JWT.
     pub fn verify(&self, token: &str) -> Result<Identity, Rejection> {
+        if let Some(hit) = self.verified.get(token)
+            && hit.expires_at > unix_now()
+        {
+            return Ok(hit.identity);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
             |error| match error.kind() {
                 ErrorKind::ExpiredSignature => Rejection::Expired,
@@ -212,12 +258,20 @@ impl Authenticator {
             },
         )?;
         let claims = data.claims;
-        Ok(Identity {
+        let identity = Identity {
             user_id: claims.sub,
             username: claims.name.or(claims.preferred_username),
             roles: claims.roles,
             token_id: claims.jti,
-        })
+        };
+        self.verified.insert(
+            token.to_owned(),
+            Verified {
+                identity: identity.clone(),
+                expires_at: claims.exp,
+            },
+        );
+        Ok(identity)
     }
 
     /// Applies a route's policy to a request's headers: strips

@@ -1,0 +1,105 @@
+//! Gateway overhead: the same trivial component route bare, then behind
+//! `auth = "required"` (HS256 JWT verified per request) plus a rate limit,
+//! with the in-process and the Redis limiter, in one run. Reported as
+//! ratios to the bare route (goal: ≥ 0.9× in-process, ≥ 0.7× with Redis).
+
+use std::path::Path;
+
+use crate::bench::{Measurement, free_port, spawn_lamina, wait_until_listening, wrk};
+use crate::{Result, target_dir};
+
+const WRK_ARGS: [&str; 6] = ["-t2", "-c50", "-d10s", "--latency", "--timeout", "5s"];
+const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
+
+pub fn bench() -> Result {
+    let work = target_dir().join("bench/gateway");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let fixture = target_dir().join("wasm32-wasip2/release/runtime_fixture.wasm");
+    let manifest = work.join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"bench\"\n\
+             [[trigger.http]]\nroute = \"/bare/...\"\ncomponent = \"f\"\n\
+             [[trigger.http]]\nroute = \"/guarded/...\"\ncomponent = \"f\"\nauth = \"required\"\nrate_limit = \"bench\"\n\
+             [component.f]\nsource = {:?}\n",
+            fixture.display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    // A limit no run reaches, so every request does the full check.
+    let classes = "[rate_limit.classes.bench]\nrequests = 100000000\nper = \"1m\"\n";
+    let prefix = format!("lamina-bench-gw-{}:", std::process::id());
+    let memory = write_config(&work, "memory.toml", classes)?;
+    let redis = write_config(
+        &work,
+        "redis.toml",
+        &format!(
+            "[rate_limit]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n{classes}"
+        ),
+    )?;
+    let token = token()?;
+    let bearer = format!("Authorization: Bearer {token}");
+    let runs = [
+        ("bare route (no auth, no limit)", &memory, "/bare/", false),
+        ("auth + rate limit, in-process", &memory, "/guarded/", true),
+        ("auth + rate limit, Redis", &redis, "/guarded/", true),
+    ];
+    let mut results: Vec<(&str, Measurement)> = Vec::new();
+    for (name, config, path, auth) in runs {
+        eprintln!("bench: gateway: {name}");
+        let port = free_port()?;
+        let mut child = spawn_lamina(&manifest, config, port, &[("LAMINA_JWT_SECRET", SECRET)])?;
+        let mut args: Vec<&str> = WRK_ARGS.to_vec();
+        if auth {
+            args.extend(["-H", bearer.as_str()]);
+        }
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let measured = wait_until_listening(port).and_then(|()| wrk(&url, &args, None));
+        let _ = child.kill();
+        let _ = child.wait();
+        results.push((name, measured?));
+    }
+    let baseline = results[0].1.requests_per_sec;
+    println!("| gateway | req/s | p50 ms | p99 ms | vs bare |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, m) in &results {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x |",
+            m.requests_per_sec,
+            m.p50_ms,
+            m.p99_ms,
+            m.requests_per_sec / baseline
+        );
+    }
+    println!(
+        "\nwrk {} on the runtime fixture, one host at a time.",
+        WRK_ARGS.join(" ")
+    );
+    Ok(())
+}
+
+fn write_config(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("[data]\ndir = \"data\"\n{text}")).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// A token valid for an hour.
+fn token() -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": "bench-user", "roles": ["User"], "iss": "lamina", "aud": "lamina",
+        "iat": now, "exp": now + 3600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}
