@@ -12,6 +12,7 @@ use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
 use crate::engine::executor::{ComponentSpec, RequiredExports};
 use crate::engine::{AllowedHosts, Engine, LoadedComponent, RequestLimits};
 use crate::gateway::auth::Authenticator;
+use crate::gateway::concurrency::InFlight;
 use crate::gateway::rate_limit::RateLimiter;
 use crate::manifest::{AuthPolicy, Manifest, QueueTrigger};
 use crate::router::{RouteMatch, RoutePattern, Router};
@@ -49,6 +50,7 @@ pub struct App {
     capabilities: Arc<Capabilities>,
     authenticator: Authenticator,
     limiter: RateLimiter,
+    in_flight: InFlight,
     max_body_size: u64,
 }
 
@@ -76,6 +78,7 @@ impl App {
     ) -> anyhow::Result<App> {
         manifest.check_sources()?;
         let limiter = RateLimiter::new(&config.rate_limit)?;
+        let in_flight = InFlight::new(&config.rate_limit)?;
         for (index, route) in manifest.http_routes.iter().enumerate() {
             if let Some(class) = &route.rate_limit {
                 anyhow::ensure!(
@@ -155,6 +158,7 @@ impl App {
             capabilities,
             authenticator,
             limiter,
+            in_flight,
             max_body_size: config.http.max_body_size.bytes(),
         })
     }
@@ -172,6 +176,11 @@ impl App {
     /// Largest request body accepted.
     pub fn max_body_size(&self) -> u64 {
         self.max_body_size
+    }
+
+    /// Per-caller concurrency limits.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     /// The rate limiter.

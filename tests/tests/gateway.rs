@@ -624,3 +624,37 @@ fn wildcard_cors_origins_stop_start_up() {
     .expect("start-up must fail");
     assert!(error.contains("without wildcards"), "{error}");
 }
+
+#[tokio::test]
+async fn a_caller_gets_at_most_n_concurrent_streams() {
+    let manifest = r#"
+spin_manifest_version = 2
+[application]
+name = "streams"
+[[trigger.http]]
+route = "/s/..."
+component = "fixture"
+rate_limit = "streams"
+[component.fixture]
+source = "{fixture}"
+"#;
+    let host = Host::start(HostOptions::manifest(manifest).runtime_config(
+        "[rate_limit.classes.streams]\nrequests = 1000\nper = \"1m\"\nconcurrent = 1\n",
+    ));
+    // Headers arrive at once; the body streams for about a second.
+    let first = get(&host, "/s/stream?n=4&delay_ms=300", None).await;
+    assert_eq!(first.status(), 200);
+    let second = get(&host, "/s/stream?n=1&delay_ms=0", None).await;
+    let problem = expect_problem(second, 429).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1 concurrent"),
+        "{problem}"
+    );
+    // Once the first stream has ended, the slot is free again.
+    first.text().await.unwrap();
+    let third = get(&host, "/s/stream?n=1&delay_ms=0", None).await;
+    assert_eq!(third.status(), 200);
+}

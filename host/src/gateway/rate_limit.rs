@@ -76,9 +76,12 @@ pub struct ClassConfig {
     /// The window `requests` refers to.
     #[serde(with = "humantime_serde")]
     pub per: Duration,
-    /// Requests allowed at once (default: `requests`).
+    /// Burst size: requests that may arrive back to back (default: `requests`).
     #[serde(default)]
     pub burst: Option<u32>,
+    /// Requests of one caller in flight at once on this host (default: no limit).
+    #[serde(default)]
+    pub concurrent: Option<u32>,
 }
 
 /// A class in the units the algorithm uses.
@@ -324,6 +327,7 @@ mod tests {
                     requests,
                     per,
                     burst,
+                    concurrent: None,
                 },
             )]),
             ..RateLimitConfig::default()

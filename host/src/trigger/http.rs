@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::body::{HostBody, json};
+use crate::gateway::concurrency::Guarded;
 use crate::problem::Problem;
 use crate::router::RoutePattern;
 
@@ -169,14 +170,12 @@ async fn dispatch(
             Ok(identity) => identity,
             Err(problem) => return (problem.with_instance(path).into_response(), route),
         };
+    let caller = match &identity {
+        Some(identity) => format!("user:{}", identity.user_id),
+        None => format!("ip:{}", peer.ip()),
+    };
     let rate = match &target.rate_limit {
-        Some(class) => {
-            let caller = match &identity {
-                Some(identity) => format!("user:{}", identity.user_id),
-                None => format!("ip:{}", peer.ip()),
-            };
-            app.limiter().check(class, &caller).await
-        }
+        Some(class) => app.limiter().check(class, &caller).await,
         None => None,
     };
     if let Some(decision) = rate.filter(|d| !d.allowed) {
@@ -185,6 +184,13 @@ async fn dispatch(
             route,
         );
     }
+    let permit = match &target.rate_limit {
+        Some(class) => match app.in_flight().acquire(class, &caller) {
+            Ok(permit) => permit,
+            Err(problem) => return (problem.with_instance(path).into_response(), route),
+        },
+        None => None,
+    };
     set_routing_headers(
         &mut parts.headers,
         matched.pattern,
@@ -208,7 +214,10 @@ async fn dispatch(
             if let Some(decision) = rate {
                 decision.write_headers(response.headers_mut());
             }
-            response
+            match permit {
+                Some(permit) => response.map(|body| Guarded::new(body, permit).boxed_unsync()),
+                None => response,
+            }
         }
         Err(error) => {
             match &error {

@@ -1,0 +1,123 @@
+//! Per-caller concurrency limits: at most `concurrent` requests of one caller
+//! in one class in flight at once on this host (long generations hold a
+//! component instance and a model for minutes). A request holds its permit
+//! until its response body has been fully sent or dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::StatusCode;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::rate_limit::RateLimitConfig;
+use crate::body::HostBody;
+use crate::problem::Problem;
+
+type Counts = Arc<Mutex<HashMap<String, u32>>>;
+
+/// The in-flight counters of every class with a `concurrent` limit.
+pub struct InFlight {
+    limits: BTreeMap<String, u32>,
+    counts: Counts,
+}
+
+/// One admitted request; releases its slot when dropped.
+pub struct Permit {
+    key: String,
+    counts: Counts,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    /// The limits of `[rate_limit.classes.*].concurrent`.
+    pub fn new(config: &RateLimitConfig) -> anyhow::Result<InFlight> {
+        let mut limits = BTreeMap::new();
+        for (name, class) in &config.classes {
+            if let Some(limit) = class.concurrent {
+                anyhow::ensure!(
+                    limit > 0,
+                    "rate_limit.classes.{name}.concurrent must be at least 1"
+                );
+                limits.insert(name.clone(), limit);
+            }
+        }
+        Ok(InFlight {
+            limits,
+            counts: Counts::default(),
+        })
+    }
+
+    /// Admits one request of `caller` in `class`: `Ok(None)` when the class
+    /// has no concurrency limit, `Err` (429) when the caller is at it.
+    pub fn acquire(&self, class: &str, caller: &str) -> Result<Option<Permit>, Problem> {
+        let Some(&limit) = self.limits.get(class) else {
+            return Ok(None);
+        };
+        let key = format!("{class}:{caller}");
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key.clone()).or_insert(0);
+        if *count >= limit {
+            metrics::counter!("lamina_concurrency_limited_total", "class" => class.to_owned())
+                .increment(1);
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("at most {limit} concurrent requests of this kind; wait for one to finish"),
+            )
+            .with_header(http::header::RETRY_AFTER, "1"));
+        }
+        *count += 1;
+        Ok(Some(Permit {
+            key,
+            counts: self.counts.clone(),
+        }))
+    }
+}
+
+/// A response body that keeps its request's permit until it ends.
+pub struct Guarded {
+    inner: HostBody,
+    _permit: Permit,
+}
+
+impl Guarded {
+    /// Ties `permit` to the lifetime of `body`.
+    pub fn new(body: HostBody, permit: Permit) -> Guarded {
+        Guarded {
+            inner: body,
+            _permit: permit,
+        }
+    }
+}
+
+impl Body for Guarded {
+    type Data = <HostBody as Body>::Data;
+    type Error = <HostBody as Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
