@@ -170,27 +170,25 @@ async fn dispatch(
             Ok(identity) => identity,
             Err(problem) => return (problem.with_instance(path).into_response(), route),
         };
-    let caller = match &identity {
-        Some(identity) => format!("user:{}", identity.user_id),
-        None => format!("ip:{}", peer.ip()),
-    };
-    let rate = match &target.rate_limit {
-        Some(class) => app.limiter().check(class, &caller).await,
-        None => None,
-    };
-    if let Some(decision) = rate.filter(|d| !d.allowed) {
-        return (
-            decision.problem().with_instance(path).into_response(),
-            route,
-        );
-    }
-    let permit = match &target.rate_limit {
-        Some(class) => match app.in_flight().acquire(class, &caller) {
+    // The caller's limits: per verified user, else per client address.
+    let (mut rate, mut permit) = (None, None);
+    if let Some(class) = &target.rate_limit {
+        let caller = match &identity {
+            Some(identity) => format!("user:{}", identity.user_id),
+            None => format!("ip:{}", peer.ip()),
+        };
+        rate = app.limiter().check(class, &caller).await;
+        if let Some(decision) = rate.filter(|d| !d.allowed) {
+            return (
+                decision.problem().with_instance(path).into_response(),
+                route,
+            );
+        }
+        permit = match app.in_flight().acquire(class, &caller) {
             Ok(permit) => permit,
             Err(problem) => return (problem.with_instance(path).into_response(), route),
-        },
-        None => None,
-    };
+        };
+    }
     set_routing_headers(
         &mut parts.headers,
         matched.pattern,
