@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 
+use crate::breaker::{Breaker, Open};
 use crate::capabilities::variables::Resolved;
 use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
 use crate::engine::executor::{ComponentSpec, RequiredExports};
@@ -37,6 +38,8 @@ pub struct RouteTarget {
 struct Slot {
     spec: ComponentSpec,
     current: ArcSwap<LoadedComponent>,
+    /// Breakers of the remote databases it is granted.
+    breakers: Vec<Breaker>,
 }
 
 /// Components, routes and the engine that runs them.
@@ -74,10 +77,10 @@ impl App {
         engine: Engine,
         capabilities: Arc<Capabilities>,
         variables: &Resolved,
-        authenticator: Authenticator,
     ) -> anyhow::Result<App> {
         manifest.check_sources()?;
-        let limiter = RateLimiter::new(&config.rate_limit)?;
+        let authenticator = Authenticator::new(capabilities.tokens.clone());
+        let limiter = RateLimiter::new(&config.rate_limit, config.circuit_breaker)?;
         let in_flight = InFlight::new(&config.rate_limit)?;
         for (index, route) in manifest.http_routes.iter().enumerate() {
             if let Some(class) = &route.rate_limit {
@@ -91,6 +94,11 @@ impl App {
         let mut slots = BTreeMap::new();
         for (id, def) in &manifest.components {
             let grants = grants(manifest, id, &capabilities, variables)?;
+            let breakers = grants
+                .databases
+                .iter()
+                .filter_map(|name| capabilities.sql.get(name)?.breaker().cloned())
+                .collect();
             let allowed_hosts =
                 AllowedHosts::parse(&def.allowed_outbound_hosts).map_err(|problem| {
                     anyhow::anyhow!(
@@ -122,6 +130,7 @@ impl App {
                 Slot {
                     spec,
                     current: ArcSwap::from_pointee(loaded),
+                    breakers,
                 },
             );
         }
@@ -166,6 +175,16 @@ impl App {
     /// The `[[trigger.queue]]` entries.
     pub fn queue_triggers(&self) -> &[QueueTrigger] {
         &self.queue_triggers
+    }
+
+    /// An open breaker of a database `component` depends on, if any: the
+    /// request is answered 503 at once instead of waiting on the backend.
+    pub fn unavailable_backend(&self, component: &str) -> Option<(&str, Open)> {
+        self.slots
+            .get(component)?
+            .breakers
+            .iter()
+            .find_map(|b| b.refusing().map(|open| (b.name(), open)))
     }
 
     /// Verifies bearer tokens for routes with an `auth` policy.
@@ -279,6 +298,7 @@ fn grants(
         databases: def.databases.iter().cloned().collect(),
         key_value_stores: def.key_value_stores.iter().cloned().collect(),
         queues: def.queues.iter().cloned().collect(),
+        tokens: def.tokens,
         variables: variables.for_component(def),
     })
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod app;
 mod body;
+mod breaker;
 mod capabilities;
 mod commands;
 mod engine;
@@ -24,8 +25,19 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "lamina", version, about)]
 struct Cli {
+    /// Log line format on stderr: `text` for people, `json` (one object per
+    /// line, span fields included) for log pipelines.
+    #[arg(long, global = true, env = "LAMINA_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,15 +62,23 @@ struct BuildArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("LAMINA_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("LAMINA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+    }
+    let result = match cli.command {
         Command::Up(args) => commands::up::run(args),
         Command::Build(args) => manifest::Manifest::load(&args.manifest)
             .map_err(Into::into)

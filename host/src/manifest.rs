@@ -210,6 +210,10 @@ pub struct ComponentDef {
     /// Queue topics the component may publish to.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Whether the component may issue and revoke tokens and API keys
+    /// (the `tokens` capability; grant it to the auth service only).
+    #[serde(default)]
+    pub tokens: bool,
     /// Models the component may run inference on.
     #[serde(default)]
     pub models: Vec<String>,

@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::breaker::BreakerConfig;
 use crate::capabilities::kv::StoreConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
-use crate::gateway::auth::AuthConfig;
+use crate::capabilities::tokens::AuthConfig;
 use crate::gateway::cors::CorsConfig;
 use crate::gateway::rate_limit::RateLimitConfig;
 use crate::units::ByteSize;
@@ -35,8 +36,11 @@ pub struct RuntimeConfig {
     pub key_value_stores: BTreeMap<String, StoreConfig>,
     /// `[queue]`: the message queue backend and retry policy.
     pub queue: QueueConfig,
-    /// `[auth]`: how bearer tokens are verified.
+    /// `[auth]`: how bearer tokens are signed and verified, where API keys
+    /// and the revocation list live.
     pub auth: AuthConfig,
+    /// `[circuit_breaker]`: when a failing backend is given a rest.
+    pub circuit_breaker: BreakerConfig,
     /// `[rate_limit]`: limiter backend and classes.
     pub rate_limit: RateLimitConfig,
     /// `[cors]`: which browser origins may call the API.
@@ -154,22 +158,24 @@ impl RuntimeConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeConfig::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        if config.data.dir.is_relative() {
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            config.data.dir = base.join(&config.data.dir);
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let keys = [
+            config.auth.public_key.as_mut(),
+            config.auth.private_key.as_mut(),
+        ];
+        for relative in keys.into_iter().flatten().chain([&mut config.data.dir]) {
+            if relative.is_relative() {
+                *relative = base.join(&*relative);
+            }
         }
-        if let Some(key) = config.auth.public_key.as_mut()
-            && key.is_relative()
-        {
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            *key = base.join(&*key);
-        }
+        anyhow::ensure!(
+            config.circuit_breaker.failures > 0,
+            "{}: circuit_breaker.failures must be at least 1",
+            path.display()
+        );
         anyhow::ensure!(
             config.queue.max_attempts > 0,
             "{}: queue.max_attempts must be at least 1",

@@ -470,3 +470,84 @@ impl Drop for RedisPrefix {
             .status();
     }
 }
+
+/// A TCP proxy in front of a backend (Redis, PostgreSQL) that a test can
+/// cut and restore, to take the backend "down" without touching the real
+/// server other tests share.
+pub struct TcpProxy {
+    port: u16,
+    state: Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    up: std::sync::atomic::AtomicBool,
+    /// Both ends of every proxied connection, to sever them on `cut`.
+    open: Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl TcpProxy {
+    /// Listens on a free loopback port and forwards to `target` (`host:port`).
+    pub fn start(target: &str) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ProxyState::default());
+        state.up.store(true, Ordering::SeqCst);
+        let target = target.to_owned();
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !shared.up.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (Ok(client_copy), Ok(server_copy)) = (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                {
+                    let mut open = shared.open.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                pipe(client, server_copy);
+                pipe(server, client_copy);
+            }
+        });
+        TcpProxy { port, state }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Severs every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.state
+            .up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.state.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Accepts and forwards connections again.
+    pub fn restore(&self) {
+        self.state
+            .up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` on a thread until either side closes.
+fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    });
+}

@@ -515,6 +515,13 @@ async fn health_ready_and_metrics() {
 
     get(&host, "/open/echo", None).await;
     get(&host, "/private/echo", None).await;
+    let token = hs256(&claims(&[]), SECRET);
+    for _ in 0..2 {
+        assert_eq!(
+            get(&host, "/private/echo", Some(&token)).await.status(),
+            200
+        );
+    }
     let metrics = client()
         .get(format!("{}/metrics", host.admin_url))
         .send()
@@ -534,6 +541,14 @@ async fn health_ready_and_metrics() {
         text.contains("lamina_http_request_duration_seconds_bucket"),
         "{text}"
     );
+    for expected in [
+        r#"lamina_cache_requests_total{cache="tokens",result="miss"} 1"#,
+        r#"lamina_cache_requests_total{cache="tokens",result="hit"} 1"#,
+        // Every instance was dropped after its request.
+        r#"lamina_instances{component="fixture"} 0"#,
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
 
     // A backend that does not answer makes the host not ready.
     let degraded = Host::start(HostOptions::manifest(MANIFEST).runtime_config(

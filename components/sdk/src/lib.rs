@@ -6,13 +6,15 @@
 //!   exports its handler with `wasip2::http::proxy::export!`.
 //! - Host capabilities (`wit/platform.wit`): [`sql`] (typed rows into serde
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
-//!   helper), [`queue`] (publish), [`variables`], and [`page`] (pagination).
+//!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
+//!   revoke credentials) and [`page`] (pagination).
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod cache;
 pub mod page;
 pub mod queue;
 pub mod sql;
+pub mod tokens;
 pub mod variables;
 
 /// Raw bindings of the `lamina:platform` imports (world `service`).

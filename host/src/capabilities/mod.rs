@@ -10,6 +10,7 @@
 //! | [`kv`]      | in-process, bounded, TTL | Redis                |
 //! | [`queue`]   | durable SQL table        | Redis Streams        |
 //! | [`variables`] | spin.toml defaults     | env / runtime-config |
+//! | [`tokens`]  | in-process revocations   | Redis revocations    |
 //!
 //! Backends are built once at start-up ([`Capabilities`]); what a component
 //! may reach is fixed by its manifest entry ([`Grants`]) and checked on every
@@ -19,6 +20,7 @@ pub mod kv;
 pub mod queue;
 pub(crate) mod redis_conn;
 pub mod sql;
+pub mod tokens;
 pub mod variables;
 
 use std::collections::BTreeSet;
@@ -52,6 +54,9 @@ pub struct Capabilities {
     pub kv: kv::Stores,
     /// The message queue.
     pub queue: queue::Queue,
+    /// Token signing, API keys and the revocation list (shared with the
+    /// gateway, which verifies credentials).
+    pub tokens: Arc<tokens::Tokens>,
 }
 
 /// What one component may use: its manifest entry's grants and its resolved
@@ -64,6 +69,8 @@ pub struct Grants {
     pub key_value_stores: BTreeSet<String>,
     /// `queues = [...]`: topics it may publish to.
     pub queues: BTreeSet<String>,
+    /// `tokens = true`: may issue and revoke credentials.
+    pub tokens: bool,
     /// `[component.<id>.variables]`, resolved.
     pub variables: variables::ComponentVariables,
 }
@@ -71,13 +78,26 @@ pub struct Grants {
 impl Capabilities {
     /// Opens every backend runtime-config names and applies the
     /// application's migrations (`<manifest dir>/migrations/<dialect>/`) to
-    /// the `default` database.
-    pub async fn open(config: &RuntimeConfig, migrations: &Path) -> anyhow::Result<Capabilities> {
-        let sql = sql::Databases::open(&config.databases, &config.data.dir).await?;
+    /// the `default` database. `jwt_secret` is the HS256 secret from the
+    /// environment, if set.
+    pub async fn open(
+        config: &RuntimeConfig,
+        migrations: &Path,
+        jwt_secret: Option<String>,
+    ) -> anyhow::Result<Capabilities> {
+        let breaker = config.circuit_breaker;
+        let sql = sql::Databases::open(&config.databases, &config.data.dir, breaker).await?;
         migrate(&sql, migrations).await?;
-        let kv = kv::Stores::open(&config.key_value_stores)?;
-        let queue = queue::Queue::open(&config.queue, &sql).await?;
-        Ok(Capabilities { sql, kv, queue })
+        let kv = kv::Stores::open(&config.key_value_stores, breaker)?;
+        let queue = queue::Queue::open(&config.queue, &sql, breaker).await?;
+        let tokens =
+            tokens::Tokens::open(&config.auth, &config.data.dir, jwt_secret, &sql, breaker).await?;
+        Ok(Capabilities {
+            sql,
+            kv,
+            queue,
+            tokens: Arc::new(tokens),
+        })
     }
 }
 
@@ -95,6 +115,7 @@ impl Capabilities {
             checks.push((format!("kv:{name}"), probe));
         }
         checks.push(("queue".to_owned(), self.queue.probe().await));
+        checks.extend(self.tokens.readiness().await);
         checks
     }
 }
@@ -165,6 +186,7 @@ pub fn add_to_linker<T: Send + 'static>(
     platform::kv::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::queue::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::variables::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::tokens::add_to_linker::<T, HasCapabilities>(linker, view)?;
     Ok(())
 }
 

@@ -28,7 +28,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(async {
-            let databases = sql::Databases::open(&config.databases, &config.data.dir).await?;
+            let databases =
+                sql::Databases::open(&config.databases, &config.data.dir, config.circuit_breaker)
+                    .await?;
             let dir = manifest.dir.join("migrations");
             let applied = migrate(&databases, &dir).await?;
             println!("{applied} migration(s) applied from {}", dir.display());

@@ -12,9 +12,9 @@ use tokio::sync::watch;
 use crate::admin::{Admin, DEPLOY_TOKEN_ENV};
 use crate::app::App;
 use crate::capabilities::Capabilities;
+use crate::capabilities::tokens::keys::SECRET_ENV;
 use crate::capabilities::variables::Resolved;
 use crate::engine::{Engine, EngineSettings};
-use crate::gateway::auth::{self, Authenticator};
 use crate::manifest::Manifest;
 use crate::runtime_config::RuntimeConfig;
 use crate::server::{self, ServerLimits};
@@ -76,19 +76,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let metrics = crate::telemetry::install()?;
-        let capabilities =
-            Arc::new(Capabilities::open(&config, &manifest.dir.join("migrations")).await?);
+        let capabilities = Arc::new(
+            Capabilities::open(
+                &config,
+                &manifest.dir.join("migrations"),
+                std::env::var(SECRET_ENV).ok(),
+            )
+            .await?,
+        );
         let app = Arc::new(App::load(
             &manifest,
             &config,
             engine,
             capabilities,
             &variables,
-            Authenticator::new(
-                &config.auth,
-                &config.data.dir,
-                std::env::var(auth::SECRET_ENV).ok(),
-            )?,
         )?);
         serve(app, config, metrics).await
     })

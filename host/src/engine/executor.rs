@@ -21,7 +21,7 @@ use wasmtime_wasi_http::handler::{
     ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
-use super::instance::{InstanceOutcome, InstanceState};
+use super::instance::{InstanceOutcome, InstanceState, LiveInstance};
 use super::outbound::{AllowedHosts, OutboundHooks};
 use super::{EPOCH_TICK, pre_world};
 use crate::capabilities::CapabilityCtx;
@@ -284,6 +284,8 @@ pub struct StoreFactory {
     spec: ComponentSpec,
     engine: wasmtime::Engine,
     clock: Arc<AtomicU64>,
+    /// `lamina_instances{component}`, resolved once.
+    instances: metrics::Gauge,
 }
 
 impl StoreFactory {
@@ -292,10 +294,12 @@ impl StoreFactory {
         engine: wasmtime::Engine,
         clock: Arc<AtomicU64>,
     ) -> Self {
+        let instances = metrics::gauge!("lamina_instances", "component" => spec.id.clone());
         StoreFactory {
             spec,
             engine,
             clock,
+            instances,
         }
     }
 
@@ -311,6 +315,7 @@ impl StoreFactory {
             self.spec.capabilities.clone(),
             self.spec.memory_limit.bytes() as usize,
             self.clock.clone(),
+            LiveInstance::new(self.instances.clone()),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -42,6 +42,25 @@ pub struct InstanceState {
     pub(super) limiter: MemoryLimiter,
     pub(super) watchdog: Watchdog,
     pub(super) outcome: Arc<InstanceOutcome>,
+    _live: LiveInstance,
+}
+
+/// Counts one live instance in the `lamina_instances` gauge of its
+/// component, from store creation until the store is dropped.
+pub(super) struct LiveInstance(metrics::Gauge);
+
+impl LiveInstance {
+    /// Counts an instance in `gauge` (a clone of the component's handle).
+    pub(super) fn new(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        LiveInstance(gauge)
+    }
+}
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 impl InstanceState {
@@ -51,6 +70,7 @@ impl InstanceState {
         capabilities: CapabilityCtx,
         memory_limit: usize,
         clock: Arc<AtomicU64>,
+        live: LiveInstance,
     ) -> Self {
         let outcome = Arc::new(InstanceOutcome::default());
         InstanceState {
@@ -65,6 +85,7 @@ impl InstanceState {
             },
             watchdog: Watchdog::new(clock),
             outcome,
+            _live: live,
         }
     }
 }

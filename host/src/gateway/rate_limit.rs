@@ -19,10 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, HeaderValue, StatusCode, header::HeaderName};
 use moka::ops::compute::Op;
 use moka::sync::Cache;
-use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
-use crate::capabilities::redis_conn;
+use crate::breaker::BreakerConfig;
+use crate::capabilities::redis_conn::{Failure, RedisConn};
 use crate::problem::Problem;
 
 /// `[rate_limit]` in runtime-config.
@@ -196,15 +196,14 @@ pub struct RateLimiter {
 }
 
 struct RedisLimiter {
-    connection: ConnectionManager,
+    connection: RedisConn,
     prefix: String,
-    timeout: Duration,
     script: Arc<redis::Script>,
 }
 
 impl RateLimiter {
     /// Builds the limiter; Redis connects lazily (the host starts without it).
-    pub fn new(config: &RateLimitConfig) -> anyhow::Result<RateLimiter> {
+    pub fn new(config: &RateLimitConfig, breaker: BreakerConfig) -> anyhow::Result<RateLimiter> {
         let mut classes = BTreeMap::new();
         for (name, class) in &config.classes {
             let parsed =
@@ -218,9 +217,13 @@ impl RateLimiter {
                     anyhow::anyhow!("rate_limit.url is required when rate_limit.type = \"redis\"")
                 })?;
                 Some(RedisLimiter {
-                    connection: redis_conn::connect_lazy(url, config.timeout)?,
+                    connection: RedisConn::connect_lazy(
+                        "redis:rate_limit",
+                        url,
+                        config.timeout,
+                        breaker,
+                    )?,
                     prefix: config.key_prefix.clone(),
-                    timeout: config.timeout,
                     script: Arc::new(redis::Script::new(GCRA)),
                 })
             }
@@ -257,11 +260,14 @@ impl RateLimiter {
         let decision = match &self.redis {
             Some(redis) => match redis.check(&key, limits).await {
                 Ok(decision) => decision,
-                Err(error) => {
-                    tracing::warn!(
-                        class,
-                        "rate limiter falls back to in-process limits: {error}"
-                    );
+                Err(failure) => {
+                    // While the breaker is open this is the normal path: no log line per request.
+                    if !matches!(failure, Failure::Open(_)) {
+                        tracing::warn!(
+                            class,
+                            "rate limiter falls back to in-process limits: {failure}"
+                        );
+                    }
                     metrics::counter!("lamina_rate_limit_fallback_total").increment(1);
                     self.check_memory(key, limits)
                 }
@@ -294,17 +300,10 @@ impl RateLimiter {
 }
 
 impl RedisLimiter {
-    async fn check(&self, key: &str, class: Class) -> Result<Decision, String> {
-        let mut connection = self.connection.clone();
+    async fn check(&self, key: &str, class: Class) -> Result<Decision, Failure> {
         let mut invocation = self.script.key(format!("{}{key}", self.prefix));
         invocation.arg(class.interval).arg(class.tolerance());
-        let (allowed, backlog): (i64, i64) =
-            redis_conn::timed(self.timeout, invocation.invoke_async(&mut connection))
-                .await
-                .map_err(|e| match e {
-                    Some(e) => e.to_string(),
-                    None => format!("no answer within {:?}", self.timeout),
-                })?;
+        let (allowed, backlog): (i64, i64) = self.connection.invoke(&invocation).await?;
         Ok(class.decision(allowed == 1, backlog.max(0) as u64))
     }
 }
@@ -332,7 +331,7 @@ mod tests {
             )]),
             ..RateLimitConfig::default()
         };
-        RateLimiter::new(&config).unwrap()
+        RateLimiter::new(&config, BreakerConfig::default()).unwrap()
     }
 
     #[tokio::test]

@@ -52,7 +52,18 @@ pub async fn handle(
     }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    // route, component and user_id are recorded once known; the access
+    // line at the end carries them all (never a credential: no headers,
+    // no query string).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        %method,
+        %path,
+        route = tracing::field::Empty,
+        component = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    );
     let (mut response, route) = async {
         match path.as_str() {
             "/health" => (
@@ -75,7 +86,12 @@ pub async fn handle(
     metrics::histogram!("lamina_http_request_duration_seconds", "route" => route)
         .record(elapsed.as_secs_f64());
     span.in_scope(|| {
-        tracing::debug!(status, elapsed_us = elapsed.as_micros() as u64, "request");
+        tracing::info!(
+            target: "lamina::access",
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
     });
     response
 }
@@ -135,6 +151,9 @@ async fn dispatch(
     };
     let route = matched.pattern.to_string();
     let target = matched.target.clone();
+    let span = tracing::Span::current();
+    span.record("route", route.as_str());
+    span.record("component", target.component.as_str());
     let Some(component) = app.component(&target.component) else {
         // The router only points at components the manifest defines.
         let response = Problem::new(
@@ -162,14 +181,17 @@ async fn dispatch(
         .into_response();
         return (response, route);
     }
-    let identity =
-        match app
-            .authenticator()
-            .authorize(&mut parts.headers, target.auth, &target.roles)
-        {
-            Ok(identity) => identity,
-            Err(problem) => return (problem.with_instance(path).into_response(), route),
-        };
+    let identity = match app
+        .authenticator()
+        .authorize(&mut parts.headers, target.auth, &target.roles)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(problem) => return (problem.with_instance(path).into_response(), route),
+    };
+    if let Some(identity) = &identity {
+        span.record("user_id", identity.user_id.as_str());
+    }
     // The caller's limits: per verified user, else per client address.
     let (mut rate, mut permit) = (None, None);
     if let Some(class) = &target.rate_limit {
@@ -188,6 +210,21 @@ async fn dispatch(
             Ok(permit) => permit,
             Err(problem) => return (problem.with_instance(path).into_response(), route),
         };
+    }
+    // A database the component needs is failing: answer now, not after
+    // the component waited on it.
+    if let Some((backend, open)) = app.unavailable_backend(&target.component) {
+        let response = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("`{backend}` is unavailable: {open}"),
+        )
+        .with_header(
+            http::header::RETRY_AFTER,
+            open.retry_after.as_secs().to_string(),
+        )
+        .with_instance(path)
+        .into_response();
+        return (response, route);
     }
     set_routing_headers(
         &mut parts.headers,

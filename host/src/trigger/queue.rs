@@ -49,7 +49,38 @@ pub async fn start(app: Arc<App>, stopped: watch::Receiver<bool>) -> anyhow::Res
         }
         tracing::info!(topic = %trigger.topic, component = %trigger.component, concurrency = trigger.concurrency, "queue consumer started");
     }
+    let topics: Vec<String> = app
+        .queue_triggers()
+        .iter()
+        .map(|t| t.topic.clone())
+        .collect();
+    if !topics.is_empty() {
+        tasks.spawn(sample_depth(app.clone(), topics, stopped));
+    }
     Ok(Consumers { tasks })
+}
+
+/// How often the queue-depth gauges are refreshed.
+const DEPTH_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `lamina_queue_depth` and `lamina_queue_dead_letters` current for
+/// the consumed topics.
+async fn sample_depth(app: Arc<App>, topics: Vec<String>, mut stopped: watch::Receiver<bool>) {
+    let queue = &app.capabilities().queue;
+    while !*stopped.borrow() {
+        for topic in &topics {
+            if let Ok(depth) = queue.depth(topic).await {
+                metrics::gauge!("lamina_queue_depth", "topic" => topic.clone())
+                    .set(depth.waiting as f64);
+                metrics::gauge!("lamina_queue_dead_letters", "topic" => topic.clone())
+                    .set(depth.dead as f64);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DEPTH_SAMPLE_EVERY) => {}
+            _ = stopped.changed() => {}
+        }
+    }
 }
 
 /// One consumer loop: claim, handle, settle; idle until a publish on this

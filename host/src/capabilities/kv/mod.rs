@@ -17,6 +17,7 @@ use wasmtime::component::Resource;
 
 use super::CapabilityView;
 use super::bindings::lamina::platform::kv as wit;
+use crate::breaker::BreakerConfig;
 use crate::units::ByteSize;
 
 /// Longest key a guest may use.
@@ -50,6 +51,15 @@ enum Backend {
     Redis(redis::RedisStore),
 }
 
+impl Backend {
+    fn kind(&self) -> &'static str {
+        match self {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
+    }
+}
+
 /// A guest's handle on a granted store.
 #[derive(Clone)]
 pub struct Store {
@@ -67,31 +77,17 @@ pub struct Stores {
 impl Stores {
     /// Builds every configured store; `default` always exists (in-process
     /// unless configured otherwise). Redis stores connect lazily.
-    pub fn open(configs: &BTreeMap<String, StoreConfig>) -> anyhow::Result<Self> {
+    pub fn open(
+        configs: &BTreeMap<String, StoreConfig>,
+        breaker: BreakerConfig,
+    ) -> anyhow::Result<Self> {
         let default = StoreConfig::embedded();
         let mut by_name = BTreeMap::new();
         let implicit =
             (!configs.contains_key("default")).then_some(("default".to_string(), default));
         for (name, config) in configs.clone().into_iter().chain(implicit) {
-            let (backend, max_value_size) = match &config {
-                StoreConfig::Memory(c) => (
-                    Backend::Memory(memory::MemoryStore::new(c)),
-                    c.max_value_size,
-                ),
-                StoreConfig::Redis(c) => (
-                    Backend::Redis(redis::RedisStore::new(&name, c)?),
-                    c.max_value_size,
-                ),
-            };
-            tracing::info!(store = %name, backend = match backend { Backend::Memory(_) => "memory", Backend::Redis(_) => "redis" }, "key-value store ready");
-            by_name.insert(
-                name.clone(),
-                Store {
-                    name,
-                    backend,
-                    max_value_size: max_value_size.bytes() as usize,
-                },
-            );
+            let store = Store::open(&name, &config, breaker)?;
+            by_name.insert(name, store);
         }
         Ok(Stores { by_name })
     }
@@ -100,15 +96,7 @@ impl Stores {
     pub async fn probe(&self) -> Vec<(String, Result<(), String>)> {
         let mut results = Vec::new();
         for (name, store) in &self.by_name {
-            let probe = match &store.backend {
-                Backend::Memory(_) => Ok(()),
-                Backend::Redis(r) => r
-                    .exists("lamina:ready")
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("{e:?}")),
-            };
-            results.push((name.clone(), probe));
+            results.push((name.clone(), store.probe().await));
         }
         results
     }
@@ -129,6 +117,40 @@ enum BackendError {
 }
 
 impl Store {
+    /// Builds one store (Redis connects lazily). The host's own stores (the
+    /// token revocation list) are built here too, outside [`Stores`], so no
+    /// guest can open them.
+    pub fn open(name: &str, config: &StoreConfig, breaker: BreakerConfig) -> anyhow::Result<Self> {
+        let (backend, max_value_size) = match config {
+            StoreConfig::Memory(c) => (
+                Backend::Memory(memory::MemoryStore::new(c)),
+                c.max_value_size,
+            ),
+            StoreConfig::Redis(c) => (
+                Backend::Redis(redis::RedisStore::new(name, c, breaker)?),
+                c.max_value_size,
+            ),
+        };
+        tracing::info!(store = %name, backend = backend.kind(), "key-value store ready");
+        Ok(Store {
+            name: name.to_owned(),
+            backend,
+            max_value_size: max_value_size.bytes() as usize,
+        })
+    }
+
+    /// Whether the backend answers.
+    pub async fn probe(&self) -> Result<(), String> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(r) => r
+                .exists("lamina:ready")
+                .await
+                .map(drop)
+                .map_err(|e| format!("{e:?}")),
+        }
+    }
+
     fn check_key(key: &str) -> Result<(), wit::Error> {
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             return Err(wit::Error::Invalid(format!(
@@ -139,7 +161,7 @@ impl Store {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, wit::Error> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, wit::Error> {
         Store::check_key(key)?;
         let result = match &self.backend {
             Backend::Memory(m) => Ok(m.get(key)),
@@ -148,7 +170,22 @@ impl Store {
         result.map_err(|e| self.fail("get", e))
     }
 
-    async fn set(
+    /// Several keys in one round trip (the revocation check).
+    pub(crate) async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, wit::Error> {
+        for key in keys {
+            Store::check_key(key)?;
+        }
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(keys.iter().map(|k| m.get(k)).collect()),
+            Backend::Redis(r) => r.get_many(keys).await,
+        };
+        result.map_err(|e| self.fail("get-many", e))
+    }
+
+    pub(crate) async fn set(
         &self,
         key: String,
         value: Vec<u8>,

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::Deserialize;
 
 use super::{BackendError, default_max_value_size};
-use crate::capabilities::redis_conn;
+use crate::breaker::BreakerConfig;
+use crate::capabilities::redis_conn::{self, Failure, RedisConn};
 use crate::units::ByteSize;
 
 /// `type = "redis"`.
@@ -49,19 +49,22 @@ return value
 /// One Redis-backed store.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConn,
     prefix: String,
-    timeout: Duration,
     increment: std::sync::Arc<redis::Script>,
 }
 
 impl RedisStore {
     /// A store named `name`; connects on first use.
-    pub fn new(name: &str, config: &RedisConfig) -> anyhow::Result<Self> {
+    pub fn new(name: &str, config: &RedisConfig, breaker: BreakerConfig) -> anyhow::Result<Self> {
         Ok(RedisStore {
-            connection: redis_conn::connect_lazy(&config.url, config.timeout)?,
+            connection: RedisConn::connect_lazy(
+                &format!("redis:kv:{name}"),
+                &config.url,
+                config.timeout,
+                breaker,
+            )?,
             prefix: format!("{}{name}:", config.key_prefix),
-            timeout: config.timeout,
             increment: std::sync::Arc::new(redis::Script::new(INCREMENT)),
         })
     }
@@ -71,24 +74,16 @@ impl RedisStore {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, BackendError> {
-        let mut connection = self.connection.clone();
-        redis_conn::timed(self.timeout, command.query_async(&mut connection))
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    fn error(&self, error: Option<redis::RedisError>) -> BackendError {
-        match error {
-            None => {
-                BackendError::Unavailable(format!("redis did not answer within {:?}", self.timeout))
-            }
-            Some(e) if redis_conn::is_unavailable(&e) => BackendError::Unavailable(e.to_string()),
-            Some(e) => BackendError::Invalid(e.to_string()),
-        }
+        self.connection.query(command).await.map_err(error)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
         self.run(redis::cmd("GET").arg(self.key(key))).await
+    }
+
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        self.run(redis::cmd("MGET").arg(keys)).await
     }
 
     pub async fn set(
@@ -150,12 +145,17 @@ impl RedisStore {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64, BackendError> {
-        let mut connection = self.connection.clone();
         let ttl_ms = ttl.map_or(0, |t| t.as_millis() as u64);
         let mut invocation = self.increment.key(self.key(key));
         invocation.arg(delta).arg(ttl_ms);
-        redis_conn::timed(self.timeout, invocation.invoke_async(&mut connection))
-            .await
-            .map_err(|e| self.error(e))
+        self.connection.invoke(&invocation).await.map_err(error)
+    }
+}
+
+fn error(failure: Failure) -> BackendError {
+    if failure.is_unavailable() {
+        BackendError::Unavailable(failure.to_string())
+    } else {
+        BackendError::Invalid(failure.to_string())
     }
 }

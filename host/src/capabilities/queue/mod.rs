@@ -156,6 +156,16 @@ enum Backend {
     Redis(redis::RedisQueue),
 }
 
+/// Messages of one topic by state (the `lamina_queue_depth` and
+/// `lamina_queue_dead_letters` gauges).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Depth {
+    /// Not yet handled: due, delayed, awaiting a retry, or in flight.
+    pub waiting: u64,
+    /// Dead-lettered, awaiting replay.
+    pub dead: u64,
+}
+
 /// The queue shared by publishers and the trigger.
 pub struct Queue {
     backend: Backend,
@@ -176,6 +186,7 @@ impl Queue {
     pub async fn open(
         config: &QueueConfig,
         databases: &super::sql::Databases,
+        breaker: crate::breaker::BreakerConfig,
     ) -> anyhow::Result<Queue> {
         let backend = match config.kind {
             QueueKind::Sql => {
@@ -191,7 +202,7 @@ impl Queue {
                 let url = config.url.as_deref().ok_or_else(|| {
                     anyhow::anyhow!("queue.url is required when queue.type = \"redis\"")
                 })?;
-                Backend::Redis(redis::RedisQueue::open(url, config)?)
+                Backend::Redis(redis::RedisQueue::open(url, config, breaker)?)
             }
         };
         tracing::info!(backend = ?config.kind, "queue ready");
@@ -323,6 +334,15 @@ impl Queue {
             self.published.notify_waiters();
         }
         Ok(replayed)
+    }
+
+    /// How many messages of `topic` wait (due, delayed or in flight) and
+    /// how many are dead-lettered.
+    pub async fn depth(&self, topic: &str) -> Result<Depth, QueueError> {
+        match &self.backend {
+            Backend::Sql(q) => q.depth(topic).await,
+            Backend::Redis(q) => q.depth(topic).await,
+        }
     }
 
     /// Whether the backend answers.

@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::streams::StreamId;
 
-use super::{DeadLetter, Delivery, QueueConfig, QueueError, now_micros};
-use crate::capabilities::redis_conn;
+use super::{DeadLetter, Delivery, Depth, QueueConfig, QueueError, now_micros};
+use crate::breaker::BreakerConfig;
+use crate::capabilities::redis_conn::{Failure, RedisConn};
 
 /// Consumer group shared by every host.
 const GROUP: &str = "lamina";
@@ -93,24 +93,26 @@ impl Record {
 
 /// The queue on one Redis server.
 pub struct RedisQueue {
-    connection: ConnectionManager,
+    connection: RedisConn,
     prefix: String,
     consumer: String,
     visibility: Duration,
     dedupe_window: Duration,
-    timeout: Duration,
     move_due: redis::Script,
 }
 
 impl RedisQueue {
-    pub fn open(url: &str, config: &QueueConfig) -> anyhow::Result<RedisQueue> {
+    pub fn open(
+        url: &str,
+        config: &QueueConfig,
+        breaker: BreakerConfig,
+    ) -> anyhow::Result<RedisQueue> {
         Ok(RedisQueue {
-            connection: redis_conn::connect_lazy(url, config.timeout)?,
+            connection: RedisConn::connect_lazy("redis:queue", url, config.timeout, breaker)?,
             prefix: config.key_prefix.clone(),
             consumer: format!("host-{}", uuid::Uuid::new_v4()),
             visibility: config.visibility_timeout,
             dedupe_window: config.dedupe_window,
-            timeout: config.timeout,
             move_due: redis::Script::new(MOVE_DUE),
         })
     }
@@ -119,27 +121,12 @@ impl RedisQueue {
         format!("{}{topic}:{part}", self.prefix)
     }
 
-    fn error(&self, error: Option<redis::RedisError>) -> QueueError {
-        match error {
-            None => {
-                QueueError::Unavailable(format!("redis did not answer within {:?}", self.timeout))
-            }
-            Some(e) => QueueError::Unavailable(e.to_string()),
-        }
-    }
-
     async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, QueueError> {
-        let mut connection = self.connection.clone();
-        redis_conn::timed(self.timeout, command.query_async(&mut connection))
-            .await
-            .map_err(|e| self.error(e))
+        self.connection.query(command).await.map_err(error)
     }
 
     async fn run_pipeline(&self, pipeline: &redis::Pipeline) -> Result<(), QueueError> {
-        let mut connection = self.connection.clone();
-        redis_conn::timed(self.timeout, pipeline.query_async::<()>(&mut connection))
-            .await
-            .map_err(|e| self.error(e))
+        self.connection.pipeline(pipeline).await.map_err(error)
     }
 
     pub async fn probe(&self) -> Result<(), QueueError> {
@@ -149,22 +136,21 @@ impl RedisQueue {
     /// Creates the consumer group (from the start of the stream, so
     /// messages published before any consumer existed are delivered).
     pub async fn subscribe(&self, topic: &str) -> Result<(), QueueError> {
-        let mut connection = self.connection.clone();
-        let created = redis_conn::timed(
-            self.timeout,
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(self.key(topic, "stream"))
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async::<()>(&mut connection),
-        )
-        .await;
+        let created = self
+            .connection
+            .query::<()>(
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(self.key(topic, "stream"))
+                    .arg(GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM"),
+            )
+            .await;
         match created {
             Ok(()) => Ok(()),
-            Err(Some(e)) if e.to_string().contains("BUSYGROUP") => Ok(()),
-            Err(e) => Err(self.error(e)),
+            Err(Failure::Refused(e)) if e.to_string().contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(error(e)),
         }
     }
 
@@ -178,10 +164,9 @@ impl RedisQueue {
         let id = uuid::Uuid::new_v4().to_string();
         if let Some(key) = &key {
             let marker = self.key(topic, &format!("idem:{key}"));
-            let (claimed, existing): (Option<String>, Option<String>) = {
-                let mut connection = self.connection.clone();
-                redis_conn::timed(
-                    self.timeout,
+            let (claimed, existing): (Option<String>, Option<String>) = self
+                .connection
+                .pipeline(
                     redis::pipe()
                         .cmd("SET")
                         .arg(&marker)
@@ -190,12 +175,10 @@ impl RedisQueue {
                         .arg("PX")
                         .arg(self.dedupe_window.as_millis() as u64)
                         .cmd("GET")
-                        .arg(&marker)
-                        .query_async(&mut connection),
+                        .arg(&marker),
                 )
                 .await
-                .map_err(|e| self.error(e))?
-            };
+                .map_err(error)?;
             if claimed.is_none() {
                 return existing
                     .ok_or_else(|| QueueError::Unavailable("idempotency marker vanished".into()));
@@ -227,15 +210,12 @@ impl RedisQueue {
         let stream = self.key(topic, "stream");
         // Due delayed messages and retries join the stream first.
         {
-            let mut connection = self.connection.clone();
             let mut invocation = self.move_due.key(self.key(topic, "delayed"));
             invocation.key(&stream).arg(now_micros() / 1000);
-            redis_conn::timed(
-                self.timeout,
-                invocation.invoke_async::<u64>(&mut connection),
-            )
-            .await
-            .map_err(|e| self.error(e))?;
+            self.connection
+                .invoke::<u64>(&invocation)
+                .await
+                .map_err(error)?;
         }
         // Entries another consumer claimed and never acknowledged.
         let reclaimed: redis::streams::StreamAutoClaimReply = self
@@ -366,6 +346,27 @@ impl RedisQueue {
         self.run_pipeline(&pipeline).await
     }
 
+    /// Unacknowledged stream entries plus delayed ones; dead letters.
+    pub async fn depth(&self, topic: &str) -> Result<Depth, QueueError> {
+        let (stream, delayed, dead): (u64, u64, u64) = self
+            .connection
+            .pipeline(
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(self.key(topic, "stream"))
+                    .cmd("ZCARD")
+                    .arg(self.key(topic, "delayed"))
+                    .cmd("HLEN")
+                    .arg(self.key(topic, "dead")),
+            )
+            .await
+            .map_err(error)?;
+        Ok(Depth {
+            waiting: stream + delayed,
+            dead,
+        })
+    }
+
     pub async fn dead_letters(
         &self,
         topic: &str,
@@ -450,6 +451,10 @@ fn xadd(stream: &str, record: &Record) -> redis::Cmd {
         .arg("payload")
         .arg(&record.payload);
     command
+}
+
+fn error(failure: Failure) -> QueueError {
+    QueueError::Unavailable(failure.to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use super::{DeadLetter, Delivery, QueueConfig, QueueError, now_micros};
+use super::{DeadLetter, Delivery, Depth, QueueConfig, QueueError, now_micros};
 use crate::capabilities::bindings::lamina::platform::sql::{Error as SqlError, Value};
 use crate::capabilities::sql::Database;
 
@@ -73,6 +73,28 @@ impl SqlQueue {
             lock_clause,
             purged_at: AtomicI64::new(0),
         })
+    }
+
+    pub async fn depth(&self, topic: &str) -> Result<Depth, QueueError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT state, count(*) FROM lamina_queue_messages
+                  WHERE topic = $1 AND state IN ('ready', 'dead') GROUP BY state",
+                vec![text(topic)],
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut depth = Depth::default();
+        for row in rows.rows {
+            if let [Value::Text(state), Value::Int(n)] = row.as_slice() {
+                match state.as_str() {
+                    "ready" => depth.waiting = *n as u64,
+                    _ => depth.dead = *n as u64,
+                }
+            }
+        }
+        Ok(depth)
     }
 
     pub async fn probe(&self) -> Result<(), QueueError> {

@@ -21,6 +21,7 @@ use wasmtime::component::Resource;
 
 use super::CapabilityView;
 use super::bindings::lamina::platform::sql as wit;
+use crate::breaker::{Breaker, BreakerConfig};
 
 /// Longest statement text a guest may send.
 const MAX_STATEMENT_BYTES: usize = 64 * 1024;
@@ -82,6 +83,10 @@ pub struct PostgresConfig {
     /// Most rows one query may return.
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
+    /// Longest a statement waits for a pooled connection (a new one is
+    /// dialled meanwhile); past it the database reports `unavailable`.
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
 }
 
 impl PostgresConfig {
@@ -104,6 +109,9 @@ fn default_statement_timeout() -> Duration {
 }
 fn default_max_rows() -> usize {
     10_000
+}
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl DatabaseConfig {
@@ -134,10 +142,12 @@ pub trait Backend: sqlx::Database {
     fn rows_affected(result: &Self::QueryResult) -> u64;
 }
 
-/// A connection pool with its limits.
+/// A connection pool with its limits, and for a remote database its
+/// circuit breaker.
 pub struct Pool<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
     limits: Limits,
+    breaker: Option<Breaker>,
 }
 
 impl<DB: sqlx::Database> Clone for Pool<DB> {
@@ -145,7 +155,30 @@ impl<DB: sqlx::Database> Clone for Pool<DB> {
         Pool {
             pool: self.pool.clone(),
             limits: self.limits,
+            breaker: self.breaker.clone(),
         }
+    }
+}
+
+impl<DB: sqlx::Database> Pool<DB> {
+    /// Runs `call` through the breaker: refused at once while it is open,
+    /// and an `unavailable` result counts as a failure.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, wit::Error>>,
+    ) -> Result<T, wit::Error> {
+        let Some(breaker) = &self.breaker else {
+            return call.await;
+        };
+        if let Err(open) = breaker.admit() {
+            return Err(wit::Error::Unavailable(format!(
+                "database `{}`: {open}",
+                breaker.name()
+            )));
+        }
+        let result = call.await;
+        breaker.record(!matches!(result, Err(wit::Error::Unavailable(_))));
+        result
     }
 }
 
@@ -161,11 +194,13 @@ where
         statement: &str,
         params: Vec<wit::Value>,
     ) -> Result<wit::Rows, wit::Error> {
-        query(&self.pool, statement, params, self.limits).await
+        self.guarded(query(&self.pool, statement, params, self.limits))
+            .await
     }
 
     async fn execute(&self, statement: &str, params: Vec<wit::Value>) -> Result<u64, wit::Error> {
-        execute(&self.pool, statement, params, self.limits).await
+        self.guarded(execute(&self.pool, statement, params, self.limits))
+            .await
     }
 
     /// Runs `migrator`; returns how many migrations were new.
@@ -240,15 +275,25 @@ impl Database {
         name: &str,
         config: &DatabaseConfig,
         data_dir: &Path,
+        breaker: BreakerConfig,
     ) -> anyhow::Result<Self> {
         Ok(match config {
             DatabaseConfig::Sqlite(c) => {
                 Database::Sqlite(Pool::<sqlx::Sqlite>::open(name, c, data_dir).await?)
             }
-            DatabaseConfig::Postgres(c) => {
-                Database::Postgres(Pool::<sqlx::Postgres>::open(c).await?)
-            }
+            DatabaseConfig::Postgres(c) => Database::Postgres(
+                Pool::<sqlx::Postgres>::open(c, Breaker::new(format!("postgres:{name}"), breaker))
+                    .await?,
+            ),
         })
+    }
+
+    /// The circuit breaker of a remote database (none for SQLite files).
+    pub fn breaker(&self) -> Option<&Breaker> {
+        match self {
+            Database::Sqlite(pool) => pool.breaker.as_ref(),
+            Database::Postgres(pool) => pool.breaker.as_ref(),
+        }
     }
 
     /// `sqlite` or `postgres`: the subdirectory of `migrations/` for this database.
@@ -321,13 +366,14 @@ impl Databases {
     pub async fn open(
         configs: &BTreeMap<String, DatabaseConfig>,
         data_dir: &Path,
+        breaker: BreakerConfig,
     ) -> anyhow::Result<Self> {
         let mut by_name = BTreeMap::new();
         let mut all = configs.clone();
         all.entry("default".to_string())
             .or_insert_with(DatabaseConfig::embedded);
         for (name, config) in &all {
-            let db = Database::open(name, config, data_dir)
+            let db = Database::open(name, config, data_dir, breaker)
                 .await
                 .with_context(|| format!("cannot open database `{name}`"))?;
             tracing::info!(database = %name, backend = db.dialect_name(), "database ready");
@@ -518,11 +564,15 @@ impl wit::HostConnection for CapabilityView<'_> {
         let db = self.table.get(&this)?.db.clone();
         let (inner, limits) = match &db {
             Database::Sqlite(pool) => (
-                pool.begin().await.map(TransactionInner::Sqlite),
+                pool.guarded(pool.begin())
+                    .await
+                    .map(TransactionInner::Sqlite),
                 pool.limits,
             ),
             Database::Postgres(pool) => (
-                pool.begin().await.map(TransactionInner::Postgres),
+                pool.guarded(pool.begin())
+                    .await
+                    .map(TransactionInner::Postgres),
                 pool.limits,
             ),
         };

@@ -1,19 +1,18 @@
 //! PostgreSQL backend.
 
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sqlx::postgres::{
     PgArgumentBuffer, PgConnectOptions, PgPoolOptions, PgQueryResult, PgRow, PgTypeInfo,
 };
 use sqlx::{AssertSqlSafe, Column, Postgres, Row, TypeInfo, ValueRef};
 
+use super::Breaker;
 use super::{Backend, Pool, PostgresConfig, Query, classify, wit, with_timeout};
 
 impl Pool<Postgres> {
     /// Connects to `config.url`; with a `schema`, creates it if missing and
     /// makes it the `search_path` of every connection.
-    pub async fn open(config: &PostgresConfig) -> anyhow::Result<Pool<Postgres>> {
+    pub async fn open(config: &PostgresConfig, breaker: Breaker) -> anyhow::Result<Pool<Postgres>> {
         let mut options: PgConnectOptions = config.url.parse()?;
         if let Some(schema) = &config.schema {
             anyhow::ensure!(
@@ -34,12 +33,13 @@ impl Pool<Postgres> {
         }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await?;
         Ok(Pool {
             pool,
             limits: config.limits(),
+            breaker: Some(breaker),
         })
     }
 

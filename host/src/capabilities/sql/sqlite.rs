@@ -43,6 +43,7 @@ impl Pool<Sqlite> {
         Ok(Pool {
             pool,
             limits: config.limits(),
+            breaker: None,
         })
     }
 

@@ -1,0 +1,104 @@
+//! The revocation list: token (and API key) ids refused until their expiry,
+//! and per-subject "not before" times (log out everywhere). It lives in a
+//! key-value store of its own, in-process or Redis, so a logout on one host
+//! is honoured by every host sharing that Redis.
+
+use std::time::Duration;
+
+use crate::breaker::BreakerConfig;
+use crate::capabilities::bindings::lamina::platform::kv::Error as KvError;
+use crate::capabilities::kv::{Store, StoreConfig};
+
+use super::{Identity, unix_now};
+
+/// Longest token or subject id the list accepts (keys stay far below the
+/// store's key limit).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// The list, over its own store.
+pub struct Revocations {
+    store: Store,
+    /// How long a subject's "not before" is kept: the longest a token may
+    /// live, after which every token issued before it has expired anyway.
+    max_token_ttl: Duration,
+}
+
+fn token_key(id: &str) -> String {
+    format!("token:{id}")
+}
+
+fn subject_key(subject: &str) -> String {
+    format!("subject:{subject}")
+}
+
+impl Revocations {
+    /// Builds the list on `config` (`[auth.revocations]`).
+    pub fn open(
+        config: &StoreConfig,
+        max_token_ttl: Duration,
+        breaker: BreakerConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Revocations {
+            store: Store::open("revocations", config, breaker)?,
+            max_token_ttl,
+        })
+    }
+
+    /// Refuses the credential `id` until `until` (seconds since the epoch).
+    /// A time in the past is a no-op: the credential has expired anyway.
+    pub async fn revoke(&self, id: &str, until: u64) -> Result<(), KvError> {
+        let ttl = until.saturating_sub(unix_now());
+        if ttl == 0 {
+            return Ok(());
+        }
+        self.store
+            .set(token_key(id), b"1".to_vec(), Some(ttl * 1000))
+            .await
+    }
+
+    /// Refuses every token of `subject` issued up to now. `iat` has whole
+    /// seconds, so the stored "not before" is the next second, and tokens
+    /// signed later in this second get that `iat` ([`Revocations::not_before`]).
+    pub async fn revoke_subject(&self, subject: &str) -> Result<(), KvError> {
+        let ttl_ms = self.max_token_ttl.as_millis() as u64;
+        self.store
+            .set(
+                subject_key(subject),
+                (unix_now() + 1).to_string().into_bytes(),
+                Some(ttl_ms.max(1)),
+            )
+            .await
+    }
+
+    /// The earliest `iat` a token of `subject` may carry to be accepted.
+    pub async fn not_before(&self, subject: &str) -> Result<Option<u64>, KvError> {
+        Ok(self
+            .store
+            .get(&subject_key(subject))
+            .await?
+            .as_deref()
+            .and_then(parse_seconds))
+    }
+
+    /// Whether `identity`'s credential has been revoked: its id is listed,
+    /// or it was issued before its subject's "not before". One round trip.
+    pub async fn is_revoked(&self, identity: &Identity) -> Result<bool, KvError> {
+        let mut keys = vec![subject_key(&identity.user_id)];
+        if let Some(id) = &identity.token_id {
+            keys.push(token_key(id));
+        }
+        let found = self.store.get_many(&keys).await?;
+        let not_before = found[0].as_deref().and_then(parse_seconds);
+        let issued_before = not_before.is_some_and(|t| identity.issued_at.unwrap_or(0) < t);
+        Ok(issued_before || found.get(1).is_some_and(Option::is_some))
+    }
+
+    /// Whether the list's backend answers (`/ready`).
+    pub async fn probe(&self) -> Result<(), String> {
+        self.store.probe().await
+    }
+}
+
+fn parse_seconds(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}

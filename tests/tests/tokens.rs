@@ -1,0 +1,286 @@
+//! The `tokens` capability end to end: a component (the capabilities
+//! fixture, granted `tokens = true`) signs tokens and manages API keys
+//! through WIT; the gateway accepts them and honours revocations on every
+//! host sharing the revocation list (Redis) and the key table (PostgreSQL).
+
+use std::time::Duration;
+
+use lamina_tests::{Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, client, expect_problem};
+use serde_json::{Value, json};
+
+const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
+
+const MANIFEST: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "tokens"
+
+[[trigger.http]]
+route = "/issuer/..."
+component = "issuer"
+
+[[trigger.http]]
+route = "/me/..."
+component = "plain"
+auth = "required"
+
+[[trigger.http]]
+route = "/ungranted/..."
+component = "plain"
+
+[component.issuer]
+source = "{capabilities}"
+tokens = true
+
+[component.plain]
+source = "{capabilities}"
+"#;
+
+/// Runtime config sharing the revocation list (Redis) and the API key
+/// table (PostgreSQL) between hosts.
+fn shared(prefix: &RedisPrefix, schema: &PgSchema) -> String {
+    format!(
+        "{}[auth]\napi_key_cache_ttl = \"1h\"\n[auth.revocations]\ntype = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
+        schema.default_database(),
+        prefix.prefix
+    )
+}
+
+fn host(config: &str) -> Host {
+    Host::start(
+        HostOptions::manifest(MANIFEST)
+            .env("LAMINA_JWT_SECRET", SECRET)
+            .runtime_config(config),
+    )
+}
+
+/// Calls `/issuer/tokens/<op>` with JSON arguments.
+async fn call(host: &Host, op: &str, args: Value) -> reqwest::Response {
+    client()
+        .post(host.at(&format!("/issuer/tokens/{op}")))
+        .json(&args)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ok(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn whoami(host: &Host, credential: &str) -> reqwest::Response {
+    client()
+        .get(host.at("/me/whoami"))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn expect_revoked(response: reqwest::Response) {
+    let problem = expect_problem(response, 401).await;
+    assert_eq!(problem["detail"], "the credential has been revoked");
+}
+
+fn subject(id: &str) -> Value {
+    json!({ "id": id, "username": "ada", "roles": ["User"] })
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_by_every_host_sharing_redis() {
+    let (prefix, schema) = (RedisPrefix::new(), PgSchema::new());
+    let config = shared(&prefix, &schema);
+    let (a, b) = (host(&config), host(&config));
+
+    let issued = ok(call(&a, "sign", json!({ "subject": subject("u1"), "ttl": 300 })).await).await;
+    let token = issued["token"].as_str().unwrap();
+    for host in [&a, &b] {
+        let me = ok(whoami(host, token).await).await;
+        assert_eq!(me["x-lamina-user-id"], "u1");
+        assert_eq!(me["x-lamina-username"], "ada");
+        assert_eq!(me["x-lamina-roles"], "User");
+        assert_eq!(me["x-lamina-auth-method"], "jwt");
+        assert_eq!(me["x-lamina-token-id"], issued["id"]);
+        assert_eq!(
+            me["x-lamina-token-expires"],
+            issued["expires_at"].as_i64().unwrap().to_string()
+        );
+    }
+
+    // Logout on host A; host B (which has the token's verification cached)
+    // refuses it on the next request.
+    ok(call(
+        &a,
+        "revoke",
+        json!({ "id": issued["id"], "until": issued["expires_at"] }),
+    )
+    .await)
+    .await;
+    expect_revoked(whoami(&b, token).await).await;
+    expect_revoked(whoami(&a, token).await).await;
+
+    // Another token of the same user is unaffected.
+    let other = ok(call(&b, "sign", json!({ "subject": subject("u1"), "ttl": 300 })).await).await;
+    assert_eq!(
+        whoami(&a, other["token"].as_str().unwrap()).await.status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn revoke_subject_logs_out_every_earlier_token_but_not_later_ones() {
+    let host = host("");
+    let before: Vec<String> = futures::future::join_all((0..2).map(|_| async {
+        ok(call(
+            &host,
+            "sign",
+            json!({ "subject": subject("u2"), "ttl": 300 }),
+        )
+        .await)
+        .await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }))
+    .await;
+    ok(call(
+        &host,
+        "revoke-subject",
+        json!({ "subject": { "id": "u2" } }),
+    )
+    .await)
+    .await;
+    for token in &before {
+        expect_revoked(whoami(&host, token).await).await;
+    }
+    // Signed in the same second as the revocation, and still accepted.
+    let after = ok(call(
+        &host,
+        "sign",
+        json!({ "subject": subject("u2"), "ttl": 300 }),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        whoami(&host, after["token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_and_a_revocation_reaches_every_host() {
+    let (prefix, schema) = (RedisPrefix::new(), PgSchema::new());
+    let config = shared(&prefix, &schema);
+    let (a, b) = (host(&config), host(&config));
+
+    let created = ok(call(
+        &a,
+        "create-api-key",
+        json!({ "subject": subject("u3"), "name": "laptop", "ttl": 3600 }),
+    )
+    .await)
+    .await;
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("lam_") && key.len() == 68, "{key}");
+    assert_eq!(created["listing"]["prefix"], &key[..12]);
+
+    // Host B looks the key up (and caches it for an hour).
+    let me = ok(whoami(&b, key).await).await;
+    assert_eq!(me["x-lamina-user-id"], "u3");
+    assert_eq!(me["x-lamina-auth-method"], "api-key");
+    assert_eq!(me["x-lamina-token-id"], created["listing"]["id"]);
+
+    let listed = ok(call(&b, "list-api-keys", json!({ "subject": { "id": "u3" } })).await).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["name"], "laptop");
+    assert!(
+        !listed.to_string().contains(key),
+        "a listing never shows the secret"
+    );
+
+    // Only the owner's subject revokes it.
+    let id = created["listing"]["id"].clone();
+    let foreign = ok(call(
+        &a,
+        "revoke-api-key",
+        json!({ "subject": { "id": "u4" }, "id": id }),
+    )
+    .await)
+    .await;
+    assert_eq!(foreign["revoked"], false);
+    assert_eq!(whoami(&b, key).await.status(), 200);
+    let own = ok(call(
+        &a,
+        "revoke-api-key",
+        json!({ "subject": { "id": "u3" }, "id": id }),
+    )
+    .await)
+    .await;
+    assert_eq!(own["revoked"], true);
+    expect_revoked(whoami(&b, key).await).await;
+    expect_revoked(whoami(&a, key).await).await;
+
+    // Unknown and malformed keys.
+    let unknown = format!("lam_{}", "0".repeat(64));
+    expect_problem(whoami(&a, &unknown).await, 401).await;
+    expect_problem(whoami(&a, "lam_short").await, 401).await;
+}
+
+#[tokio::test]
+async fn the_capability_needs_its_grant_and_checks_its_inputs() {
+    let host = host("[auth]\nleeway = \"0s\"\n");
+    let denied = client()
+        .post(host.at("/ungranted/tokens/sign"))
+        .json(&json!({ "subject": subject("u5"), "ttl": 60 }))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(denied, 403).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tokens = true"),
+        "{problem}"
+    );
+
+    let bad = [
+        ("sign", json!({ "subject": subject("u5"), "ttl": 0 })),
+        (
+            "sign",
+            json!({ "subject": subject("u5"), "ttl": 400 * 24 * 3600 }),
+        ),
+        ("sign", json!({ "subject": { "id": "" }, "ttl": 60 })),
+        (
+            "sign",
+            json!({ "subject": { "id": "u5", "roles": ["a,b"] }, "ttl": 60 }),
+        ),
+        ("revoke", json!({ "id": "", "until": 0 })),
+        (
+            "create-api-key",
+            json!({ "subject": subject("u5"), "name": " " }),
+        ),
+        (
+            "create-api-key",
+            json!({ "subject": subject("u5"), "name": "x".repeat(200) }),
+        ),
+    ];
+    for (op, args) in bad {
+        let problem = expect_problem(call(&host, op, args.clone()).await, 400).await;
+        assert_eq!(problem["title"], "tokens", "{op} {args}: {problem}");
+    }
+
+    // A token is good for its ttl only (no leeway configured here), even
+    // though its verification was cached.
+    let issued = ok(call(&host, "sign", json!({ "subject": subject("u5"), "ttl": 1 })).await).await;
+    let token = issued["token"].as_str().unwrap().to_owned();
+    assert_eq!(whoami(&host, &token).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let problem = expect_problem(whoami(&host, &token).await, 401).await;
+    assert_eq!(problem["detail"], "the credential has expired");
+}
