@@ -27,6 +27,23 @@ pub struct Measurement {
     pub p99_ms: f64,
 }
 
+impl Measurement {
+    /// Each figure's median over several runs of one set-up (runs on a
+    /// shared 2-core machine vary by ±15%, so one run proves little).
+    pub fn median(runs: &[Measurement]) -> Measurement {
+        let median = |figure: fn(&Measurement) -> f64| {
+            let mut values: Vec<f64> = runs.iter().map(figure).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Measurement {
+            requests_per_sec: median(|m| m.requests_per_sec),
+            p50_ms: median(|m| m.p50_ms),
+            p99_ms: median(|m| m.p99_ms),
+        }
+    }
+}
+
 /// One server set-up to measure.
 struct Server {
     name: &'static str,
@@ -87,28 +104,21 @@ pub fn bench(which: &[String]) -> Result {
         }
     }
 
-    let median = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-    let summary: Vec<(f64, f64, f64)> = results
+    let summary: Vec<Measurement> = results
         .iter()
-        .map(|runs| {
-            (
-                median(&mut runs.iter().map(|m| m.requests_per_sec).collect()),
-                median(&mut runs.iter().map(|m| m.p50_ms).collect()),
-                median(&mut runs.iter().map(|m| m.p99_ms).collect()),
-            )
-        })
+        .map(|runs| Measurement::median(runs))
         .collect();
-    let baseline = summary[0].0;
+    let baseline = summary[0].requests_per_sec;
     println!("| server | req/s | p50 ms | p99 ms | vs wasmtime serve (WASI 0.2) |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for (server, (rps, p50, p99)) in servers.iter().zip(&summary) {
+    for (server, m) in servers.iter().zip(&summary) {
         println!(
-            "| {} | {rps:.0} | {p50:.2} | {p99:.2} | {:.2}x |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2}x |",
             server.name,
-            rps / baseline
+            m.requests_per_sec,
+            m.p50_ms,
+            m.p99_ms,
+            m.requests_per_sec / baseline
         );
     }
     println!(

@@ -1,14 +1,17 @@
 //! Gateway overhead: the same trivial component route bare, then behind
-//! `auth = "required"` (HS256 JWT verified per request) plus a rate limit,
-//! with the in-process and the Redis limiter, in one run. Reported as
-//! ratios to the bare route (goal: ≥ 0.9× in-process, ≥ 0.7× with Redis).
+//! `auth = "required"` (HS256 JWT verified, revocation list read) plus a
+//! rate limit, with the in-process backends and with both the limiter and
+//! the revocation list on Redis, in one run. Reported as ratios to the bare
+//! route (goal: ≥ 0.9× in-process, ≥ 0.7× with Redis).
 
 use std::path::Path;
 
 use crate::bench::{Measurement, free_port, spawn_lamina, wait_until_listening, wrk};
 use crate::{Result, target_dir};
 
-const WRK_ARGS: [&str; 6] = ["-t2", "-c50", "-d10s", "--latency", "--timeout", "5s"];
+const WRK_ARGS: [&str; 6] = ["-t2", "-c50", "-d5s", "--latency", "--timeout", "5s"];
+/// Each set-up is measured this many times, alternating.
+const ROUNDS: usize = 5;
 const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
 
 pub fn bench() -> Result {
@@ -36,35 +39,46 @@ pub fn bench() -> Result {
         &work,
         "redis.toml",
         &format!(
-            "[rate_limit]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n{classes}"
+            "[rate_limit]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n{classes}\
+             [auth.revocations]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}auth:\"\n"
         ),
     )?;
     let token = token()?;
     let bearer = format!("Authorization: Bearer {token}");
-    let runs = [
-        ("bare route (no auth, no limit)", &memory, "/bare/", false),
-        ("auth + rate limit, in-process", &memory, "/guarded/", true),
-        ("auth + rate limit, Redis", &redis, "/guarded/", true),
-    ];
-    let mut results: Vec<(&str, Measurement)> = Vec::new();
-    for (name, config, path, auth) in runs {
-        eprintln!("bench: gateway: {name}");
+    // Both hosts run for the whole benchmark, so process start-up and
+    // warm-up are not part of any run; wrk alternates between them.
+    let mut hosts = Vec::new();
+    for config in [&memory, &redis] {
         let port = free_port()?;
-        let mut child = spawn_lamina(&manifest, config, port, &[("LAMINA_JWT_SECRET", SECRET)])?;
-        let mut args: Vec<&str> = WRK_ARGS.to_vec();
-        if auth {
-            args.extend(["-H", bearer.as_str()]);
-        }
-        let url = format!("http://127.0.0.1:{port}{path}");
-        let measured = wait_until_listening(port).and_then(|()| wrk(&url, &args, None));
-        let _ = child.kill();
-        let _ = child.wait();
-        results.push((name, measured?));
+        let child = spawn_lamina(&manifest, config, port, &[("LAMINA_JWT_SECRET", SECRET)])?;
+        hosts.push(Host { port, child });
+        wait_until_listening(port)?;
     }
-    let baseline = results[0].1.requests_per_sec;
+    let runs = [
+        ("bare route (no auth, no limit)", 0, "/bare/"),
+        ("auth + rate limit, in-process", 0, "/guarded/"),
+        (
+            "auth + rate limit, Redis (limiter + revocations)",
+            1,
+            "/guarded/",
+        ),
+    ];
+    // Every run sends the token, so requests differ only in what the host does.
+    let mut args: Vec<&str> = WRK_ARGS.to_vec();
+    args.extend(["-H", bearer.as_str()]);
+    let mut results: Vec<Vec<Measurement>> = runs.iter().map(|_| Vec::new()).collect();
+    for round in 1..=ROUNDS {
+        for ((name, host, path), results) in runs.iter().zip(&mut results) {
+            eprintln!("bench: gateway: round {round}/{ROUNDS}: {name}");
+            let url = format!("http://127.0.0.1:{}{path}", hosts[*host].port);
+            results.push(wrk(&url, &args, None)?);
+        }
+    }
+    let summary: Vec<Measurement> = results.iter().map(|r| Measurement::median(r)).collect();
+    let baseline = summary[0].requests_per_sec;
     println!("| gateway | req/s | p50 ms | p99 ms | vs bare |");
     println!("| --- | ---: | ---: | ---: | ---: |");
-    for (name, m) in &results {
+    for ((name, ..), m) in runs.iter().zip(&summary) {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2}x |",
             m.requests_per_sec,
@@ -74,10 +88,23 @@ pub fn bench() -> Result {
         );
     }
     println!(
-        "\nwrk {} on the runtime fixture, one host at a time.",
+        "\nwrk {} on the runtime fixture, one host at a time, median of {ROUNDS} alternated runs.",
         WRK_ARGS.join(" ")
     );
     Ok(())
+}
+
+/// A benchmarked host, killed when dropped.
+struct Host {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn write_config(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf> {

@@ -6,19 +6,18 @@
 //! moves the key's *theoretical arrival time* (TAT) one emission interval
 //! `T = per / requests` into the future; a request is refused when that
 //! would put the TAT more than `burst × T` ahead of now. One number per key,
-//! updated atomically (a moka entry, or one Lua script in Redis using the
-//! server's clock).
+//! updated atomically (under a shard lock in process, or by one Lua script
+//! in Redis using the server's clock).
 //!
 //! If Redis fails, the check falls back to the in-process limiter (logged
 //! and counted), never to "no limit" and never to refusing everyone.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue, StatusCode, header::HeaderName};
-use moka::ops::compute::Op;
-use moka::sync::Cache;
 use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
@@ -191,7 +190,7 @@ return {1, next - now}
 /// The limiter shared by every request of this host.
 pub struct RateLimiter {
     classes: BTreeMap<String, Class>,
-    memory: Cache<String, u64>,
+    memory: Buckets,
     redis: Option<RedisLimiter>,
 }
 
@@ -230,10 +229,7 @@ impl RateLimiter {
         };
         Ok(RateLimiter {
             classes,
-            memory: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
+            memory: Buckets::new(),
             redis,
         })
     }
@@ -282,20 +278,52 @@ impl RateLimiter {
     }
 
     fn check_memory(&self, key: String, class: Class) -> Decision {
-        let now = now_micros();
-        let mut decision = None;
-        self.memory.entry(key).and_compute_with(|entry| {
-            let tat = entry.map_or(now, |e| e.into_value()).max(now);
-            let next = tat + class.interval;
-            if next - now > class.tolerance() {
-                decision = Some(class.decision(false, tat - now));
-                Op::Nop
-            } else {
-                decision = Some(class.decision(true, next - now));
-                Op::Put(next)
-            }
-        });
-        decision.expect("the compute closure always runs")
+        self.memory.check(key, class, now_micros())
+    }
+}
+
+/// The in-process TATs, in shards so concurrent checks rarely wait on each
+/// other. A key whose TAT has passed means the same as no key (a full
+/// bucket), so each shard drops such keys now and then: memory follows the
+/// callers active within one burst window, not every caller ever seen.
+struct Buckets {
+    hasher: RandomState,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+#[derive(Default)]
+struct Shard {
+    tats: HashMap<String, u64>,
+    checks: u32,
+}
+
+/// Shards of [`Buckets`] (a power of two).
+const SHARDS: usize = 64;
+/// Checks on a shard between two sweeps of its expired keys.
+const SWEEP_EVERY: u32 = 1024;
+
+impl Buckets {
+    fn new() -> Self {
+        Buckets {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn check(&self, key: String, class: Class, now: u64) -> Decision {
+        let index = self.hasher.hash_one(&key) as usize & (SHARDS - 1);
+        let mut shard = self.shards[index].lock().expect("rate limit shard");
+        shard.checks = shard.checks.wrapping_add(1);
+        if shard.checks.is_multiple_of(SWEEP_EVERY) {
+            shard.tats.retain(|_, tat| *tat > now);
+        }
+        let tat = shard.tats.get(&key).copied().unwrap_or(now).max(now);
+        let next = tat + class.interval;
+        if next - now > class.tolerance() {
+            return class.decision(false, tat - now);
+        }
+        shard.tats.insert(key, next);
+        class.decision(true, next - now)
     }
 }
 
