@@ -146,6 +146,16 @@ async fn revoke_subject_logs_out_every_earlier_token_but_not_later_ones() {
             .to_owned()
     }))
     .await;
+    let key = ok(call(
+        &host,
+        "create-api-key",
+        json!({ "subject": subject("u2"), "name": "ci" }),
+    )
+    .await)
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     ok(call(
         &host,
         "revoke-subject",
@@ -156,6 +166,8 @@ async fn revoke_subject_logs_out_every_earlier_token_but_not_later_ones() {
     for token in &before {
         expect_revoked(whoami(&host, token).await).await;
     }
+    // API keys are revoked one by one, not by "log out everywhere".
+    assert_eq!(whoami(&host, &key).await.status(), 200);
     // Signed in the same second as the revocation, and still accepted.
     let after = ok(call(
         &host,
@@ -228,7 +240,14 @@ async fn api_keys_authenticate_and_a_revocation_reaches_every_host() {
     // Unknown and malformed keys.
     let unknown = format!("lam_{}", "0".repeat(64));
     expect_problem(whoami(&a, &unknown).await, 401).await;
-    expect_problem(whoami(&a, "lam_short").await, 401).await;
+    let malformed = expect_problem(whoami(&a, "lam_short").await, 401).await;
+    assert!(
+        malformed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("well-formed"),
+        "{malformed}"
+    );
 }
 
 #[tokio::test]

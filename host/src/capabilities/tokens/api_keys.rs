@@ -71,9 +71,19 @@ fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
-/// Whether `credential` has the shape of an API key.
+/// Whether `credential` claims to be an API key (by its prefix).
 pub fn is_api_key(credential: &str) -> bool {
     credential.starts_with(PREFIX)
+}
+
+/// Whether an API key is well formed: the prefix and 64 lowercase hex digits.
+fn well_formed(credential: &str) -> bool {
+    credential.strip_prefix(PREFIX).is_some_and(|secret| {
+        secret.len() == 64
+            && secret
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 impl ApiKeys {
@@ -188,6 +198,9 @@ impl ApiKeys {
 
     /// Looks up a presented key (cached). `Err` is why it is refused.
     pub async fn verify(&self, credential: &str) -> Result<Identity, ApiKeyRejection> {
+        if !well_formed(credential) {
+            return Err(ApiKeyRejection::Refused(Rejection::Malformed));
+        }
         let hash = digest(credential);
         let key = match self.cache.get(&hash) {
             Some(cached) => {

@@ -9,7 +9,7 @@ use crate::breaker::BreakerConfig;
 use crate::capabilities::bindings::lamina::platform::kv::Error as KvError;
 use crate::capabilities::kv::{Store, StoreConfig};
 
-use super::{Identity, unix_now};
+use super::{AuthMethod, Identity, unix_now};
 
 /// Longest token or subject id the list accepts (keys stay far below the
 /// store's key limit).
@@ -81,16 +81,29 @@ impl Revocations {
     }
 
     /// Whether `identity`'s credential has been revoked: its id is listed,
-    /// or it was issued before its subject's "not before". One round trip.
+    /// or (for a JWT) it was issued before its subject's "not before". API
+    /// keys are long-lived credentials of their own, revoked one by one,
+    /// and not logged out by `revoke-subject`. One round trip.
     pub async fn is_revoked(&self, identity: &Identity) -> Result<bool, KvError> {
-        let mut keys = vec![subject_key(&identity.user_id)];
+        let by_subject = identity.method == AuthMethod::Jwt;
+        let mut keys = Vec::with_capacity(2);
+        if by_subject {
+            keys.push(subject_key(&identity.user_id));
+        }
         if let Some(id) = &identity.token_id {
             keys.push(token_key(id));
         }
+        if keys.is_empty() {
+            return Ok(false);
+        }
         let found = self.store.get_many(&keys).await?;
-        let not_before = found[0].as_deref().and_then(parse_seconds);
-        let issued_before = not_before.is_some_and(|t| identity.issued_at.unwrap_or(0) < t);
-        Ok(issued_before || found.get(1).is_some_and(Option::is_some))
+        let issued_before = by_subject
+            && found[0]
+                .as_deref()
+                .and_then(parse_seconds)
+                .is_some_and(|not_before| identity.issued_at.unwrap_or(0) < not_before);
+        let listed = identity.token_id.is_some() && found.last().is_some_and(Option::is_some);
+        Ok(issued_before || listed)
     }
 
     /// Whether the list's backend answers (`/ready`).
