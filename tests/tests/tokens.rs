@@ -294,6 +294,26 @@ async fn the_capability_needs_its_grant_and_checks_its_inputs() {
         assert_eq!(problem["title"], "tokens", "{op} {args}: {problem}");
     }
 
+    // API keys on the embedded backends (SQLite table, in-process list).
+    let created = ok(call(
+        &host,
+        "create-api-key",
+        json!({ "subject": subject("u5"), "name": "local" }),
+    )
+    .await)
+    .await;
+    let key = created["key"].as_str().unwrap();
+    assert_eq!(whoami(&host, key).await.status(), 200);
+    let revoked = ok(call(
+        &host,
+        "revoke-api-key",
+        json!({ "subject": { "id": "u5" }, "id": created["listing"]["id"] }),
+    )
+    .await)
+    .await;
+    assert_eq!(revoked["revoked"], true);
+    expect_revoked(whoami(&host, key).await).await;
+
     // A token is good for its ttl only (no leeway configured here), even
     // though its verification was cached.
     let issued = ok(call(&host, "sign", json!({ "subject": subject("u5"), "ttl": 1 })).await).await;
