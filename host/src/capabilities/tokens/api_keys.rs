@@ -20,8 +20,10 @@ pub const PREFIX: &str = "lam_";
 const SHOWN: usize = PREFIX.len() + 8;
 /// Longest key name.
 pub const MAX_NAME_BYTES: usize = 128;
-/// Most keys one subject may hold (live or not yet purged).
+/// Most live keys one subject may hold.
 pub const MAX_KEYS_PER_SUBJECT: i64 = 100;
+/// Most keys one listing returns (the newest; revoked keys are kept).
+const MAX_LISTED: usize = 500;
 
 /// Host-internal schema, created at start-up (not an application migration).
 const SCHEMA: &[&str] = &[
@@ -162,13 +164,13 @@ impl ApiKeys {
         Ok((secret, key))
     }
 
-    /// The keys of `subject`, newest first.
+    /// The keys of `subject`, newest first (at most [`MAX_LISTED`]).
     pub async fn list(&self, subject: &str) -> Result<Vec<ApiKey>, SqlError> {
         let rows = self
             .db
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM lamina_api_keys WHERE subject = $1 ORDER BY created_at DESC, id"
+                    "SELECT {COLUMNS} FROM lamina_api_keys WHERE subject = $1 ORDER BY created_at DESC, id LIMIT {MAX_LISTED}"
                 ),
                 vec![text(subject)],
             )
