@@ -134,6 +134,9 @@ impl Breaker {
         let mut state = self.inner.state.lock().expect("breaker lock");
         let next = match (*state, reachable) {
             (State::Closed { failures: 0 }, true) => return,
+            // A slow success admitted before the breaker opened proves
+            // nothing about now; only the probe may close it.
+            (State::Open { .. }, true) => return,
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.inner.config.failures => {
                 State::Closed {
@@ -168,6 +171,10 @@ impl Breaker {
         let now = Instant::now();
         match *self.inner.state.lock().expect("breaker lock") {
             State::Open { until } if now < until => Some(open_until(until, now)),
+            // A probe is deciding; everyone else waits for its verdict.
+            State::HalfOpen { since } if now < since + self.inner.config.open_for => {
+                Some(open_until(now, now))
+            }
             _ => None,
         }
     }
@@ -216,6 +223,8 @@ mod tests {
         assert!(b.admit().is_ok());
         b.record(false);
         let open = b.admit().unwrap_err();
+        b.record(true); // a slow success from before it opened
+        assert!(b.admit().is_err(), "only a probe closes an open breaker");
         assert!(open.retry_after >= Duration::from_secs(9));
         assert!(b.refusing().is_some());
     }
@@ -231,6 +240,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         b.admit().expect("the probe");
         assert!(b.admit().is_err(), "one probe at a time");
+        assert!(b.refusing().is_some(), "the gateway waits for the probe too");
         b.record(true);
         assert!(b.admit().is_ok());
         assert!(b.refusing().is_none());

@@ -130,8 +130,9 @@ impl Authenticator {
         let credential = headers.get(header::AUTHORIZATION).map(|v| {
             v.to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, credential)| credential.trim())
         });
         let identity = match credential {
             None if policy == AuthPolicy::Optional => return Ok(None),

@@ -299,6 +299,8 @@ struct Shard {
 
 /// Shards of [`Buckets`] (a power of two).
 const SHARDS: usize = 64;
+/// Most keys one shard holds (a million in all).
+const SHARD_CAPACITY: usize = 1 << 14;
 /// Checks on a shard between two sweeps of its expired keys.
 const SWEEP_EVERY: u32 = 1024;
 
@@ -314,8 +316,15 @@ impl Buckets {
         let index = self.hasher.hash_one(&key) as usize & (SHARDS - 1);
         let mut shard = self.shards[index].lock().expect("rate limit shard");
         shard.checks = shard.checks.wrapping_add(1);
-        if shard.checks.is_multiple_of(SWEEP_EVERY) {
+        if shard.checks.is_multiple_of(SWEEP_EVERY) || shard.tats.len() >= SHARD_CAPACITY {
             shard.tats.retain(|_, tat| *tat > now);
+        }
+        if shard.tats.len() >= SHARD_CAPACITY && !shard.tats.contains_key(&key) {
+            // Flooded with live keys (many addresses): forget an arbitrary
+            // one, which at worst gives that caller a fresh burst.
+            if let Some(victim) = shard.tats.keys().next().cloned() {
+                shard.tats.remove(&victim);
+            }
         }
         let tat = shard.tats.get(&key).copied().unwrap_or(now).max(now);
         let next = tat + class.interval;

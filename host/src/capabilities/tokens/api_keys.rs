@@ -178,23 +178,27 @@ impl ApiKeys {
         Ok(rows.rows.into_iter().filter_map(row_to_key).collect())
     }
 
-    /// Marks the key `id` of `subject` revoked; `Some(expiry)` if it was
-    /// live (the caller lists it for the cache lifetime), `None` if there is
-    /// no such live key of that subject.
-    pub async fn revoke(&self, subject: &str, id: &str) -> Result<Option<Option<i64>>, SqlError> {
+    /// Marks the key `id` of `subject` revoked (idempotent, so a caller
+    /// whose revocation-list write failed can simply retry). `None` if
+    /// `subject` has no key `id`.
+    pub async fn revoke(&self, subject: &str, id: &str) -> Result<Option<Revoked>, SqlError> {
+        let now = unix_now() as i64;
         let rows = self
             .db
             .query(
-                "UPDATE lamina_api_keys SET revoked_at = $1
-                 WHERE id = $2 AND subject = $3 AND revoked_at IS NULL
-                 RETURNING expires_at",
-                vec![Value::Int(unix_now() as i64), text(id), text(subject)],
+                "UPDATE lamina_api_keys SET revoked_at = COALESCE(revoked_at, $1)
+                 WHERE id = $2 AND subject = $3
+                 RETURNING expires_at, revoked_at",
+                vec![Value::Int(now), text(id), text(subject)],
             )
             .await?;
         self.cache.invalidate_all();
-        Ok(rows.rows.into_iter().next().map(|row| match row.first() {
-            Some(Value::Int(t)) => Some(*t),
-            _ => None,
+        Ok(rows.rows.into_iter().next().map(|row| Revoked {
+            expires_at: match row.first() {
+                Some(Value::Int(t)) => Some(*t),
+                _ => None,
+            },
+            now: matches!(row.get(1), Some(Value::Int(t)) if *t == now),
         }))
     }
 
@@ -251,6 +255,14 @@ impl ApiKeys {
             .map(drop)
             .map_err(|e| format!("{e:?}"))
     }
+}
+
+/// The outcome of [`ApiKeys::revoke`].
+pub struct Revoked {
+    /// The key's expiry.
+    pub expires_at: Option<i64>,
+    /// Whether this call revoked it (false: it already was).
+    pub now: bool,
 }
 
 /// Why a presented API key was not accepted.

@@ -186,6 +186,7 @@ pub struct Unverifiable(pub String);
 /// Keys, revocation list and API keys: built once at start-up.
 pub struct Tokens {
     keys: Keys,
+    leeway: Duration,
     revocations: Revocations,
     api_keys: ApiKeys,
     max_token_ttl: Duration,
@@ -210,7 +211,13 @@ impl Tokens {
         })?;
         Ok(Tokens {
             keys: Keys::load(config, data_dir, env_secret)?,
-            revocations: Revocations::open(&config.revocations, config.max_token_ttl, breaker)?,
+            revocations: Revocations::open(
+                &config.revocations,
+                config.max_token_ttl,
+                config.leeway,
+                breaker,
+            )?,
+            leeway: config.leeway,
             api_keys: ApiKeys::open(db.clone(), config.api_key_cache_ttl).await?,
             max_token_ttl: config.max_token_ttl,
             max_api_key_ttl: config.max_api_key_ttl,
@@ -221,12 +228,16 @@ impl Tokens {
     /// Verifies a JWT's signature and claims (not the revocation list).
     pub fn decode_jwt(&self, token: &str) -> Result<Identity, Rejection> {
         let claims = self.keys.decode(token)?;
-        if claims
-            .jti
-            .as_ref()
-            .is_some_and(|id| id.len() > MAX_ID_BYTES)
-            || claims.sub.is_empty()
-            || claims.sub.len() > MAX_ID_BYTES
+        // Revocations are kept for `max_token_ttl`: a token living longer
+        // could outlive its revocation, so it is not accepted at all. Ids
+        // must fit in an identity header.
+        let latest_exp = unix_now() + (self.max_token_ttl + self.leeway).as_secs();
+        if claims.exp > latest_exp
+            || !is_header_safe_id(&claims.sub)
+            || claims
+                .jti
+                .as_deref()
+                .is_some_and(|id| !is_header_safe_id(id))
         {
             return Err(Rejection::BadClaims);
         }
@@ -289,12 +300,21 @@ pub fn random_hex<const N: usize>() -> anyhow::Result<String> {
     Ok(hex::encode(bytes))
 }
 
-/// Checks a subject from a guest: a non-empty id, and role names without
+/// Whether `id` can be a subject or token id: 1 to [`MAX_ID_BYTES`]
+/// visible ASCII characters, so it always reaches the component as an
+/// identity header.
+fn is_header_safe_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks a subject from a guest: a header-safe id, and role names without
 /// the `,` that joins them in the identity header.
 fn check_subject(subject: &wit::Subject) -> Result<(), wit::Error> {
     let invalid = |why: String| Err(wit::Error::Invalid(why));
-    if subject.id.is_empty() || subject.id.len() > MAX_ID_BYTES {
-        return invalid(format!("subject ids are 1 to {MAX_ID_BYTES} bytes"));
+    if !is_header_safe_id(&subject.id) {
+        return invalid(format!(
+            "subject ids are 1 to {MAX_ID_BYTES} visible ASCII characters"
+        ));
     }
     if subject
         .username
@@ -519,20 +539,28 @@ impl wit::Host for CapabilityView<'_> {
             Ok(tokens) => tokens,
             Err(e) => return Ok(Err(e)),
         };
-        let expires_at = match tokens.api_keys.revoke(&subject_id, &id).await {
-            Ok(Some(expires_at)) => expires_at,
+        if id.len() > MAX_ID_BYTES || subject_id.len() > MAX_ID_BYTES {
+            return Ok(Err(wit::Error::Invalid(format!(
+                "ids are at most {MAX_ID_BYTES} bytes"
+            ))));
+        }
+        let revoked = match tokens.api_keys.revoke(&subject_id, &id).await {
+            Ok(Some(revoked)) => revoked,
             Ok(None) => return Ok(Ok(false)),
             Err(e) => return Ok(Err(sql_error(e))),
         };
         // Other hosts may hold the key in their lookup cache for up to its
-        // lifetime: list it until then.
+        // lifetime: list it until then (again on a retry, in case the first
+        // call's write failed).
         let cached_until = unix_now() + tokens.api_key_cache_ttl.as_secs() + 1;
-        let until = expires_at.map_or(cached_until, |t| (t.max(0) as u64).min(cached_until));
+        let until = revoked
+            .expires_at
+            .map_or(cached_until, |t| (t.max(0) as u64).min(cached_until));
         Ok(tokens
             .revocations
             .revoke(&id, until)
             .await
-            .map(|()| true)
+            .map(|()| revoked.now)
             .map_err(kv_unavailable))
     }
 }

@@ -21,6 +21,9 @@ pub struct Revocations {
     /// How long a subject's "not before" is kept: the longest a token may
     /// live, after which every token issued before it has expired anyway.
     max_token_ttl: Duration,
+    /// The clock skew tokens are accepted with past `exp`: entries outlive
+    /// their credential by this much, or a revoked token would come back.
+    leeway: u64,
 }
 
 fn token_key(id: &str) -> String {
@@ -36,18 +39,21 @@ impl Revocations {
     pub fn open(
         config: &StoreConfig,
         max_token_ttl: Duration,
+        leeway: Duration,
         breaker: BreakerConfig,
     ) -> anyhow::Result<Self> {
         Ok(Revocations {
             store: Store::open("revocations", config, breaker)?,
             max_token_ttl,
+            leeway: leeway.as_secs(),
         })
     }
 
-    /// Refuses the credential `id` until `until` (seconds since the epoch).
-    /// A time in the past is a no-op: the credential has expired anyway.
+    /// Refuses the credential `id` until `until` (seconds since the epoch)
+    /// plus the leeway. A time further in the past is a no-op: the
+    /// credential is refused as expired anyway.
     pub async fn revoke(&self, id: &str, until: u64) -> Result<(), KvError> {
-        let ttl = until.saturating_sub(unix_now());
+        let ttl = (until + self.leeway).saturating_sub(unix_now());
         if ttl == 0 {
             return Ok(());
         }
@@ -60,7 +66,7 @@ impl Revocations {
     /// seconds, so the stored "not before" is the next second, and tokens
     /// signed later in this second get that `iat` ([`Revocations::not_before`]).
     pub async fn revoke_subject(&self, subject: &str) -> Result<(), KvError> {
-        let ttl_ms = self.max_token_ttl.as_millis() as u64;
+        let ttl_ms = (self.max_token_ttl.as_secs() + self.leeway + 1) * 1000;
         self.store
             .set(
                 subject_key(subject),
