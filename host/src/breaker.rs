@@ -240,7 +240,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         b.admit().expect("the probe");
         assert!(b.admit().is_err(), "one probe at a time");
-        assert!(b.refusing().is_some(), "the gateway waits for the probe too");
+        assert!(
+            b.refusing().is_some(),
+            "the gateway waits for the probe too"
+        );
         b.record(true);
         assert!(b.admit().is_ok());
         assert!(b.refusing().is_none());
