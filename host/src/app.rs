@@ -8,6 +8,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 
 use crate::breaker::{Breaker, Open};
+use crate::capabilities::inference::ModelGrants;
 use crate::capabilities::variables::Resolved;
 use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
 use crate::engine::executor::{ComponentSpec, RequiredExports};
@@ -140,7 +141,6 @@ impl App {
             components = slots.len(),
             "application loaded"
         );
-        warn_unenforced(manifest);
         let router = Router::new(manifest.http_routes.iter().map(|route| {
             let target = RouteTarget {
                 component: route.component.clone(),
@@ -299,16 +299,10 @@ fn grants(
         key_value_stores: def.key_value_stores.iter().cloned().collect(),
         queues: def.queues.iter().cloned().collect(),
         tokens: def.tokens,
+        manage_models: def.manage_models,
+        models: ModelGrants::new(&def.models).map_err(|e| {
+            anyhow::anyhow!("{}: component.{id}.models: {e}", manifest.path.display())
+        })?,
         variables: variables.for_component(def),
     })
-}
-
-/// Grants are accepted in the manifest before the capabilities that honour
-/// them exist (models); say loudly that they do nothing yet.
-fn warn_unenforced(manifest: &Manifest) {
-    for (id, component) in &manifest.components {
-        for (key, names) in component.pending_grants() {
-            tracing::warn!(component = %id, key, ?names, "grant has no effect yet: capability not provided by this host");
-        }
-    }
 }

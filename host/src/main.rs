@@ -50,6 +50,8 @@ enum Command {
     Deploy(commands::deploy::DeployArgs),
     /// Apply the application's SQL migrations to the `default` database.
     Migrate(commands::migrate::MigrateArgs),
+    /// Install, list, show, remove or try models (the inference store).
+    Models(commands::models::ModelsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,8 +65,9 @@ struct BuildArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("LAMINA_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let filter = EnvFilter::try_from_env("LAMINA_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,wasmtime=warn,cranelift=warn,llama-cpp-2=warn,llama_cpp_2=error")
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -85,6 +88,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|m| commands::build::run(&m, &args.components)),
         Command::Deploy(args) => commands::deploy::run(args),
         Command::Migrate(args) => commands::migrate::run(args),
+        Command::Models(args) => commands::models::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

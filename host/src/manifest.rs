@@ -214,9 +214,13 @@ pub struct ComponentDef {
     /// (the `tokens` capability; grant it to the auth service only).
     #[serde(default)]
     pub tokens: bool,
-    /// Models the component may run inference on.
+    /// Models the component may run inference on (`"*"`: all).
     #[serde(default)]
     pub models: Vec<String>,
+    /// Whether the component may install and remove models (the admin
+    /// service only).
+    #[serde(default)]
+    pub manage_models: bool,
     /// Outbound HTTP destinations (`https://api.example.com`, `http://127.0.0.1:*`).
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
@@ -556,17 +560,6 @@ fn locate(text: &str, offset: usize) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     format!("line {line}, column {column}")
-}
-
-impl ComponentDef {
-    /// Grants of capabilities this host does not provide yet, as
-    /// `(key, names)`, so start-up can say they have no effect.
-    pub fn pending_grants(&self) -> impl Iterator<Item = (&'static str, &[String])> {
-        [("models", &self.models)]
-            .into_iter()
-            .filter(|(_, names)| !names.is_empty())
-            .map(|(key, names)| (key, names.as_slice()))
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
+use crate::capabilities::inference::InferenceConfig;
 use crate::capabilities::kv::StoreConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
@@ -39,6 +40,8 @@ pub struct RuntimeConfig {
     /// `[auth]`: how bearer tokens are signed and verified, where API keys
     /// and the revocation list live.
     pub auth: AuthConfig,
+    /// `[inference]`: the models directory and the llama.cpp engine.
+    pub inference: InferenceConfig,
     /// `[circuit_breaker]`: when a failing backend is given a rest.
     pub circuit_breaker: BreakerConfig,
     /// `[rate_limit]`: limiter backend and classes.
@@ -171,6 +174,16 @@ impl RuntimeConfig {
                 *relative = base.join(&*relative);
             }
         }
+        let models_dir = match config.inference.models_dir.take() {
+            Some(dir) if dir.is_relative() => base.join(dir),
+            Some(dir) => dir,
+            None => config.data.dir.join("models"),
+        };
+        config.inference.models_dir = Some(models_dir);
+        config
+            .inference
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         anyhow::ensure!(
             config.circuit_breaker.failures > 0,
             "{}: circuit_breaker.failures must be at least 1",

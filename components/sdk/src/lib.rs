@@ -7,10 +7,12 @@
 //! - Host capabilities (`wit/platform.wit`): [`sql`] (typed rows into serde
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
 //!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
-//!   revoke credentials) and [`page`] (pagination).
+//!   revoke credentials), [`inference`] (generation and embeddings on the
+//!   host's llama.cpp engine) and [`page`] (pagination).
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod cache;
+pub mod inference;
 pub mod page;
 pub mod queue;
 pub mod sql;

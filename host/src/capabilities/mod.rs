@@ -11,11 +11,13 @@
 //! | [`queue`]   | durable SQL table        | Redis Streams        |
 //! | [`variables`] | spin.toml defaults     | env / runtime-config |
 //! | [`tokens`]  | in-process revocations   | Redis revocations    |
+//! | [`inference`] | llama.cpp in-process   | (same, per host)     |
 //!
 //! Backends are built once at start-up ([`Capabilities`]); what a component
 //! may reach is fixed by its manifest entry ([`Grants`]) and checked on every
 //! `open`/`publish`/`get`, so an ungranted name is an error the guest sees.
 
+pub mod inference;
 pub mod kv;
 pub mod queue;
 pub(crate) mod redis_conn;
@@ -42,6 +44,7 @@ pub mod bindings {
             "lamina:platform/sql.connection": crate::capabilities::sql::Connection,
             "lamina:platform/sql.transaction": crate::capabilities::sql::Transaction,
             "lamina:platform/kv.store": crate::capabilities::kv::Store,
+            "lamina:platform/inference.generation": crate::capabilities::inference::Generation,
         },
     });
 }
@@ -57,6 +60,8 @@ pub struct Capabilities {
     /// Token signing, API keys and the revocation list (shared with the
     /// gateway, which verifies credentials).
     pub tokens: Arc<tokens::Tokens>,
+    /// Installed models and the llama.cpp engine.
+    pub inference: Arc<inference::Inference>,
 }
 
 /// What one component may use: its manifest entry's grants and its resolved
@@ -71,6 +76,10 @@ pub struct Grants {
     pub queues: BTreeSet<String>,
     /// `tokens = true`: may issue and revoke credentials.
     pub tokens: bool,
+    /// `models = [...]`: models it may run.
+    pub models: inference::ModelGrants,
+    /// `manage_models = true`: may install and remove models.
+    pub manage_models: bool,
     /// `[component.<id>.variables]`, resolved.
     pub variables: variables::ComponentVariables,
 }
@@ -92,11 +101,18 @@ impl Capabilities {
         let queue = queue::Queue::open(&config.queue, &sql, breaker).await?;
         let tokens =
             tokens::Tokens::open(&config.auth, &config.data.dir, jwt_secret, &sql, breaker).await?;
+        let models_dir = config
+            .inference
+            .models_dir
+            .clone()
+            .expect("resolved by RuntimeConfig::load");
+        let inference = inference::Inference::open(&config.inference, models_dir);
         Ok(Capabilities {
             sql,
             kv,
             queue,
             tokens: Arc::new(tokens),
+            inference: Arc::new(inference),
         })
     }
 }
@@ -187,6 +203,7 @@ pub fn add_to_linker<T: Send + 'static>(
     platform::queue::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::variables::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::tokens::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::inference::add_to_linker::<T, HasCapabilities>(linker, view)?;
     Ok(())
 }
 

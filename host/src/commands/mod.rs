@@ -3,4 +3,5 @@
 pub mod build;
 pub mod deploy;
 pub mod migrate;
+pub mod models;
 pub mod up;

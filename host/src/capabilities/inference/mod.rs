@@ -1,0 +1,704 @@
+//! The `inference` capability: llama.cpp in-process, exposed to components
+//! through `lamina:platform/inference`.
+//!
+//! - [`store`]: installed models (`name:tag` → a verified GGUF file);
+//! - [`engine`]: which models are in memory (load on first use,
+//!   `keep_alive`, LRU under a memory budget);
+//! - [`batcher`]: continuous batching of a text model's sequences;
+//! - [`embed`]: embedding models;
+//! - [`sampling`] and [`output`]: a request's options and its text.
+//!
+//! [`Inference`] ties them together for the WIT host functions and the
+//! `lamina models` CLI.
+
+pub mod batcher;
+pub mod embed;
+pub mod engine;
+pub mod gguf;
+mod metrics;
+pub mod output;
+pub mod sampling;
+pub mod store;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use serde::Deserialize;
+use tokio::sync::mpsc::UnboundedReceiver;
+use wasmtime::component::Resource;
+
+use self::batcher::{DoneReason, Event, Stats};
+use self::engine::{Engine, Lease, LoadedInfo};
+use self::sampling::RawOptions;
+use self::store::{ModelEntry, ModelStore};
+use super::CapabilityView;
+use super::bindings::lamina::platform::inference as wit;
+use crate::units::ByteSize;
+
+/// Longest prompt (or sum of chat messages) in bytes.
+pub const MAX_PROMPT_BYTES: usize = 4 << 20;
+/// Most chat messages in one request.
+pub const MAX_MESSAGES: usize = 1000;
+
+/// `[inference]` in runtime-config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Where installed models live (default `<data dir>/models`).
+    pub models_dir: Option<PathBuf>,
+    /// Threads llama.cpp decodes with (default: every core).
+    pub threads: Option<usize>,
+    /// Sequences of one model decoded together (continuous batching).
+    pub parallel: u32,
+    /// Context tokens each sequence may use (prompt + output): the
+    /// largest `num_ctx` a request may ask for.
+    pub context: u32,
+    /// Tokens per decode step (prompt chunks share it with generating
+    /// sequences).
+    pub batch: u32,
+    /// How long a model stays loaded after its last request, unless the
+    /// request says otherwise.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Memory budget for loaded model weights; the least recently used idle
+    /// model is unloaded to make room.
+    pub max_loaded_size: ByteSize,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        InferenceConfig {
+            models_dir: None,
+            threads: None,
+            parallel: 4,
+            context: 2048,
+            batch: 512,
+            keep_alive: Duration::from_secs(300),
+            max_loaded_size: ByteSize::mib(8 << 10),
+        }
+    }
+}
+
+impl InferenceConfig {
+    /// Checks ranges; `Err` names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.parallel) {
+            return Err("inference.parallel must be between 1 and 64".into());
+        }
+        if !(64..=1 << 20).contains(&self.context) {
+            return Err("inference.context must be between 64 and 1048576".into());
+        }
+        if !(1..=8192).contains(&self.batch) {
+            return Err("inference.batch must be between 1 and 8192".into());
+        }
+        if self.threads == Some(0) {
+            return Err("inference.threads must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why an inference call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InferenceError {
+    #[error("{0}")]
+    NoSuchModel(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The model is running requests (removal refused).
+    #[error("{0}")]
+    InUse(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// What to generate from.
+pub enum Prompt {
+    /// Plain text, continued as is.
+    Raw(String),
+    /// `(role, content)` messages, through the model's chat template.
+    Chat(Vec<(String, String)>),
+}
+
+/// The model store and the engine.
+pub struct Inference {
+    store: ModelStore,
+    engine: Engine,
+    config: InferenceConfig,
+}
+
+impl Inference {
+    /// Opens the store in `models_dir`; nothing is loaded until used.
+    /// Must run inside the Tokio runtime (it starts the unload task).
+    pub fn open(config: &InferenceConfig, models_dir: PathBuf) -> Inference {
+        Inference {
+            store: ModelStore::new(models_dir),
+            engine: Engine::new(config.clone()),
+            config: config.clone(),
+        }
+    }
+
+    /// The installed models.
+    pub fn store(&self) -> &ModelStore {
+        &self.store
+    }
+
+    /// The models in memory.
+    pub fn loaded(&self) -> Vec<LoadedInfo> {
+        self.engine.loaded()
+    }
+
+    /// Starts generating on `model`; read the result with
+    /// [`Generation::next`].
+    pub async fn generate(
+        &self,
+        model: &str,
+        prompt: Prompt,
+        options: RawOptions,
+    ) -> Result<Generation, InferenceError> {
+        let started = Instant::now();
+        let options = options.validate()?;
+        let size = match &prompt {
+            Prompt::Raw(text) => text.len(),
+            Prompt::Chat(messages) => {
+                if messages.len() > MAX_MESSAGES {
+                    return Err(InferenceError::Invalid(format!(
+                        "at most {MAX_MESSAGES} messages (got {})",
+                        messages.len()
+                    )));
+                }
+                messages.iter().map(|(_, c)| c.len()).sum()
+            }
+        };
+        if size > MAX_PROMPT_BYTES {
+            return Err(InferenceError::Invalid(format!(
+                "the prompt is {size} bytes; at most {MAX_PROMPT_BYTES}"
+            )));
+        }
+        let context = options.num_ctx.unwrap_or(self.config.context);
+        if context > self.config.context {
+            return Err(InferenceError::Invalid(format!(
+                "num_ctx {context} exceeds this host's per-request context of {} tokens \
+                 (runtime-config [inference] context)",
+                self.config.context
+            )));
+        }
+        let (lease, load) = self.lease(model, options.keep_alive).await?;
+        let llama = &lease.model.model;
+        let text = match prompt {
+            Prompt::Raw(text) => text,
+            Prompt::Chat(messages) => {
+                apply_template(llama, &lease.model.entry.metadata.family, &messages)?
+            }
+        };
+        let tokens = tokenize(llama, &text);
+        if tokens.is_empty() {
+            return Err(InferenceError::Invalid("the prompt is empty".to_owned()));
+        }
+        if tokens.len() >= context as usize {
+            return Err(InferenceError::Invalid(format!(
+                "the prompt is {} tokens; it must be shorter than the context of {context} tokens",
+                tokens.len()
+            )));
+        }
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        lease.generate(batcher::Job {
+            prompt: tokens,
+            sampling: options.sampling,
+            num_predict: options.num_predict,
+            stop: options.stop,
+            context,
+            events: events_tx,
+            cancel: cancel.clone(),
+            started,
+            load,
+        })?;
+        Ok(Generation {
+            events,
+            cancel,
+            lease: Some(lease),
+            held: None,
+            done: false,
+        })
+    }
+
+    /// One unit vector per input, from an embedding model.
+    pub async fn embed(
+        &self,
+        model: &str,
+        inputs: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, InferenceError> {
+        if inputs.len() > embed::MAX_INPUTS {
+            return Err(InferenceError::Invalid(format!(
+                "at most {} inputs (got {})",
+                embed::MAX_INPUTS,
+                inputs.len()
+            )));
+        }
+        let size: usize = inputs.iter().map(String::len).sum();
+        if size > MAX_PROMPT_BYTES {
+            return Err(InferenceError::Invalid(format!(
+                "the inputs are {size} bytes; at most {MAX_PROMPT_BYTES}"
+            )));
+        }
+        let (lease, _) = self.lease(model, None).await?;
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, vectors) = tokio::sync::oneshot::channel();
+        lease.embed(embed::Job { inputs, reply })?;
+        vectors
+            .await
+            .map_err(|_| InferenceError::Unavailable("the embedding worker stopped".to_owned()))?
+            .map_err(InferenceError::Unavailable)
+    }
+
+    /// How many tokens `text` is, by `model`'s tokenizer (no special tokens).
+    pub async fn count_tokens(&self, model: &str, text: &str) -> Result<u32, InferenceError> {
+        if text.len() > MAX_PROMPT_BYTES {
+            return Err(InferenceError::Invalid(format!(
+                "the text is {} bytes; at most {MAX_PROMPT_BYTES}",
+                text.len()
+            )));
+        }
+        let (lease, _) = self.lease(model, None).await?;
+        let tokens = lease
+            .model
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false);
+        Ok(tokens.len() as u32)
+    }
+
+    /// Uninstalls `name`; refused while requests run on it.
+    pub fn remove(&self, name: &str) -> Result<ModelEntry, InferenceError> {
+        let name = store::canonical_name(name)?;
+        self.store.get(&name)?;
+        self.engine.unload(&name)?;
+        self.store.remove(&name)
+    }
+
+    async fn lease(
+        &self,
+        model: &str,
+        keep_alive: Option<sampling::KeepAlive>,
+    ) -> Result<(Lease, Duration), InferenceError> {
+        let entry = self.store.get(model)?;
+        let path = self.store.path(&entry);
+        self.engine.acquire(&entry, &path, keep_alive).await
+    }
+}
+
+/// The prompt as the model's chat template lays it out, ending with the
+/// assistant's turn. A GGUF without a template (base models often have
+/// none) gets llama.cpp's built-in template for its family when there is
+/// one (`gemma3` → `gemma`), else ChatML.
+fn apply_template(
+    model: &LlamaModel,
+    family: &str,
+    messages: &[(String, String)],
+) -> Result<String, InferenceError> {
+    let mut chat = Vec::with_capacity(messages.len());
+    for (role, content) in messages {
+        if !["system", "user", "assistant", "tool"].contains(&role.as_str()) {
+            return Err(InferenceError::Invalid(format!(
+                "unknown role `{}`: use system, user, assistant or tool",
+                role.escape_debug()
+            )));
+        }
+        chat.push(
+            LlamaChatMessage::new(role.clone(), content.clone()).map_err(|_| {
+                InferenceError::Invalid("messages must not contain NUL characters".to_owned())
+            })?,
+        );
+    }
+    if let Ok(template) = model.chat_template(None) {
+        return model
+            .apply_chat_template(&template, &chat, true)
+            .map_err(|e| {
+                InferenceError::Unavailable(format!("cannot apply the chat template: {e}"))
+            });
+    }
+    let base = family.trim_end_matches(|c: char| c.is_ascii_digit());
+    for name in [family, base, "chatml"] {
+        let Ok(template) = LlamaChatTemplate::new(name) else {
+            continue;
+        };
+        if let Ok(prompt) = model.apply_chat_template(&template, &chat, true) {
+            return Ok(prompt);
+        }
+    }
+    Err(InferenceError::Unavailable(
+        "no chat template applies to this model".to_owned(),
+    ))
+}
+
+/// Tokens of `text`, special tokens parsed, with the model's BOS once.
+fn tokenize(model: &LlamaModel, text: &str) -> Vec<llama_cpp_2::token::LlamaToken> {
+    let vocab = model.vocab();
+    let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
+    // A template that writes the BOS itself would otherwise get a second one.
+    let bos = vocab.bos();
+    if tokens.len() >= 2 && tokens[0] == bos && tokens[1] == bos {
+        tokens.remove(0);
+    }
+    tokens
+}
+
+/// A running generation: text chunks, then the statistics. Dropping it
+/// cancels the sequence at its next decode step.
+pub struct Generation {
+    events: UnboundedReceiver<Event>,
+    cancel: Arc<AtomicBool>,
+    /// Keeps the model loaded until the generation is over.
+    lease: Option<Lease>,
+    held: Option<Event>,
+    done: bool,
+}
+
+/// A piece of a generation.
+#[derive(Debug)]
+pub enum Chunk {
+    Text(String),
+    Done(Stats),
+}
+
+impl Generation {
+    /// Waits for the next piece: all the text produced since the last call,
+    /// or the end; `None` once it has ended.
+    pub async fn next(&mut self) -> Result<Option<Chunk>, InferenceError> {
+        if self.done {
+            return Ok(None);
+        }
+        let event = match self.held.take() {
+            Some(event) => event,
+            None => match self.events.recv().await {
+                Some(event) => event,
+                None => {
+                    self.end();
+                    return Err(InferenceError::Unavailable("the engine stopped".to_owned()));
+                }
+            },
+        };
+        match event {
+            Event::Text(mut text) => {
+                while let Ok(event) = self.events.try_recv() {
+                    match event {
+                        Event::Text(more) => text.push_str(&more),
+                        other => {
+                            self.held = Some(other);
+                            break;
+                        }
+                    }
+                }
+                Ok(Some(Chunk::Text(text)))
+            }
+            Event::Done(stats) => {
+                self.end();
+                Ok(Some(Chunk::Done(stats)))
+            }
+            Event::Failed(e) => {
+                self.end();
+                Err(InferenceError::Unavailable(e))
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        self.done = true;
+        self.lease = None;
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Which models a component may use: `models = [...]` from its manifest
+/// entry, names made canonical (`*` = all).
+#[derive(Debug, Default, Clone)]
+pub struct ModelGrants(BTreeSet<String>);
+
+impl ModelGrants {
+    /// From the manifest's list; an invalid name is a manifest error.
+    pub fn new(names: &[String]) -> Result<ModelGrants, String> {
+        names
+            .iter()
+            .map(|n| {
+                if n == "*" {
+                    Ok(n.clone())
+                } else {
+                    store::canonical_name(n).map_err(|e| e.to_string())
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(ModelGrants)
+    }
+
+    /// Whether `name` (any spelling) is granted.
+    pub fn allows(&self, name: &str) -> bool {
+        self.0.contains("*") || store::canonical_name(name).is_ok_and(|n| self.0.contains(&n))
+    }
+}
+
+// ---- WIT host implementation -------------------------------------------
+
+impl CapabilityView<'_> {
+    /// The engine, if `model` is granted to this component.
+    fn inference_for(&self, model: &str) -> Result<Arc<Inference>, wit::Error> {
+        if !self.ctx.grants.models.allows(model) {
+            return Err(wit::Error::AccessDenied(super::not_granted(
+                "model", "models", model,
+            )));
+        }
+        Ok(self.ctx.shared.inference.clone())
+    }
+}
+
+impl From<InferenceError> for wit::Error {
+    fn from(e: InferenceError) -> Self {
+        match e {
+            InferenceError::NoSuchModel(d) => wit::Error::NoSuchModel(d),
+            InferenceError::Invalid(d) => wit::Error::Invalid(d),
+            InferenceError::InUse(d) => wit::Error::InUse(d),
+            InferenceError::Unavailable(d) => wit::Error::Unavailable(d),
+        }
+    }
+}
+
+impl From<wit::Options> for RawOptions {
+    fn from(o: wit::Options) -> Self {
+        RawOptions {
+            temperature: o.temperature,
+            top_k: o.top_k,
+            top_p: o.top_p,
+            min_p: o.min_p,
+            repeat_penalty: o.repeat_penalty,
+            repeat_last_n: o.repeat_last_n,
+            presence_penalty: o.presence_penalty,
+            frequency_penalty: o.frequency_penalty,
+            seed: o.seed,
+            num_predict: o.num_predict,
+            stop: o.stop,
+            num_ctx: o.num_ctx,
+            keep_alive: o.keep_alive,
+        }
+    }
+}
+
+fn wit_stats(stats: Stats) -> wit::Stats {
+    let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+    wit::Stats {
+        prompt_tokens: stats.prompt_tokens,
+        completion_tokens: stats.completion_tokens,
+        load_duration_ns: ns(stats.load),
+        prompt_duration_ns: ns(stats.prompt),
+        eval_duration_ns: ns(stats.eval),
+        total_duration_ns: ns(stats.total),
+        done_reason: match stats.reason {
+            DoneReason::Stop => wit::DoneReason::Stop,
+            DoneReason::Length => wit::DoneReason::Length,
+            DoneReason::Cancelled => wit::DoneReason::Cancelled,
+        },
+    }
+}
+
+fn wit_info(entry: &ModelEntry) -> wit::ModelInfo {
+    wit::ModelInfo {
+        name: entry.name.clone(),
+        family: entry.metadata.family.clone(),
+        parameter_count: entry.metadata.parameter_count,
+        quantization: entry.metadata.quantization.clone(),
+        context_length: entry.metadata.context_length,
+        size: entry.size,
+        digest: entry.digest(),
+        embedding: entry.metadata.embedding,
+        installed_at: entry.installed_at,
+    }
+}
+
+impl CapabilityView<'_> {
+    async fn start(
+        &mut self,
+        model: String,
+        prompt: Prompt,
+        options: wit::Options,
+    ) -> wasmtime::Result<Result<Resource<Generation>, wit::Error>> {
+        let inference = match self.inference_for(&model) {
+            Ok(inference) => inference,
+            Err(e) => return Ok(Err(e)),
+        };
+        match inference.generate(&model, prompt, options.into()).await {
+            Ok(generation) => Ok(Ok(self.table.push(generation)?)),
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+}
+
+impl wit::Host for CapabilityView<'_> {
+    async fn generate(
+        &mut self,
+        model: String,
+        prompt: String,
+        options: wit::Options,
+    ) -> wasmtime::Result<Result<Resource<Generation>, wit::Error>> {
+        self.start(model, Prompt::Raw(prompt), options).await
+    }
+
+    async fn chat(
+        &mut self,
+        model: String,
+        messages: Vec<wit::Message>,
+        options: wit::Options,
+    ) -> wasmtime::Result<Result<Resource<Generation>, wit::Error>> {
+        let messages = messages.into_iter().map(|m| (m.role, m.content)).collect();
+        self.start(model, Prompt::Chat(messages), options).await
+    }
+
+    async fn embed(
+        &mut self,
+        model: String,
+        inputs: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Vec<f32>>, wit::Error>> {
+        let inference = match self.inference_for(&model) {
+            Ok(inference) => inference,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(inference.embed(&model, inputs).await.map_err(Into::into))
+    }
+
+    async fn count_tokens(
+        &mut self,
+        model: String,
+        text: String,
+    ) -> wasmtime::Result<Result<u32, wit::Error>> {
+        let inference = match self.inference_for(&model) {
+            Ok(inference) => inference,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(inference
+            .count_tokens(&model, &text)
+            .await
+            .map_err(Into::into))
+    }
+
+    async fn list_models(&mut self) -> wasmtime::Result<Result<Vec<wit::ModelInfo>, wit::Error>> {
+        let grants = &self.ctx.grants.models;
+        Ok(self
+            .ctx
+            .shared
+            .inference
+            .store()
+            .list()
+            .map(|models| {
+                models
+                    .iter()
+                    .filter(|m| grants.allows(&m.name))
+                    .map(wit_info)
+                    .collect()
+            })
+            .map_err(Into::into))
+    }
+
+    async fn show_model(
+        &mut self,
+        model: String,
+    ) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
+        let inference = match self.inference_for(&model) {
+            Ok(inference) => inference,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(inference
+            .store()
+            .get(&model)
+            .map(|e| wit_info(&e))
+            .map_err(Into::into))
+    }
+
+    async fn loaded_models(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<wit::LoadedModel>, wit::Error>> {
+        let grants = &self.ctx.grants.models;
+        let now = chrono::Utc::now().timestamp();
+        Ok(Ok(self
+            .ctx
+            .shared
+            .inference
+            .loaded()
+            .into_iter()
+            .filter(|m| grants.allows(&m.entry.name))
+            .map(|m| wit::LoadedModel {
+                digest: m.entry.digest(),
+                size: m.entry.size,
+                active: m.active,
+                expires_at: m.expires_in.map(|d| now + d.as_secs() as i64),
+                name: m.entry.name,
+            })
+            .collect()))
+    }
+
+    async fn install_model(
+        &mut self,
+        name: String,
+        source: String,
+        sha256: Option<String>,
+    ) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
+        if !self.ctx.grants.manage_models {
+            return Ok(Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned())));
+        }
+        // Host paths are for the operator's CLI; a component names a URL.
+        if !(source.starts_with("http://") || source.starts_with("https://")) {
+            return Ok(Err(wit::Error::Invalid(
+                "the source must be an http(s) URL".to_owned(),
+            )));
+        }
+        let store = self.ctx.shared.inference.store();
+        Ok(store
+            .install(&name, &source, sha256.as_deref(), |_| {})
+            .await
+            .map(|entry| wit_info(&entry))
+            .map_err(Into::into))
+    }
+
+    async fn remove_model(&mut self, name: String) -> wasmtime::Result<Result<(), wit::Error>> {
+        if !self.ctx.grants.manage_models {
+            return Ok(Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned())));
+        }
+        Ok(self
+            .ctx
+            .shared
+            .inference
+            .remove(&name)
+            .map(drop)
+            .map_err(Into::into))
+    }
+}
+
+const MANAGE_DENIED: &str = "installing and removing models is not granted to this component (set `manage_models = true` in spin.toml)";
+
+impl wit::HostGeneration for CapabilityView<'_> {
+    async fn next(
+        &mut self,
+        this: Resource<Generation>,
+    ) -> wasmtime::Result<Result<Option<wit::Chunk>, wit::Error>> {
+        let generation = self.table.get_mut(&this)?;
+        Ok(match generation.next().await {
+            Ok(Some(Chunk::Text(text))) => Ok(Some(wit::Chunk::Text(text))),
+            Ok(Some(Chunk::Done(stats))) => Ok(Some(wit::Chunk::Done(wit_stats(stats)))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+    }
+
+    async fn drop(&mut self, this: Resource<Generation>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
