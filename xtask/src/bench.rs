@@ -50,11 +50,17 @@ struct Server {
     start: Box<dyn Fn(u16) -> Result<Child>>,
 }
 
-/// `which`: `http`, `capabilities`, `gateway`, or all when empty.
+/// `which`: `http`, `capabilities`, `gateway`, `inference`, or all when empty.
 pub fn bench(which: &[String]) -> Result {
     let only = which.first().map(String::as_str);
-    if !matches!(only, None | Some("http" | "capabilities" | "gateway")) {
-        return Err("usage: cargo xtask bench [http|capabilities|gateway]".into());
+    if !matches!(
+        only,
+        None | Some("http" | "capabilities" | "gateway" | "inference")
+    ) {
+        return Err("usage: cargo xtask bench [http|capabilities|gateway|inference]".into());
+    }
+    if matches!(only, None | Some("inference")) {
+        super::bench_inference::bench()?;
     }
     ensure_wrk()?;
     if matches!(only, None | Some("gateway")) {

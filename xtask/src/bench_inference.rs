@@ -1,0 +1,443 @@
+//! Inference speed through the whole path (HTTP → gateway → component →
+//! WIT host function → llama.cpp), against llama.cpp's own `llama-bench`
+//! on the same GGUF and thread count, in the same run:
+//!
+//! - generation and prompt tokens/s (goal ≥ 0.95× llama-bench tg128/pp512);
+//! - aggregate tokens/s of 2 and 4 concurrent streams vs 1 (goal ≥ 1.6×);
+//! - time to first token for a 20-token prompt on a loaded model (< 150 ms);
+//! - embeddings, sentences/s batched and one at a time.
+//!
+//! `llama-bench` is built once from the llama.cpp sources bundled in the
+//! `llama-cpp-sys-2` crate (same version as the host's), with the same
+//! options the host's build uses (native CPU, no OpenMP), outside the repo.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::bench::{free_port, spawn_lamina, wait_until_listening};
+use crate::{Result, models, run, target_dir};
+
+/// Threads for both engines (this machine's cores).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+pub fn bench() -> Result {
+    let work = target_dir().join("bench/inference");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let store = work.join("models");
+    models::install(Some(&store))?;
+    let gguf = models::ensure_default()?;
+
+    let llama_bench = ensure_llama_bench()?;
+    eprintln!("bench: llama-bench pp512/tg128, {} threads", threads());
+    let reference = llama_bench_figures(&llama_bench, &gguf)?;
+
+    let port = free_port()?;
+    let mut host = Host {
+        port,
+        child: start_host(&work, &store, port)?,
+    };
+    wait_until_listening(port)?;
+    let host_ref = &mut host;
+    let result = measure(host_ref, reference);
+    let _ = host.child.kill();
+    let _ = host.child.wait();
+    result
+}
+
+struct Host {
+    port: u16,
+    child: Child,
+}
+
+fn start_host(work: &Path, store: &Path, port: u16) -> Result<Child> {
+    let fixture = target_dir().join("wasm32-wasip2/release/capabilities_fixture.wasm");
+    let manifest = work.join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"bench\"\n\
+             [[trigger.http]]\nroute = \"/ai/...\"\ncomponent = \"ai\"\n\
+             [component.ai]\nsource = {:?}\nmodels = [\"*\"]\n",
+            fixture.display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let config = work.join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[data]\ndir = {:?}\n[inference]\nmodels_dir = {:?}\nthreads = {}\n",
+            work.join("data").display().to_string(),
+            store.display().to_string(),
+            threads()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    spawn_lamina(&manifest, &config, port, &[])
+}
+
+/// llama-bench's (pp512, tg128) tokens/s.
+#[derive(Clone, Copy)]
+struct Reference {
+    pp: f64,
+    tg: f64,
+}
+
+fn measure(host: &mut Host, reference: Reference) -> Result {
+    let port = host.port;
+    // Load both models and warm up.
+    generate(port, "Hello", 4)?;
+    embed(port, &["warm up".to_owned()])?;
+
+    eprintln!("bench: generation (tg128) and prompt (pp512) through the component");
+    let mut tg = Vec::new();
+    let mut tg_engine = Vec::new();
+    for _ in 0..3 {
+        let run = generate(port, "Write a long story about a lighthouse keeper.", 128)?;
+        tg.push(run.client_tg());
+        tg_engine.push(run.stat_rate("eval_count", "eval_duration"));
+    }
+    let long_prompt = "The quick brown fox jumps over the lazy dog. ".repeat(46);
+    let mut pp = Vec::new();
+    for _ in 0..3 {
+        let run = generate(port, &long_prompt, 1)?;
+        pp.push(run.stat_rate("prompt_eval_count", "prompt_eval_duration"));
+    }
+    let prompt_tokens = generate(port, &long_prompt, 1)?.done["prompt_eval_count"].clone();
+
+    eprintln!("bench: concurrent streams");
+    let prompts = [
+        "Write a long story about a lighthouse keeper.",
+        "Explain how a bicycle works, in detail.",
+        "List the planets of the solar system and describe each.",
+        "Describe a busy market in the morning.",
+    ];
+    let mut aggregate = Vec::new();
+    for streams in [1usize, 2, 4] {
+        let mut rates = Vec::new();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let handles: Vec<_> = prompts[..streams]
+                .iter()
+                .map(|p| {
+                    let p = p.to_string();
+                    std::thread::spawn(move || generate(port, &p, 96))
+                })
+                .collect();
+            let mut tokens = 0.0;
+            for handle in handles {
+                let run = handle.join().map_err(|_| "a stream panicked")??;
+                tokens += run.done["eval_count"].as_f64().unwrap_or(0.0);
+            }
+            rates.push(tokens / started.elapsed().as_secs_f64());
+        }
+        aggregate.push((streams, median(rates)));
+    }
+
+    eprintln!("bench: time to first token");
+    let short = "Tell me a short fact about the sea, in one sentence please, thank you kindly.";
+    let mut ttft = Vec::new();
+    for _ in 0..10 {
+        ttft.push(generate(port, short, 1)?.first_text.as_secs_f64() * 1e3);
+    }
+    let short_tokens = generate(port, short, 1)?.done["prompt_eval_count"].clone();
+
+    eprintln!("bench: embeddings");
+    let sentences: Vec<String> = (0..256)
+        .map(|i| format!("Sentence number {i} is about the weather on a sunny day."))
+        .collect();
+    let started = Instant::now();
+    embed(port, &sentences)?;
+    let batched = sentences.len() as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for sentence in &sentences[..64] {
+        embed(port, std::slice::from_ref(sentence))?;
+    }
+    let single = 64.0 / started.elapsed().as_secs_f64();
+
+    let (tg, tg_engine, pp) = (median(tg), median(tg_engine), median(pp));
+    let one = aggregate[0].1;
+    println!(
+        "\nInference, gemma3:270m Q4_K_M, {} threads, median of runs:\n",
+        threads()
+    );
+    println!("| measure | lamina (through a component) | llama-bench | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| generation tok/s (128 tokens; client-side, engine-side {tg_engine:.1}) | {tg:.1} | {:.1} (tg128) | {:.2}× |",
+        reference.tg,
+        tg / reference.tg
+    );
+    println!(
+        "| prompt tok/s ({prompt_tokens} tokens) | {pp:.0} | {:.0} (pp512) | {:.2}× |",
+        reference.pp,
+        pp / reference.pp
+    );
+    println!("\n| concurrent streams (96 tokens each) | aggregate tok/s | vs 1 stream |");
+    println!("|---|---|---|");
+    for (streams, rate) in &aggregate {
+        println!("| {streams} | {rate:.1} | {:.2}× |", rate / one);
+    }
+    println!(
+        "\ntime to first token, {short_tokens}-token prompt, loaded model, full HTTP path: median {:.1} ms (p90 {:.1} ms)",
+        median(ttft.clone()),
+        percentile(ttft, 0.9)
+    );
+    println!(
+        "embeddings (all-minilm:l6-v2): {batched:.0} sentences/s in one call of 256, {single:.0} sentences/s one per call"
+    );
+    Ok(())
+}
+
+/// One finished generation as the client saw it.
+struct Run {
+    done: Value,
+    /// From sending the request to the first text line.
+    first_text: Duration,
+    /// From the first text line to the `done` line.
+    streaming: Duration,
+}
+
+impl Run {
+    /// Tokens/s the client received after the first (which the prompt
+    /// evaluation produced).
+    fn client_tg(&self) -> f64 {
+        let tokens = self.done["eval_count"].as_f64().unwrap_or(0.0) - 1.0;
+        tokens / self.streaming.as_secs_f64()
+    }
+
+    /// `count / duration` from the engine's statistics.
+    fn stat_rate(&self, count: &str, nanos: &str) -> f64 {
+        let count = self.done[count].as_f64().unwrap_or(0.0);
+        count / (self.done[nanos].as_f64().unwrap_or(1.0) / 1e9)
+    }
+}
+
+fn generate(port: u16, prompt: &str, tokens: i32) -> Result<Run> {
+    let body = json!({
+        "model": models::GEMMA_NAME,
+        "prompt": prompt,
+        "options": {"temperature": 0, "num_predict": tokens},
+    });
+    let started = Instant::now();
+    let mut first = None;
+    let mut done = None;
+    post_ndjson(port, "/ai/inference/generate", &body, |line| {
+        if line.get("text").is_some() {
+            first.get_or_insert_with(Instant::now);
+        } else if let Some(stats) = line.get("done") {
+            done = Some((stats.clone(), Instant::now()));
+        } else {
+            return Err(format!("generation failed: {line}"));
+        }
+        Ok(())
+    })?;
+    let (done, ended) = done.ok_or("no done line")?;
+    let first = first.unwrap_or(ended);
+    Ok(Run {
+        done,
+        first_text: first - started,
+        streaming: ended - first,
+    })
+}
+
+fn embed(port: u16, inputs: &[String]) -> Result {
+    let body = json!({"model": models::MINILM_NAME, "inputs": inputs});
+    post_ndjson(port, "/ai/inference/embed", &body, |line| {
+        if line["embeddings"].as_array().map(Vec::len) == Some(inputs.len()) {
+            Ok(())
+        } else {
+            Err(format!("unexpected embedding answer: {line}"))
+        }
+    })
+}
+
+/// POSTs JSON and calls `line` for each JSON line of the (possibly
+/// chunked) response as it arrives. A plain HTTP/1.1 client, so the
+/// benchmark measures the server rather than a client library.
+fn post_ndjson(
+    port: u16,
+    path: &str,
+    body: &Value,
+    mut line: impl FnMut(&Value) -> Result,
+) -> Result {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).map_err(|e| e.to_string())?;
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).map_err(|e| e.to_string())?;
+        if header.trim().is_empty() {
+            break;
+        }
+        chunked |= header
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked");
+    }
+    if !status.contains(" 200 ") {
+        let mut rest = String::new();
+        let _ = reader.read_to_string(&mut rest);
+        return Err(format!("{path}: {} {rest}", status.trim()));
+    }
+    let mut pending = Vec::new();
+    let mut feed = |bytes: &[u8], pending: &mut Vec<u8>| -> Result {
+        pending.extend_from_slice(bytes);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let value: Value =
+                serde_json::from_slice(&pending[..end]).map_err(|e| e.to_string())?;
+            pending.drain(..=end);
+            line(&value)?;
+        }
+        Ok(())
+    };
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(size.trim(), 16).map_err(|e| e.to_string())?;
+            if size == 0 {
+                break;
+            }
+            let mut chunk = vec![0u8; size + 2];
+            reader.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+            feed(&chunk[..size], &mut pending)?;
+        }
+    } else {
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).map_err(|e| e.to_string())?;
+        rest.push(b'\n');
+        feed(&rest, &mut pending)?;
+    }
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Builds llama.cpp's `llama-bench` from the crate's bundled sources into
+/// `~/.cache/lamina/llama-bench-<version>` (once).
+fn ensure_llama_bench() -> Result<PathBuf> {
+    let source = llama_cpp_sources()?;
+    let version = source
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let build = models::cache_dir()
+        .parent()
+        .unwrap_or(Path::new("/tmp"))
+        .join(format!("llama-bench-{version}"));
+    let binary = build.join("bin/llama-bench");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    eprintln!(
+        "bench: building llama-bench from {} (once)",
+        source.display()
+    );
+    let mut configure = Command::new("cmake");
+    configure
+        .arg("-S")
+        .arg(&source)
+        .arg("-B")
+        .arg(&build)
+        .args([
+            "-DCMAKE_BUILD_TYPE=Release",
+            "-DGGML_NATIVE=ON",
+            "-DGGML_OPENMP=OFF",
+            "-DLLAMA_CURL=OFF",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_EXAMPLES=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            "-DBUILD_SHARED_LIBS=OFF",
+        ]);
+    run(configure)?;
+    let mut compile = Command::new("cmake");
+    compile.arg("--build").arg(&build).args([
+        "--target",
+        "llama-bench",
+        "-j",
+        &threads().to_string(),
+    ]);
+    run(compile)?;
+    Ok(binary)
+}
+
+/// `llama.cpp/` inside the `llama-cpp-sys-2` package the host builds with.
+fn llama_cpp_sources() -> Result<PathBuf> {
+    let output = crate::cargo()
+        .args(["metadata", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    let metadata: Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "llama-cpp-sys-2")
+        .and_then(|p| p["manifest_path"].as_str())
+        .map(|m| Path::new(m).parent().unwrap().join("llama.cpp"))
+        .ok_or_else(|| "llama-cpp-sys-2 is not in the dependency graph".to_owned())
+}
+
+fn llama_bench_figures(binary: &Path, gguf: &Path) -> Result<Reference> {
+    let output = Command::new(binary)
+        .arg("-m")
+        .arg(gguf)
+        .args([
+            "-t",
+            &threads().to_string(),
+            "-p",
+            "512",
+            "-n",
+            "128",
+            "-r",
+            "3",
+            "-o",
+            "json",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run llama-bench: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "llama-bench failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let rows: Vec<Value> = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    let rate = |prompt: u64, generated: u64| {
+        rows.iter()
+            .find(|r| r["n_prompt"] == prompt && r["n_gen"] == generated)
+            .and_then(|r| r["avg_ts"].as_f64())
+            .ok_or_else(|| format!("llama-bench printed no pp{prompt}/tg{generated} row"))
+    };
+    Ok(Reference {
+        pp: rate(512, 0)?,
+        tg: rate(0, 128)?,
+    })
+}
