@@ -551,3 +551,20 @@ fn pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream) {
         let _ = from.shutdown(std::net::Shutdown::Both);
     });
 }
+
+/// The model store `cargo xtask test` prepared, with `gemma3:270m` and
+/// `all-minilm:l6-v2` installed.
+pub fn test_models_dir() -> PathBuf {
+    test_env_path("LAMINA_TEST_MODELS_DIR")
+}
+
+/// The default model's GGUF file (for install tests).
+pub fn test_gguf() -> PathBuf {
+    test_env_path("LAMINA_TEST_GGUF")
+}
+
+fn test_env_path(key: &str) -> PathBuf {
+    std::env::var_os(key).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{key} is not set: run the tests with `cargo xtask test`, which installs the default models")
+    })
+}
