@@ -22,6 +22,21 @@ use serde_json::{Value, json};
 use crate::bench::{free_port, spawn_lamina, wait_until_listening};
 use crate::{Result, models, run, target_dir};
 
+/// The `llama-cpp-python` sdist whose vendored llama.cpp provides
+/// `tools/llama-bench` (its benchmark code only; it links the crate's llama.cpp).
+const LLAMA_CPP_PYTHON: &str = "0.3.36";
+
+/// Extracts the files under a prefix (argv 3) of a tarball (argv 1) into a
+/// directory (argv 2).
+const EXTRACT_LLAMA_BENCH: &str = r#"
+import sys, tarfile
+tar, dest, prefix = tarfile.open(sys.argv[1]), sys.argv[2], sys.argv[3]
+for member in tar.getmembers():
+    if member.name.startswith(prefix) and member.isfile():
+        member.name = member.name[len(prefix):]
+        tar.extract(member, dest, filter="data")
+"#;
+
 /// Threads for both engines (this machine's cores).
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -36,7 +51,7 @@ pub fn bench() -> Result {
 
     let llama_bench = ensure_llama_bench()?;
     eprintln!("bench: llama-bench pp512/tg128, {} threads", threads());
-    let reference = llama_bench_figures(&llama_bench, &gguf)?;
+    let before = llama_bench_figures(&llama_bench, &gguf)?;
 
     let port = free_port()?;
     let mut host = Host {
@@ -44,11 +59,14 @@ pub fn bench() -> Result {
         child: start_host(&work, &store, port)?,
     };
     wait_until_listening(port)?;
-    let host_ref = &mut host;
-    let result = measure(host_ref, reference);
+    let measured = measure(host.port);
     let _ = host.child.kill();
     let _ = host.child.wait();
-    result
+    // The baseline again, after: this machine drifts by tens of percent
+    // between minutes, and the mean of both brackets lamina's runs.
+    let after = llama_bench_figures(&llama_bench, &gguf)?;
+    report(&measured?, before, after);
+    Ok(())
 }
 
 struct Host {
@@ -90,8 +108,21 @@ struct Reference {
     tg: f64,
 }
 
-fn measure(host: &mut Host, reference: Reference) -> Result {
-    let port = host.port;
+/// What lamina measured.
+struct Measured {
+    tg: f64,
+    tg_engine: f64,
+    pp: f64,
+    prompt_tokens: Value,
+    /// (streams, aggregate tokens/s).
+    aggregate: Vec<(usize, f64)>,
+    ttft_ms: Vec<f64>,
+    short_tokens: Value,
+    embed_batched: f64,
+    embed_single: f64,
+}
+
+fn measure(port: u16) -> Result<Measured> {
     // Load both models and warm up.
     generate(port, "Hello", 4)?;
     embed(port, &["warm up".to_owned()])?;
@@ -162,38 +193,62 @@ fn measure(host: &mut Host, reference: Reference) -> Result {
     }
     let single = 64.0 / started.elapsed().as_secs_f64();
 
-    let (tg, tg_engine, pp) = (median(tg), median(tg_engine), median(pp));
-    let one = aggregate[0].1;
+    Ok(Measured {
+        tg: median(tg),
+        tg_engine: median(tg_engine),
+        pp: median(pp),
+        prompt_tokens,
+        aggregate,
+        ttft_ms: ttft,
+        short_tokens,
+        embed_batched: batched,
+        embed_single: single,
+    })
+}
+
+fn report(m: &Measured, before: Reference, after: Reference) {
+    let reference = Reference {
+        pp: (before.pp + after.pp) / 2.0,
+        tg: (before.tg + after.tg) / 2.0,
+    };
+    let one = m.aggregate[0].1;
     println!(
         "\nInference, gemma3:270m Q4_K_M, {} threads, median of runs:\n",
         threads()
     );
-    println!("| measure | lamina (through a component) | llama-bench | ratio |");
+    println!("| measure | lamina (through a component) | llama-bench (before / after) | ratio |");
     println!("|---|---|---|---|");
     println!(
-        "| generation tok/s (128 tokens; client-side, engine-side {tg_engine:.1}) | {tg:.1} | {:.1} (tg128) | {:.2}× |",
-        reference.tg,
-        tg / reference.tg
+        "| generation tok/s, 128 tokens (client-side; engine-side {:.1}) | {:.1} | {:.1} / {:.1} (tg128) | {:.2}× |",
+        m.tg_engine,
+        m.tg,
+        before.tg,
+        after.tg,
+        m.tg / reference.tg
     );
     println!(
-        "| prompt tok/s ({prompt_tokens} tokens) | {pp:.0} | {:.0} (pp512) | {:.2}× |",
-        reference.pp,
-        pp / reference.pp
+        "| prompt tok/s, {} tokens | {:.0} | {:.0} / {:.0} (pp512) | {:.2}× |",
+        m.prompt_tokens,
+        m.pp,
+        before.pp,
+        after.pp,
+        m.pp / reference.pp
     );
     println!("\n| concurrent streams (96 tokens each) | aggregate tok/s | vs 1 stream |");
     println!("|---|---|---|");
-    for (streams, rate) in &aggregate {
+    for (streams, rate) in &m.aggregate {
         println!("| {streams} | {rate:.1} | {:.2}× |", rate / one);
     }
     println!(
-        "\ntime to first token, {short_tokens}-token prompt, loaded model, full HTTP path: median {:.1} ms (p90 {:.1} ms)",
-        median(ttft.clone()),
-        percentile(ttft, 0.9)
+        "\ntime to first token, {}-token prompt, loaded model, full HTTP path: median {:.1} ms (p90 {:.1} ms)",
+        m.short_tokens,
+        median(m.ttft_ms.clone()),
+        percentile(m.ttft_ms.clone(), 0.9)
     );
     println!(
-        "embeddings (all-minilm:l6-v2): {batched:.0} sentences/s in one call of 256, {single:.0} sentences/s one per call"
+        "embeddings (all-minilm:l6-v2): {:.0} sentences/s in one call of 256, {:.0} sentences/s one per call",
+        m.embed_batched, m.embed_single
     );
-    Ok(())
 }
 
 /// One finished generation as the client saw it.
@@ -339,8 +394,11 @@ fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Builds llama.cpp's `llama-bench` from the crate's bundled sources into
-/// `~/.cache/lamina/llama-bench-<version>` (once).
+/// Builds llama.cpp's `llama-bench` once, into
+/// `~/.cache/lamina/llama-bench-<llama-cpp-sys-2 version>/`: the crate's
+/// bundled llama.cpp (the very sources the host links) plus
+/// `tools/llama-bench`, which the crate does not ship, taken from the
+/// llama.cpp vendored in the `llama-cpp-python` sdist on PyPI.
 fn ensure_llama_bench() -> Result<PathBuf> {
     let source = llama_cpp_sources()?;
     let version = source
@@ -348,11 +406,11 @@ fn ensure_llama_bench() -> Result<PathBuf> {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let build = models::cache_dir()
+    let home = models::cache_dir()
         .parent()
         .unwrap_or(Path::new("/tmp"))
         .join(format!("llama-bench-{version}"));
-    let binary = build.join("bin/llama-bench");
+    let binary = home.join("build/bin/llama-bench");
     if binary.is_file() {
         return Ok(binary);
     }
@@ -360,22 +418,55 @@ fn ensure_llama_bench() -> Result<PathBuf> {
         "bench: building llama-bench from {} (once)",
         source.display()
     );
-    let mut configure = Command::new("cmake");
-    configure
-        .arg("-S")
-        .arg(&source)
-        .arg("-B")
-        .arg(&build)
+    let tree = home.join("src");
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    let mut copy = Command::new("cp");
+    copy.arg("-r").arg(&source).arg(&tree);
+    run(copy)?;
+    let mut sdist = Command::new("python3");
+    sdist
         .args([
-            "-DCMAKE_BUILD_TYPE=Release",
-            "-DGGML_NATIVE=ON",
-            "-DGGML_OPENMP=OFF",
-            "-DLLAMA_CURL=OFF",
-            "-DLLAMA_BUILD_TESTS=OFF",
-            "-DLLAMA_BUILD_EXAMPLES=OFF",
-            "-DLLAMA_BUILD_SERVER=OFF",
-            "-DBUILD_SHARED_LIBS=OFF",
-        ]);
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--quiet",
+        ])
+        .arg("--dest")
+        .arg(&home)
+        .arg(format!("llama-cpp-python=={LLAMA_CPP_PYTHON}"));
+    run(sdist)?;
+    let mut extract = Command::new("python3");
+    extract.arg("-c").arg(EXTRACT_LLAMA_BENCH);
+    extract
+        .arg(home.join(format!("llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz")))
+        .arg(tree.join("tools/llama-bench"))
+        .arg(format!(
+            "llama_cpp_python-{LLAMA_CPP_PYTHON}/vendor/llama.cpp/tools/llama-bench/"
+        ));
+    run(extract)?;
+    std::fs::write(
+        tree.join("tools/CMakeLists.txt"),
+        "add_subdirectory(llama-bench)\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let build = home.join("build");
+    let mut configure = Command::new("cmake");
+    configure.arg("-S").arg(&tree).arg("-B").arg(&build).args([
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DGGML_NATIVE=ON",
+        "-DGGML_OPENMP=OFF",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF",
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+        "-DLLAMA_BUILD_SERVER=OFF",
+        "-DLLAMA_BUILD_TOOLS=ON",
+        "-DLLAMA_BUILD_APP=OFF",
+        "-DBUILD_SHARED_LIBS=OFF",
+    ]);
     run(configure)?;
     let mut compile = Command::new("cmake");
     compile.arg("--build").arg(&build).args([
