@@ -288,6 +288,14 @@ async fn keep_alive_zero_unloads_when_idle() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Too long to represent is forever, not a crash; and a penalty window
+    // larger than the context is the context.
+    let mut body = greedy(PROMPT, 2);
+    body["keep_alive"] = json!(i64::MAX);
+    body["options"]["repeat_last_n"] = json!(i32::MAX);
+    body["options"]["repeat_penalty"] = json!(1.2);
+    stream(&host, "/ai/inference/generate", body).await;
+    assert_eq!(loaded(&host).await[0]["expiresAt"], Value::Null);
     // Negative: stays loaded with no expiry.
     let mut body = greedy(PROMPT, 1);
     body["keep_alive"] = json!(-1);

@@ -273,9 +273,11 @@ fn admit(slots: &mut [Option<Slot>], job: Job, n_vocab: i32) {
 /// Sends what is left and the statistics, and frees the slot's KV cells.
 fn finish(ctx: &mut LlamaContext<'_>, mut s: Slot, reason: DoneReason) {
     let now = Instant::now();
-    if reason != DoneReason::Stop {
+    // Text held back in case it began a stop string is the model's output
+    // after all (after a matched stop string nothing is held).
+    if reason != DoneReason::Cancelled {
         let rest = s.output.flush();
-        if !rest.is_empty() && reason != DoneReason::Cancelled {
+        if !rest.is_empty() {
             let _ = s.job.events.send(Event::Text(rest));
         }
     }

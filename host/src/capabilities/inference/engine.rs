@@ -305,13 +305,15 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let now = Instant::now();
+        // A keep_alive too long to represent is forever.
+        let expires = match self.keep_alive {
+            KeepAlive::Forever => None,
+            KeepAlive::For(d) => now.checked_add(d),
+        };
         {
             let mut residency = self.model.residency.lock().unwrap();
             residency.last_used = now;
-            residency.expires = match self.keep_alive {
-                KeepAlive::Forever => None,
-                KeepAlive::For(d) => Some(now + d),
-            };
+            residency.expires = expires;
         }
         self.model.active.fetch_sub(1, Ordering::Relaxed);
         self.engine.released.notify_one();
@@ -339,8 +341,10 @@ fn load(
         let context = entry.metadata.context_length.clamp(1, config.context);
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(context * embed::MAX_BATCH_INPUTS))
-            .with_n_batch(context * embed::MAX_BATCH_INPUTS)
-            .with_n_ubatch(context * embed::MAX_BATCH_INPUTS)
+            // Batches never exceed BATCH_TOKENS, and llama.cpp sizes the
+            // attention buffers of an encoder by the micro-batch squared.
+            .with_n_batch(embed::BATCH_TOKENS)
+            .with_n_ubatch(embed::BATCH_TOKENS)
             .with_n_seq_max(embed::MAX_BATCH_INPUTS)
             .with_embeddings(true)
             .with_pooling_type(LlamaPoolingType::Mean)

@@ -92,8 +92,9 @@ impl InferenceConfig {
         if !(64..=1 << 20).contains(&self.context) {
             return Err("inference.context must be between 64 and 1048576".into());
         }
-        if !(1..=8192).contains(&self.batch) {
-            return Err("inference.batch must be between 1 and 8192".into());
+        if !(self.parallel..=8192).contains(&self.batch) {
+            // Every running sequence puts one token in each step's batch.
+            return Err("inference.batch must be between inference.parallel and 8192".into());
         }
         if self.threads == Some(0) {
             return Err("inference.threads must be at least 1".into());
@@ -451,6 +452,20 @@ impl ModelGrants {
 // ---- WIT host implementation -------------------------------------------
 
 impl CapabilityView<'_> {
+    /// Whether this component may install or remove `model`: it needs
+    /// `manage_models = true` and the model among its `models`.
+    fn may_manage(&self, model: &str) -> Result<(), wit::Error> {
+        if !self.ctx.grants.manage_models {
+            return Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned()));
+        }
+        if !self.ctx.grants.models.allows(model) {
+            return Err(wit::Error::AccessDenied(super::not_granted(
+                "model", "models", model,
+            )));
+        }
+        Ok(())
+    }
+
     /// The engine, if `model` is granted to this component.
     fn inference_for(&self, model: &str) -> Result<Arc<Inference>, wit::Error> {
         if !self.ctx.grants.models.allows(model) {
@@ -650,8 +665,8 @@ impl wit::Host for CapabilityView<'_> {
         source: String,
         sha256: Option<String>,
     ) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
-        if !self.ctx.grants.manage_models {
-            return Ok(Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned())));
+        if let Err(e) = self.may_manage(&name) {
+            return Ok(Err(e));
         }
         // Host paths are for the operator's CLI; a component names a URL.
         if !(source.starts_with("http://") || source.starts_with("https://")) {
@@ -668,8 +683,8 @@ impl wit::Host for CapabilityView<'_> {
     }
 
     async fn remove_model(&mut self, name: String) -> wasmtime::Result<Result<(), wit::Error>> {
-        if !self.ctx.grants.manage_models {
-            return Ok(Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned())));
+        if let Err(e) = self.may_manage(&name) {
+            return Ok(Err(e));
         }
         Ok(self
             .ctx

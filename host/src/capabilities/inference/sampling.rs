@@ -211,10 +211,13 @@ impl Sampling {
             || self.presence_penalty != 0.0
             || self.frequency_penalty != 0.0;
         if penalties && self.repeat_last_n != 0 {
+            // llama.cpp allocates a window of this many tokens: never
+            // more than the context.
+            let context = i32::try_from(context).unwrap_or(i32::MAX);
             let last_n = if self.repeat_last_n < 0 {
-                context as i32
+                context
             } else {
-                self.repeat_last_n
+                self.repeat_last_n.min(context)
             };
             chain.push(LlamaSampler::penalties(
                 n_vocab,

@@ -138,10 +138,6 @@ impl ModelStore {
             .await
             .map_err(|e| InferenceError::Unavailable(e.to_string()))?
             .map_err(|e| InferenceError::Invalid(format!("{source} is not a usable model: {e}")))?;
-        let blobs = self.dir.join("blobs");
-        std::fs::create_dir_all(&blobs).map_err(io("cannot create the models directory"))?;
-        let blob = blobs.join(format!("sha256-{actual}"));
-        partial.persist(&blob)?;
         let entry = ModelEntry {
             name: name.clone(),
             sha256: actual,
@@ -149,9 +145,15 @@ impl ModelStore {
             installed_at: chrono::Utc::now().timestamp(),
             metadata,
         };
+        let blobs = self.dir.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(io("cannot create the models directory"))?;
+        let blob = self.path(&entry);
+        // The file moves in and the name is recorded under one lock, so a
+        // concurrent removal never sees the file unreferenced.
         self.update(|manifest| {
-            manifest.insert(name, entry.clone());
-            Ok(())
+            partial.persist(&blob)?;
+            let replaced = manifest.insert(name, entry.clone());
+            Ok(replaced.into_iter().map(|old| old.sha256).collect())
         })?;
         Ok(entry)
     }
@@ -164,16 +166,11 @@ impl ModelStore {
             let entry = manifest.remove(&name).ok_or_else(|| {
                 InferenceError::NoSuchModel(format!("model `{name}` is not installed"))
             })?;
+            let sha256 = entry.sha256.clone();
             removed = Some(entry);
-            Ok(())
+            Ok(vec![sha256])
         })?;
-        let entry = removed.expect("set by update");
-        let shared = self.read()?.values().any(|e| e.sha256 == entry.sha256);
-        if !shared {
-            // A running host may still map it: Unix keeps the data until unmapped.
-            let _ = std::fs::remove_file(self.path(&entry));
-        }
-        Ok(entry)
+        Ok(removed.expect("set by update"))
     }
 
     fn read(&self) -> Result<Manifest, InferenceError> {
@@ -190,22 +187,37 @@ impl ModelStore {
     }
 
     /// Read-modify-write of the manifest under an exclusive file lock.
+    /// `change` returns the digests whose names it dropped; once the new
+    /// manifest is durable, their files are deleted unless still named
+    /// (a running host may still map one: Unix keeps the data until it is
+    /// unmapped).
     fn update(
         &self,
-        change: impl FnOnce(&mut Manifest) -> Result<(), InferenceError>,
+        change: impl FnOnce(&mut Manifest) -> Result<Vec<String>, InferenceError>,
     ) -> Result<(), InferenceError> {
         std::fs::create_dir_all(&self.dir).map_err(io("cannot create the models directory"))?;
         let lock = File::create(self.dir.join(".lock")).map_err(io("cannot lock the store"))?;
         lock.lock().map_err(io("cannot lock the store"))?;
         let mut manifest = self.read()?;
-        change(&mut manifest)?;
+        let dropped = change(&mut manifest)?;
         let tmp = self
             .dir
             .join(format!("manifest.json.{}", std::process::id()));
         let text = serde_json::to_vec_pretty(&manifest).expect("the manifest serializes");
-        std::fs::write(&tmp, text).map_err(io("cannot write the model manifest"))?;
-        std::fs::rename(&tmp, self.dir.join("manifest.json"))
-            .map_err(io("cannot write the model manifest"))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join("manifest.json"))?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(io("cannot write the model manifest"))?;
+        for sha256 in dropped {
+            if !manifest.values().any(|e| e.sha256 == sha256) {
+                let _ =
+                    std::fs::remove_file(self.dir.join("blobs").join(format!("sha256-{sha256}")));
+            }
+        }
         Ok(())
     }
 }
