@@ -76,7 +76,7 @@ struct EngineInner {
     threads: i32,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
     /// One load at a time (loads are I/O- and memory-heavy).
-    loading: tokio::sync::Mutex<()>,
+    loading: Arc<tokio::sync::Mutex<()>>,
     /// Held for each decode step, across models.
     gate: Arc<Mutex<()>>,
     /// Wakes the reaper when a lease ends.
@@ -95,7 +95,7 @@ impl Engine {
             config,
             threads,
             loaded: Mutex::new(HashMap::new()),
-            loading: tokio::sync::Mutex::new(()),
+            loading: Arc::new(tokio::sync::Mutex::new(())),
             gate: Arc::new(Mutex::new(())),
             released: Arc::new(Notify::new()),
         });
@@ -127,7 +127,7 @@ impl Engine {
         if let Some(lease) = self.lease(entry, keep_alive) {
             return Ok((lease, Duration::ZERO));
         }
-        let _loading = self.inner.loading.lock().await;
+        let loading = self.inner.loading.clone().lock_owned().await;
         if let Some(lease) = self.lease(entry, keep_alive) {
             return Ok((lease, Duration::ZERO));
         }
@@ -139,10 +139,14 @@ impl Engine {
             self.inner.threads,
             self.inner.gate.clone(),
         );
-        let loaded =
-            tokio::task::spawn_blocking(move || load(entry2, &path, &config, threads, gate))
-                .await
-                .map_err(|e| InferenceError::Unavailable(e.to_string()))??;
+        // The load owns the guard and hands it back, so a caller that gives
+        // up mid-load does not let a second load start while this one runs.
+        let (loaded, _loading) = tokio::task::spawn_blocking(move || {
+            (load(entry2, &path, &config, threads, gate), loading)
+        })
+        .await
+        .map_err(|e| InferenceError::Unavailable(e.to_string()))?;
+        let loaded = loaded?;
         let loaded = Arc::new(loaded);
         let mut map = self.inner.loaded.lock().unwrap();
         map.insert(entry.name.clone(), loaded.clone());
@@ -278,9 +282,7 @@ impl Lease {
     /// Queues a sequence on the model's batcher.
     pub fn generate(&self, job: batcher::Job) -> Result<(), InferenceError> {
         match &self.model.worker {
-            Worker::Text(jobs) => jobs
-                .send(job)
-                .map_err(|_| InferenceError::Unavailable("the model's worker stopped".to_owned())),
+            Worker::Text(jobs) => jobs.send(job).map_err(|_| self.worker_stopped()),
             Worker::Embedding(_) => Err(InferenceError::Invalid(format!(
                 "`{}` is an embedding model; it cannot generate text",
                 self.model.entry.name
@@ -288,12 +290,25 @@ impl Lease {
         }
     }
 
+    /// A worker thread that ended on its own is broken: forget the model so
+    /// the next request loads it afresh.
+    fn worker_stopped(&self) -> InferenceError {
+        let mut map = self.engine.loaded.lock().unwrap();
+        if map
+            .get(&self.model.entry.name)
+            .is_some_and(|m| Arc::ptr_eq(m, &self.model))
+        {
+            map.remove(&self.model.entry.name);
+            super::metrics::loaded_models(map.len());
+        }
+        tracing::error!(model = %self.model.entry.name, "the model's worker stopped; unloaded");
+        InferenceError::Unavailable("the model's worker stopped; try again".to_owned())
+    }
+
     /// Queues inputs on the model's embedding worker.
     pub fn embed(&self, job: embed::Job) -> Result<(), InferenceError> {
         match &self.model.worker {
-            Worker::Embedding(jobs) => jobs
-                .send(job)
-                .map_err(|_| InferenceError::Unavailable("the model's worker stopped".to_owned())),
+            Worker::Embedding(jobs) => jobs.send(job).map_err(|_| self.worker_stopped()),
             Worker::Text(_) => Err(InferenceError::Invalid(format!(
                 "`{}` is not an embedding model",
                 self.model.entry.name
