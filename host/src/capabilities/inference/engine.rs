@@ -11,6 +11,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
@@ -349,8 +350,6 @@ fn load(
     let model = LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default())
         .map_err(|e| unavailable("load", &e))?;
     let model = Arc::new(model);
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
-    let name = entry.name.clone();
     let worker = if entry.metadata.embedding {
         let (tx, rx) = std::sync::mpsc::channel();
         let context = entry.metadata.context_length.clamp(1, config.context);
@@ -362,24 +361,9 @@ fn load(
             .with_n_ubatch(embed::BATCH_TOKENS)
             .with_n_seq_max(embed::MAX_BATCH_INPUTS)
             .with_embeddings(true)
-            .with_pooling_type(LlamaPoolingType::Mean)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        let model = model.clone();
-        spawn(&name, move || {
-            let created = {
-                let _one = CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
-                model.new_context(backend(), params)
-            };
-            match created {
-                Ok(mut ctx) => {
-                    let _ = ready_tx.send(Ok(()));
-                    embed::run(&model, &mut ctx, rx, context, &gate);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                }
-            }
+            .with_pooling_type(LlamaPoolingType::Mean);
+        start_worker(&entry.name, &model, params, threads, move |model, ctx| {
+            embed::run(model, ctx, rx, context, &gate)
         })?;
         Worker::Embedding(tx)
     } else {
@@ -388,36 +372,15 @@ fn load(
             parallel: config.parallel,
             batch: config.batch,
         };
-        let context = config.context;
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(context * config.parallel))
+            .with_n_ctx(NonZeroU32::new(config.context * config.parallel))
             .with_n_batch(config.batch)
-            .with_n_seq_max(config.parallel)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        let model = model.clone();
-        spawn(&name, move || {
-            let created = {
-                let _one = CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
-                model.new_context(backend(), params)
-            };
-            match created {
-                Ok(mut ctx) => {
-                    let _ = ready_tx.send(Ok(()));
-                    batcher::run(&model, &mut ctx, rx, shape, &gate);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                }
-            }
+            .with_n_seq_max(config.parallel);
+        start_worker(&entry.name, &model, params, threads, move |model, ctx| {
+            batcher::run(model, ctx, rx, shape, &gate)
         })?;
         Worker::Text(tx)
     };
-    match ready_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(unavailable("create a context for", &e)),
-        Err(e) => return Err(unavailable("create a context for", &e)),
-    }
     let now = Instant::now();
     Ok(Loaded {
         entry,
@@ -431,10 +394,41 @@ fn load(
     })
 }
 
-fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), InferenceError> {
+/// Starts `model`'s worker thread: it creates the context (one creation at
+/// a time, process-wide), then runs `work` on it until its jobs end.
+/// Returns once the context exists, or why it could not be created.
+fn start_worker(
+    name: &str,
+    model: &Arc<LlamaModel>,
+    params: LlamaContextParams,
+    threads: i32,
+    work: impl FnOnce(&LlamaModel, &mut LlamaContext<'_>) + Send + 'static,
+) -> Result<(), InferenceError> {
+    let params = params.with_n_threads(threads).with_n_threads_batch(threads);
+    let model = model.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     std::thread::Builder::new()
         .name(format!("llama {name}"))
-        .spawn(work)
-        .map(drop)
-        .map_err(|e| InferenceError::Unavailable(format!("cannot start a worker thread: {e}")))
+        .spawn(move || {
+            let created = {
+                let _one = CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+                model.new_context(backend(), params)
+            };
+            match created {
+                Ok(mut ctx) => {
+                    let _ = ready_tx.send(Ok(()));
+                    work(&model, &mut ctx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            }
+        })
+        .map_err(|e| InferenceError::Unavailable(format!("cannot start a worker thread: {e}")))?;
+    ready_rx
+        .recv()
+        .unwrap_or_else(|e| Err(e.to_string()))
+        .map_err(|e| {
+            InferenceError::Unavailable(format!("cannot create a context for `{name}`: {e}"))
+        })
 }
