@@ -3,12 +3,14 @@
 //! left behind by a bad install; removal refused while a generation runs.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lamina_tests::{Host, HostOptions, client, expect_problem, run_lamina, test_gguf};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
@@ -24,42 +26,90 @@ fn files(dir: &Path, sub: &str) -> usize {
     std::fs::read_dir(dir.join(sub)).map_or(0, |d| d.count())
 }
 
-/// Serves `file` at `/model.gguf` (404 elsewhere) on a loopback port.
-async fn serve(file: &Path) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let file = file.to_owned();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let file = file.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = socket.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                }
-                if !request.starts_with(b"GET /model.gguf ") {
-                    let _ = socket
-                        .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let mut source = tokio::fs::File::open(&file).await.unwrap();
-                let len = source.metadata().await.unwrap().len();
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
-                );
-                socket.write_all(head.as_bytes()).await.unwrap();
-                let _ = tokio::io::copy(&mut source, &mut socket).await;
-            });
+/// A loopback server for `file` at `/model.gguf` (404 elsewhere) that
+/// honours `Range: bytes=N-` with a 206 and records each request's start.
+/// While `stall` is set it sends only the first [`STALL_AFTER`] bytes of a
+/// response and then hangs, as a dying connection does.
+struct FileServer {
+    url: String,
+    starts: Arc<Mutex<Vec<u64>>>,
+    stall: Arc<AtomicBool>,
+}
+
+const STALL_AFTER: u64 = 64 << 20;
+
+impl FileServer {
+    async fn start(file: &Path) -> FileServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = FileServer {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            starts: Arc::default(),
+            stall: Arc::default(),
+        };
+        let (file, starts, stall) = (file.to_owned(), server.starts.clone(), server.stall.clone());
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (file, starts, stall) = (file.clone(), starts.clone(), stall.clone());
+                tokio::spawn(async move {
+                    let _ = serve_one(socket, &file, &starts, &stall).await;
+                });
+            }
+        });
+        server
+    }
+
+    fn model_url(&self) -> String {
+        format!("{}/model.gguf", self.url)
+    }
+}
+
+async fn serve_one(
+    mut socket: tokio::net::TcpStream,
+    file: &Path,
+    starts: &Mutex<Vec<u64>>,
+    stall: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
         }
-    });
-    format!("http://{addr}")
+        request.extend_from_slice(&buf[..n]);
+    }
+    if !request.starts_with(b"GET /model.gguf ") {
+        return socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let start: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("range: bytes="))
+        .and_then(|r| r.trim().strip_suffix('-')?.parse().ok())
+        .unwrap_or(0);
+    starts.lock().unwrap().push(start);
+    let mut source = tokio::fs::File::open(file).await?;
+    let len = source.metadata().await?.len();
+    source.seek(std::io::SeekFrom::Start(start)).await?;
+    let head = if start == 0 {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
+    } else {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {start}-{}/{len}\r\nconnection: close\r\n\r\n",
+            len - start,
+            len - 1
+        )
+    };
+    socket.write_all(head.as_bytes()).await?;
+    if stall.load(Ordering::SeqCst) {
+        tokio::io::copy(&mut (&mut source).take(STALL_AFTER), &mut socket).await?;
+        socket.flush().await?;
+        std::future::pending::<()>().await;
+    }
+    tokio::io::copy(&mut source, &mut socket).await.map(drop)
 }
 
 // The CLI runs blocking while the file server answers: two worker threads.
@@ -81,7 +131,8 @@ async fn installs_from_a_file_and_a_url_verified() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("installed gemma3:local"), "{stdout}");
 
-    let url = serve(&gguf).await;
+    let server = FileServer::start(&gguf).await;
+    let url = server.url.clone();
     let (ok, _, stderr) = models(
         store,
         &[
@@ -151,26 +202,7 @@ async fn removal_waits_for_running_generations() {
     let store = dir.path().join("models");
     let gguf = test_gguf();
     assert!(models(&store, &["pull", "gemma3:270m", gguf.to_str().unwrap()]).0);
-    let host = Host::start(
-        HostOptions::manifest(
-            r#"
-spin_manifest_version = 2
-[application]
-name = "models"
-[[trigger.http]]
-route = "/admin/..."
-component = "admin"
-[component.admin]
-source = "{capabilities}"
-models = ["*"]
-manage_models = true
-"#,
-        )
-        .runtime_config(&format!(
-            "[inference]\nmodels_dir = \"{}\"\n",
-            store.display()
-        )),
-    );
+    let host = Host::start(HostOptions::manifest(ADMIN).runtime_config(&store_config(&store)));
     let response = client()
         .post(host.at("/admin/inference/generate"))
         .json(&json!({"model": "gemma3:270m", "prompt": "Tell me a story.", "options": {"temperature": 0, "num_predict": 48}}))
@@ -203,29 +235,166 @@ manage_models = true
     assert_eq!(remove().await.status(), 200);
     assert_eq!(files(&store, "blobs"), 0);
 
-    // A component installs by URL only, verified like the CLI.
-    let url = serve(&gguf).await;
-    let install = |source: String, sha: &str| {
-        let url = host.at(&format!("/admin/inference/install?sha256={sha}"));
-        async move {
-            client()
-                .post(url)
-                .json(&json!({"model": "gemma3:again", "text": source}))
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let problem = expect_problem(install(gguf.display().to_string(), SHA256).await, 400).await;
+    // A component pulls by URL only, verified like the CLI.
+    let server = FileServer::start(&gguf).await;
+    let problem = expect_problem(pull(&host, &gguf.display().to_string(), SHA256).await, 400).await;
     assert!(problem["detail"].as_str().unwrap().contains("URL"));
-    expect_problem(
-        install(format!("{url}/model.gguf"), &"1".repeat(64)).await,
+    let wrong = pull(&host, &server.model_url(), &"1".repeat(64)).await;
+    let failed = finished(&host, wrong).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error"]["status"], 400, "{failed}");
+    assert!(
+        failed["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("sha256 mismatch")
+    );
+    assert_eq!(files(&store, "tmp") + files(&store, "pulls"), 0);
+    let done = finished(&host, pull(&host, &server.model_url(), SHA256).await).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["model"]["name"], "gemma3:again");
+    assert_eq!(done["completed"], done["total"]);
+    // Unknown ids, and ids that are not ids, are simply not found.
+    for id in ["0123456789abcdef0123456789abcdef", "../../etc/passwd"] {
+        let response = client()
+            .get(host.at(&format!("/admin/inference/pull?id={id}")))
+            .send()
+            .await
+            .unwrap();
+        expect_problem(response, 404).await;
+    }
+}
+
+/// The runtime config of a host on the models dir `store`.
+fn store_config(store: &Path) -> String {
+    format!("[inference]\nmodels_dir = \"{}\"\n", store.display())
+}
+
+const ADMIN: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "models"
+[[trigger.http]]
+route = "/admin/..."
+component = "admin"
+[component.admin]
+source = "{capabilities}"
+models = ["*"]
+manage_models = true
+"#;
+
+/// Starts pulling `source` as `gemma3:again` through the admin component;
+/// returns the response (202 with the pull's id, or a problem).
+async fn pull(host: &Host, source: &str, sha256: &str) -> reqwest::Response {
+    client()
+        .post(host.at(&format!("/admin/inference/pull?sha256={sha256}")))
+        .json(&json!({"model": "gemma3:again", "text": source}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The status of pull `id`.
+async fn pull_status(host: &Host, id: &str) -> Value {
+    let response = client()
+        .get(host.at(&format!("/admin/inference/pull?id={id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The id of the pull `started` (a 202 `{"id"}`).
+async fn pull_id(started: reqwest::Response) -> String {
+    assert_eq!(started.status(), 202);
+    let body: Value = started.json().await.unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls the pull `started` answered for until it is done or failed.
+async fn finished(host: &Host, started: reqwest::Response) -> Value {
+    let id = pull_id(started).await;
+    poll(host, &id, |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    })
+    .await
+}
+
+/// Polls pull `id` until `until` holds (at most two minutes).
+async fn poll(host: &Host, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = pull_status(host, id).await;
+        if until(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "pull {id} stuck: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A pull survives its host: killed mid-download, the next host on the same
+/// store continues from the bytes it had (a range request) and installs the
+/// model; a download no pull owns is deleted when the host starts.
+#[tokio::test]
+async fn a_pull_survives_a_host_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let gguf = test_gguf();
+    let size = std::fs::metadata(&gguf).unwrap().len();
+    let server = FileServer::start(&gguf).await;
+    server.stall.store(true, Ordering::SeqCst);
+    let options = || HostOptions::manifest(ADMIN).runtime_config(&store_config(&store));
+    let mut host = Host::start(options());
+    let id = pull_id(pull(&host, &server.model_url(), SHA256).await).await;
+    let half = poll(&host, &id, |s| s["completed"].as_u64() >= Some(STALL_AFTER)).await;
+    assert_eq!(half["state"], "downloading", "{half}");
+    assert_eq!(half["total"], size);
+    host.kill();
+
+    let stale = store
+        .join("tmp")
+        .join(format!("{}.partial", "f".repeat(32)));
+    std::fs::write(&stale, b"left by a crash").unwrap();
+    server.stall.store(false, Ordering::SeqCst);
+    let host = Host::start(options());
+    let done = poll(&host, &id, |s| {
+        s["state"] == "done" || s["state"] == "failed"
+    })
+    .await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["completed"], size);
+    assert_eq!(*server.starts.lock().unwrap(), [0, STALL_AFTER]);
+    assert!(host.log_contains("resuming an interrupted pull"));
+    let models: Value = client()
+        .get(host.at("/admin/inference/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models[0]["name"], "gemma3:again", "{models}");
+    assert_eq!(files(&store, "tmp") + files(&store, "pulls"), 0);
+}
+
+/// `pull_hosts` limits where components pull from.
+#[tokio::test]
+async fn pull_hosts_limit_component_pulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}pull_hosts = [\"*.example.com\"]\n",
+        store_config(&dir.path().join("models"))
+    );
+    let host = Host::start(HostOptions::manifest(ADMIN).runtime_config(&config));
+    let problem = expect_problem(
+        pull(&host, "http://127.0.0.1:9/model.gguf", SHA256).await,
         400,
     )
     .await;
-    assert_eq!(files(&store, "tmp"), 0);
-    let installed = install(format!("{url}/model.gguf"), SHA256).await;
-    assert_eq!(installed.status(), 200);
-    let info: Value = installed.json().await.unwrap();
-    assert_eq!(info["name"], "gemma3:again");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("pull_hosts"),
+        "{problem}"
+    );
 }

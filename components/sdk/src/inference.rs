@@ -10,9 +10,9 @@ use serde::Deserialize;
 use crate::platform::inference;
 
 pub use inference::{
-    Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options, Stats, chat,
-    count_tokens, embed, generate, install_model, list_models, loaded_models, remove_model,
-    show_model,
+    Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options, PullProgress,
+    PullState, Stats, chat, count_tokens, embed, generate, list_models, loaded_models, pull_model,
+    pull_status, remove_model, show_model,
 };
 
 impl Error {

@@ -107,6 +107,7 @@ impl Capabilities {
             .clone()
             .expect("resolved by RuntimeConfig::load");
         let inference = inference::Inference::open(&config.inference, models_dir);
+        inference.pulls().resume();
         Ok(Capabilities {
             sql,
             kv,

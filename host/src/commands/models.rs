@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::capabilities::inference::pulls::PullStatus;
 use crate::capabilities::inference::sampling::RawOptions;
-use crate::capabilities::inference::store::{ModelEntry, Progress};
+use crate::capabilities::inference::store::ModelEntry;
 use crate::capabilities::inference::{Chunk, Inference, Prompt};
 use crate::runtime_config::RuntimeConfig;
 
@@ -34,7 +35,9 @@ pub enum ModelsCommand {
         /// `name:tag`.
         name: String,
     },
-    /// Install a GGUF file from a local path or an http(s) URL.
+    /// Install a GGUF file from a local path or an http(s) URL (an
+    /// interrupted pull continues where it stopped when run again, or when
+    /// a host starts on this store).
     Pull {
         /// `name:tag` to install it as.
         name: String,
@@ -122,11 +125,21 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                         println!("{} is up to date ({})", existing.name, existing.digest());
                         return Ok(());
                     }
-                    let mut last = 0u64;
-                    let entry = store
-                        .install(&name, &source, sha256.as_deref(), |p: Progress| {
-                            if p.completed - last >= 16 << 20 || Some(p.completed) == p.total {
-                                last = p.completed;
+                    // A path is made absolute: a host may resume the pull.
+                    let source = if source.contains("://") {
+                        source
+                    } else {
+                        std::path::absolute(&source)?.display().to_string()
+                    };
+                    let pulls = inference.pulls();
+                    let id = pulls.start(&name, &source, sha256.as_deref())?;
+                    let mut last = None;
+                    let entry = pulls
+                        .wait(&id, |p: &PullStatus| {
+                            if last.is_none_or(|last| p.completed.saturating_sub(last) >= 16 << 20)
+                                || Some(p.completed) == p.total
+                            {
+                                last = Some(p.completed);
                                 report(p);
                             }
                         })
@@ -196,7 +209,7 @@ fn describe(entry: &ModelEntry, path: PathBuf) -> serde_json::Value {
     value
 }
 
-fn report(p: Progress) {
+fn report(p: &PullStatus) {
     match p.total {
         Some(total) if total > 0 => eprint!(
             "\r{} / {} ({:.0}%)",

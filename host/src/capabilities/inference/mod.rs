@@ -2,6 +2,7 @@
 //! through `lamina:platform/inference`.
 //!
 //! - [`store`]: installed models (`name:tag` → a verified GGUF file);
+//! - [`pulls`]: installs running in the background, resumed after a restart;
 //! - [`engine`]: which models are in memory (load on first use,
 //!   `keep_alive`, LRU under a memory budget);
 //! - [`batcher`]: continuous batching of a text model's sequences;
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod gguf;
 mod metrics;
 pub mod output;
+pub mod pulls;
 pub mod sampling;
 pub mod store;
 
@@ -33,6 +35,7 @@ use wasmtime::component::Resource;
 
 use self::batcher::{DoneReason, Event, Stats};
 use self::engine::{Engine, Lease, LoadedInfo};
+use self::pulls::{PullState, PullStatus, Pulls};
 use self::sampling::RawOptions;
 use self::store::{ModelEntry, ModelStore};
 use super::CapabilityView;
@@ -67,6 +70,10 @@ pub struct InferenceConfig {
     /// Memory budget for loaded model weights; the least recently used idle
     /// model is unloaded to make room.
     pub max_loaded_size: ByteSize,
+    /// Hosts components may pull models from: `*` (any, the default), a
+    /// host name, or `*.example.com` for its subdomains. `lamina models
+    /// pull` is not limited.
+    pub pull_hosts: Vec<String>,
 }
 
 impl Default for InferenceConfig {
@@ -79,6 +86,7 @@ impl Default for InferenceConfig {
             batch: 512,
             keep_alive: Duration::from_secs(300),
             max_loaded_size: ByteSize::mib(8 << 10),
+            pull_hosts: vec!["*".to_owned()],
         }
     }
 }
@@ -99,7 +107,43 @@ impl InferenceConfig {
         if self.threads == Some(0) {
             return Err("inference.threads must be at least 1".into());
         }
+        if let Some(bad) = self.pull_hosts.iter().find(|h| {
+            let name = h.strip_prefix("*.").unwrap_or(h);
+            name.is_empty() || (h.as_str() != "*" && name.contains(['*', '/', ':', ' ']))
+        }) {
+            return Err(format!(
+                "inference.pull_hosts: `{bad}` is not `*`, a host name or `*.domain`"
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether a component may pull from `url` (an http(s) URL).
+    pub fn may_pull_from(&self, url: &str) -> Result<(), InferenceError> {
+        let parsed = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        let Some(host) = parsed.as_ref().and_then(|u| u.host_str()) else {
+            return Err(InferenceError::Invalid(
+                "the source must be an http(s) URL".to_owned(),
+            ));
+        };
+        let host = host.to_ascii_lowercase();
+        let allowed = self.pull_hosts.iter().any(|pattern| {
+            pattern == "*"
+                || pattern.eq_ignore_ascii_case(&host)
+                || pattern.strip_prefix("*.").is_some_and(|domain| {
+                    host.strip_suffix(&domain.to_ascii_lowercase())
+                        .is_some_and(|sub| sub.ends_with('.'))
+                })
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(InferenceError::Invalid(format!(
+                "this host does not pull models from {host} (runtime-config [inference] pull_hosts)"
+            )))
+        }
     }
 }
 
@@ -125,9 +169,10 @@ pub enum Prompt {
     Chat(Vec<(String, String)>),
 }
 
-/// The model store and the engine.
+/// The model store, its pulls and the engine.
 pub struct Inference {
     store: ModelStore,
+    pulls: Arc<Pulls>,
     engine: Engine,
     config: InferenceConfig,
 }
@@ -136,8 +181,10 @@ impl Inference {
     /// Opens the store in `models_dir`; nothing is loaded until used.
     /// Must run inside the Tokio runtime (it starts the unload task).
     pub fn open(config: &InferenceConfig, models_dir: PathBuf) -> Inference {
+        let store = ModelStore::new(models_dir.clone());
         Inference {
-            store: ModelStore::new(models_dir),
+            pulls: Pulls::new(store.clone(), &models_dir),
+            store,
             engine: Engine::new(config.clone()),
             config: config.clone(),
         }
@@ -146,6 +193,11 @@ impl Inference {
     /// The installed models.
     pub fn store(&self) -> &ModelStore {
         &self.store
+    }
+
+    /// Installs in progress.
+    pub fn pulls(&self) -> &Arc<Pulls> {
+        &self.pulls
     }
 
     /// The models in memory.
@@ -525,6 +577,24 @@ fn wit_stats(stats: Stats) -> wit::Stats {
     }
 }
 
+fn wit_pull(status: PullStatus) -> wit::PullProgress {
+    wit::PullProgress {
+        id: status.id,
+        name: status.name,
+        state: match status.state {
+            PullState::Queued => wit::PullState::Queued,
+            PullState::Downloading => wit::PullState::Downloading,
+            PullState::Verifying => wit::PullState::Verifying,
+            PullState::Done => wit::PullState::Done,
+            PullState::Failed => wit::PullState::Failed,
+        },
+        completed: status.completed,
+        total: status.total,
+        error: status.error.map(Into::into),
+        model: status.model.as_ref().map(wit_info),
+    }
+}
+
 fn wit_info(entry: &ModelEntry) -> wit::ModelInfo {
     wit::ModelInfo {
         name: entry.name.clone(),
@@ -659,27 +729,43 @@ impl wit::Host for CapabilityView<'_> {
             .collect()))
     }
 
-    async fn install_model(
+    async fn pull_model(
         &mut self,
         name: String,
         source: String,
         sha256: Option<String>,
-    ) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
+    ) -> wasmtime::Result<Result<String, wit::Error>> {
         if let Err(e) = self.may_manage(&name) {
             return Ok(Err(e));
         }
         // Host paths are for the operator's CLI; a component names a URL.
-        if !(source.starts_with("http://") || source.starts_with("https://")) {
-            return Ok(Err(wit::Error::Invalid(
-                "the source must be an http(s) URL".to_owned(),
-            )));
+        let inference = &self.ctx.shared.inference;
+        if let Err(e) = inference.config.may_pull_from(&source) {
+            return Ok(Err(e.into()));
         }
-        let store = self.ctx.shared.inference.store();
-        Ok(store
-            .install(&name, &source, sha256.as_deref(), |_| {})
-            .await
-            .map(|entry| wit_info(&entry))
+        Ok(inference
+            .pulls()
+            .start(&name, &source, sha256.as_deref())
             .map_err(Into::into))
+    }
+
+    async fn pull_status(
+        &mut self,
+        id: String,
+    ) -> wasmtime::Result<Result<wit::PullProgress, wit::Error>> {
+        if !self.ctx.grants.manage_models {
+            return Ok(Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned())));
+        }
+        // A pull of a model this component may not manage is as invisible
+        // as one that never was.
+        let status = self.ctx.shared.inference.pulls().status(&id);
+        let Some(status) = status.filter(|s| self.ctx.grants.models.allows(&s.name)) else {
+            return Ok(Err(wit::Error::NoSuchModel(format!(
+                "no pull `{}`",
+                id.escape_debug()
+            ))));
+        };
+        Ok(Ok(wit_pull(status)))
     }
 
     async fn remove_model(&mut self, name: String) -> wasmtime::Result<Result<(), wit::Error>> {

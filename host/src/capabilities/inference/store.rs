@@ -3,10 +3,11 @@
 //! from each file when it was installed.
 //!
 //! Installs stream into `tmp/`, hash as they go, verify, and only then
-//! rename into `blobs/` and record the name, so a failed, interrupted or
-//! corrupt install leaves nothing behind (a restart begins afresh). The
-//! manifest is rewritten atomically under a file lock, so the CLI and a
-//! running host can both change it.
+//! rename into `blobs/` and record the name, so a failed or corrupt install
+//! never shows up as a model; an interrupted one continues from the bytes
+//! it had ([`pulls`](super::pulls) runs them and cleans up). The manifest
+//! is rewritten atomically under a file lock, so the CLI and a running host
+//! can both change it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -49,6 +50,7 @@ impl ModelEntry {
 /// Install progress.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// Bytes fetched, including those of an earlier, interrupted attempt.
     pub completed: u64,
     /// Unknown for a server that sends no length.
     pub total: Option<u64>,
@@ -88,44 +90,37 @@ impl ModelStore {
             .ok_or_else(|| InferenceError::NoSuchModel(format!("model `{name}` is not installed")))
     }
 
-    /// Installs `source` (a local path, `file://` URL or http(s) URL) as
-    /// `name`, checking `sha256` when given. Reports progress as it copies.
+    /// Where the download of pull `id` is kept until it is installed.
+    pub fn partial_path(&self, id: &str) -> PathBuf {
+        self.dir.join("tmp").join(format!("{id}.partial"))
+    }
+
+    /// Fetches `source` (a local path, `file://` or http(s) URL) into
+    /// `partial`, continuing after the bytes already there (an HTTP range
+    /// request; a source that cannot resume starts over), checks `sha256`
+    /// when given and that llama.cpp loads the file, then moves it in as
+    /// `name`. `progress` hears of every chunk, `verifying` of the end of
+    /// the download. On error `partial` is left for a retry; the caller
+    /// deletes it when giving up.
     pub async fn install(
         &self,
         name: &str,
         source: &str,
         sha256: Option<&str>,
-        mut progress: impl FnMut(Progress) + Send,
+        partial: &Path,
+        progress: impl FnMut(Progress) + Send,
+        verifying: impl FnOnce() + Send,
     ) -> Result<ModelEntry, InferenceError> {
         let name = canonical_name(name)?;
         let expected = sha256.map(check_sha256).transpose()?;
-        let tmp_dir = self.dir.join("tmp");
-        std::fs::create_dir_all(&tmp_dir).map_err(io("cannot create the models directory"))?;
-        let partial = Partial::new(&tmp_dir)?;
-        let mut file = File::create(&partial.path).map_err(io("cannot write the download"))?;
-        let mut hasher = Sha256::new();
-        let mut completed = 0u64;
-        let mut write = |chunk: &[u8], total: Option<u64>| -> Result<(), InferenceError> {
-            completed += chunk.len() as u64;
-            if completed > MAX_MODEL_SIZE {
-                return Err(InferenceError::Invalid(format!(
-                    "the model is larger than {MAX_MODEL_SIZE} bytes"
-                )));
-            }
-            hasher.update(chunk);
-            file.write_all(chunk)
-                .map_err(io("cannot write the download"))?;
-            progress(Progress { completed, total });
-            Ok(())
-        };
+        let mut sink = Sink::open(partial.to_owned(), progress).await?;
         if source.starts_with("http://") || source.starts_with("https://") {
-            download(source, &mut write).await?;
+            download(source, &mut sink).await?;
         } else {
-            copy_local(source, &mut write).await?;
+            copy_local(source, &mut sink).await?;
         }
-        file.sync_all().map_err(io("cannot write the download"))?;
-        drop(file);
-        let actual = hex::encode(hasher.finalize());
+        let (completed, actual) = sink.finish()?;
+        verifying();
         if let Some(expected) = expected
             && expected != actual
         {
@@ -133,7 +128,7 @@ impl ModelStore {
                 "sha256 mismatch: expected {expected}, the file has {actual}"
             )));
         }
-        let path = partial.path.clone();
+        let path = partial.to_owned();
         let metadata = tokio::task::spawn_blocking(move || gguf::read(&path))
             .await
             .map_err(|e| InferenceError::Unavailable(e.to_string()))?
@@ -151,7 +146,7 @@ impl ModelStore {
         // The file moves in and the name is recorded under one lock, so a
         // concurrent removal never sees the file unreferenced.
         self.update(|manifest| {
-            partial.persist(&blob)?;
+            std::fs::rename(partial, &blob).map_err(io("cannot store the model"))?;
             let replaced = manifest.insert(name, entry.clone());
             Ok(replaced.into_iter().map(|old| old.sha256).collect())
         })?;
@@ -244,7 +239,7 @@ pub fn canonical_name(name: &str) -> Result<String, InferenceError> {
     }
 }
 
-fn check_sha256(hex: &str) -> Result<String, InferenceError> {
+pub(super) fn check_sha256(hex: &str) -> Result<String, InferenceError> {
     let hex = hex
         .strip_prefix("sha256:")
         .unwrap_or(hex)
@@ -262,82 +257,179 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> InferenceError {
     move |e| InferenceError::Unavailable(format!("{what}: {e}"))
 }
 
-/// A download in `tmp/`, deleted unless persisted.
-struct Partial {
+/// The download file being written: hashes and counts what goes in.
+struct Sink<P> {
     path: PathBuf,
-    kept: bool,
+    file: File,
+    hasher: Sha256,
+    completed: u64,
+    progress: P,
 }
 
-impl Partial {
-    fn new(dir: &Path) -> Result<Partial, InferenceError> {
-        Ok(Partial {
-            path: dir.join(format!("{}.partial", uuid::Uuid::new_v4())),
-            kept: false,
+impl<P: FnMut(Progress)> Sink<P> {
+    /// Opens `path`, hashing the bytes an earlier attempt left there.
+    async fn open(path: PathBuf, progress: P) -> Result<Self, InferenceError> {
+        let dir = path.parent().expect("a partial file is in tmp/").to_owned();
+        let at = path.clone();
+        let (file, hasher, completed) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&at)?;
+            let mut hasher = Sha256::new();
+            let completed = std::io::copy(&mut file, &mut hasher)?;
+            Ok::<_, std::io::Error>((file, hasher, completed))
+        })
+        .await
+        .map_err(|e| InferenceError::Unavailable(e.to_string()))?
+        .map_err(io("cannot open the download"))?;
+        Ok(Sink {
+            path,
+            file,
+            hasher,
+            completed,
+            progress,
         })
     }
 
-    fn persist(mut self, to: &Path) -> Result<(), InferenceError> {
-        std::fs::rename(&self.path, to).map_err(io("cannot store the model"))?;
-        self.kept = true;
+    /// Appends `chunk` of a file `total` bytes long.
+    fn write(&mut self, chunk: &[u8], total: Option<u64>) -> Result<(), InferenceError> {
+        self.completed += chunk.len() as u64;
+        if self.completed > MAX_MODEL_SIZE {
+            return Err(too_large());
+        }
+        self.hasher.update(chunk);
+        self.file
+            .write_all(chunk)
+            .map_err(io("cannot write the download"))?;
+        (self.progress)(Progress {
+            completed: self.completed,
+            total,
+        });
         Ok(())
     }
-}
 
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.kept {
-            let _ = std::fs::remove_file(&self.path);
-        }
+    /// Drops what an earlier attempt fetched (the source cannot resume).
+    fn restart(&mut self) -> Result<(), InferenceError> {
+        use std::io::Seek;
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.rewind())
+            .map_err(io("cannot write the download"))?;
+        self.hasher = Sha256::new();
+        self.completed = 0;
+        Ok(())
+    }
+
+    /// Makes the file durable; returns its size and hex SHA-256.
+    fn finish(self) -> Result<(u64, String), InferenceError> {
+        self.file
+            .sync_all()
+            .map_err(io("cannot write the download"))?;
+        tracing::debug!(path = %self.path.display(), bytes = self.completed, "download complete");
+        Ok((self.completed, hex::encode(self.hasher.finalize())))
     }
 }
 
-async fn download(
-    url: &str,
-    write: &mut impl FnMut(&[u8], Option<u64>) -> Result<(), InferenceError>,
-) -> Result<(), InferenceError> {
+fn too_large() -> InferenceError {
+    InferenceError::Invalid(format!("the model is larger than {MAX_MODEL_SIZE} bytes"))
+}
+
+async fn download<P: FnMut(Progress)>(url: &str, sink: &mut Sink<P>) -> Result<(), InferenceError> {
     use futures::StreamExt;
+    use reqwest::StatusCode;
+    use reqwest::header::{CONTENT_RANGE, RANGE};
     let unreachable = |e: reqwest::Error| InferenceError::Unavailable(format!("{url}: {e}"));
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
         .read_timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(unreachable)?;
-    let response = client.get(url).send().await.map_err(unreachable)?;
+    let mut request = client.get(url);
+    if sink.completed > 0 {
+        request = request.header(RANGE, format!("bytes={}-", sink.completed));
+    }
+    let mut response = request.send().await.map_err(unreachable)?;
+    let mut total = response.content_length();
+    match response.status() {
+        StatusCode::PARTIAL_CONTENT => {
+            // `bytes <first>-<last>/<size>`: it must continue where we stopped.
+            let range = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split_once('-'))
+                .and_then(|(first, rest)| {
+                    Some((
+                        first.parse::<u64>().ok()?,
+                        rest.split_once('/')?.1.parse().ok(),
+                    ))
+                });
+            match range {
+                Some((first, size)) if first == sink.completed => total = size,
+                _ => {
+                    // The next attempt starts over.
+                    sink.restart()?;
+                    return Err(InferenceError::Unavailable(format!(
+                        "{url} resumed at the wrong offset"
+                    )));
+                }
+            }
+        }
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            // The file changed or shrank since: fetch it whole.
+            sink.restart()?;
+            response = client.get(url).send().await.map_err(unreachable)?;
+            total = response.content_length();
+        }
+        status if status.is_success() => sink.restart()?,
+        _ => {}
+    }
     if !response.status().is_success() {
         return Err(InferenceError::Invalid(format!(
             "{url} answered {}",
             response.status()
         )));
     }
-    let total = response.content_length();
     if total.is_some_and(|t| t > MAX_MODEL_SIZE) {
-        return Err(InferenceError::Invalid(format!(
-            "the model is larger than {MAX_MODEL_SIZE} bytes"
-        )));
+        return Err(too_large());
     }
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
-        write(&chunk.map_err(unreachable)?, total)?;
+        sink.write(&chunk.map_err(unreachable)?, total)?;
     }
     Ok(())
 }
 
-async fn copy_local(
+async fn copy_local<P: FnMut(Progress)>(
     source: &str,
-    write: &mut impl FnMut(&[u8], Option<u64>) -> Result<(), InferenceError>,
+    sink: &mut Sink<P>,
 ) -> Result<(), InferenceError> {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let path = source.strip_prefix("file://").unwrap_or(source);
     let missing = |e: std::io::Error| InferenceError::Invalid(format!("cannot read {path}: {e}"));
     let mut file = tokio::fs::File::open(path).await.map_err(missing)?;
     let total = file.metadata().await.map_err(missing)?.len();
+    if total > MAX_MODEL_SIZE {
+        return Err(too_large());
+    }
+    if sink.completed > total {
+        sink.restart()?;
+    }
+    file.seek(std::io::SeekFrom::Start(sink.completed))
+        .await
+        .map_err(missing)?;
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buffer).await.map_err(missing)?;
         if n == 0 {
             return Ok(());
         }
-        write(&buffer[..n], Some(total))?;
+        sink.write(&buffer[..n], Some(total))?;
     }
 }
 
@@ -352,31 +444,5 @@ mod tests {
         for bad in ["", "Gemma", "a:b:c", "../x", "a:", ":b", "a b"] {
             assert!(canonical_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn a_bad_install_leaves_nothing_behind() {
-        let dir = std::env::temp_dir().join(format!("lamina-store-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let source = dir.join("not-a-model.gguf");
-        std::fs::write(&source, b"GGUF but not really").unwrap();
-        let store = ModelStore::new(dir.join("models"));
-        let err = store
-            .install("x:1", source.to_str().unwrap(), None, |_| {})
-            .await
-            .unwrap_err();
-        assert!(matches!(err, InferenceError::Invalid(_)), "{err:?}");
-        let wrong = "0".repeat(64);
-        let err = store
-            .install("x:1", source.to_str().unwrap(), Some(&wrong), |_| {})
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("sha256 mismatch"), "{err}");
-        assert_eq!(
-            std::fs::read_dir(dir.join("models/tmp")).unwrap().count(),
-            0
-        );
-        assert!(store.list().unwrap().is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
