@@ -88,8 +88,26 @@ impl HostOptions {
 
     /// Copies the capabilities fixture's migrations next to the manifest,
     /// where `lamina up` applies them.
-    pub fn with_fixture_migrations(mut self) -> Self {
-        let source = workspace().join("tests/fixtures/capabilities-fixture/migrations");
+    pub fn with_fixture_migrations(self) -> Self {
+        self.with_migrations(&workspace().join("tests/fixtures/capabilities-fixture/migrations"))
+    }
+
+    /// The application itself: the workspace's `spin.toml` (components from
+    /// the target dir), its migrations, and the rate-limit classes it names
+    /// (generous: tests call from one address).
+    pub fn app() -> Self {
+        let text = std::fs::read_to_string(workspace().join("spin.toml")).unwrap();
+        let wasm_dir = target_dir().join("wasm32-wasip2/release");
+        let manifest = text.replace(
+            "\"target/wasm32-wasip2/release/",
+            &format!("\"{}/", wasm_dir.display()),
+        );
+        HostOptions::manifest(&manifest)
+            .with_migrations(&workspace().join("migrations"))
+            .runtime_config("[rate_limit.classes.auth]\nrequests = 100000\nper = \"1m\"\n")
+    }
+
+    fn with_migrations(mut self, source: &Path) -> Self {
         for dialect in ["sqlite", "postgres"] {
             for entry in std::fs::read_dir(source.join(dialect)).unwrap() {
                 let path = entry.unwrap().path();

@@ -224,6 +224,9 @@ fn test(args: &[String]) -> Result {
             "lamina-tests",
             "-p",
             "lamina-sdk",
+            // Components' own unit tests (validation rules) run natively.
+            "-p",
+            "auth",
         ])
         .args(args)
         // Where the inference tests find the default models (installed

@@ -3,7 +3,9 @@
 //! - HTTP: wraps the raw `wasi:http` bindings of the `wasip2` crate into a
 //!   small, blocking API: read a [`Request`], answer with [`respond`],
 //!   [`json`] or [`problem`], or stream with a [`BodyWriter`]. A component
-//!   exports its handler with `wasip2::http::proxy::export!`.
+//!   exports its handler with `wasip2::http::proxy::export!`. [`api`] adds
+//!   JSON handlers returning `Result<Reply, ApiError>` and the verified
+//!   [`api::Caller`].
 //! - Host capabilities (`wit/platform.wit`): [`sql`] (typed rows into serde
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
 //!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
@@ -11,6 +13,7 @@
 //!   host's llama.cpp engine) and [`page`] (pagination).
 //!   [`platform`] holds the raw generated bindings.
 
+pub mod api;
 pub mod cache;
 pub mod inference;
 pub mod page;

@@ -1,0 +1,99 @@
+//! API keys for programmatic clients (Ollama and OpenAI SDKs send them as
+//! the bearer). The host stores them hashed and the gateway verifies them;
+//! this service creates, lists and revokes the caller's own keys.
+
+use lamina_sdk::Request;
+use lamina_sdk::api::{ApiError, AuthMethod, Caller, Reply, now, read_json};
+use lamina_sdk::tokens::{self, ApiKey, Subject};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::validate::Checks;
+use crate::{BODY_LIMIT, events};
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct NewKey {
+    name: String,
+    /// Seconds since the epoch; none = no expiry.
+    expires_at: Option<i64>,
+}
+
+fn listed(key: &ApiKey) -> serde_json::Value {
+    json!({
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "createdAt": key.created_at,
+        "expiresAt": key.expires_at,
+        "revokedAt": key.revoked_at,
+    })
+}
+
+/// `POST /api-keys` {name, expiresAt?}: the secret is in this answer only.
+/// A key cannot mint keys: this needs a login session.
+pub fn create(request: &Request) -> Result<Reply, ApiError> {
+    let caller = Caller::required(request)?;
+    if caller.method == AuthMethod::ApiKey {
+        return Err(ApiError::new(
+            403,
+            "session required",
+            "creating API keys needs a login session, not an API key",
+        ));
+    }
+    let body: NewKey = read_json(request, BODY_LIMIT)?;
+    let mut checks = Checks::default();
+    checks.text("name", &body.name, 100);
+    let ttl = match body.expires_at {
+        Some(at) if at <= now() => {
+            checks.fail("expiresAt", "must be in the future");
+            None
+        }
+        Some(at) => Some((at - now()) as u64),
+        None => None,
+    };
+    checks.finish()?;
+    let subject = Subject {
+        id: caller.user_id.clone(),
+        username: caller.username.clone(),
+        roles: caller.roles.clone(),
+    };
+    let (secret, key) = tokens::create_api_key(&subject, body.name.trim(), ttl)?;
+    events::audit(
+        request,
+        "api_key.created",
+        Some(&caller.user_id),
+        json!({"keyId": key.id}),
+    );
+    let mut answer = listed(&key);
+    answer["key"] = secret.into();
+    Ok(Reply::json(201, answer).header("cache-control", "no-store"))
+}
+
+/// `GET /api-keys`: the caller's keys, newest first, revoked ones included.
+pub fn list(request: &Request) -> Result<Reply, ApiError> {
+    let caller = Caller::required(request)?;
+    let keys = tokens::list_api_keys(&caller.user_id)?;
+    Ok(Reply::json(
+        200,
+        keys.iter().map(listed).collect::<Vec<_>>(),
+    ))
+}
+
+/// `DELETE /api-keys/{id}`: 204, or 404 if the caller has no such live key.
+pub fn revoke(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    let caller = Caller::required(request)?;
+    if id.is_empty() || id.len() > 64 {
+        return Err(ApiError::not_found("no such API key"));
+    }
+    if !tokens::revoke_api_key(&caller.user_id, id)? {
+        return Err(ApiError::not_found("no such API key"));
+    }
+    events::audit(
+        request,
+        "api_key.revoked",
+        Some(&caller.user_id),
+        json!({"keyId": id}),
+    );
+    Ok(Reply::no_content())
+}

@@ -1,0 +1,82 @@
+//! The service's settings: spin.toml `[component.auth.variables]`, each
+//! with a default there (override with `LAMINA_VAR_<NAME>`).
+
+use lamina_sdk::api::ApiError;
+use lamina_sdk::variables;
+
+/// Settings read for one request.
+pub struct Config {
+    /// Seconds an access token lives (default 15 min).
+    pub access_ttl: u64,
+    /// Seconds a refresh token lives (default 14 days).
+    pub refresh_ttl: u64,
+    /// Failed logins of one login name before it is locked (default 5).
+    pub lockout_threshold: i64,
+    /// Seconds the failures are counted over, and the lock lasts (15 min).
+    pub lockout_window: i64,
+    /// Seconds a password-reset token is valid (default 30 min).
+    pub reset_ttl: i64,
+    /// The page the reset mail links to; `?token=…` is appended.
+    pub reset_url: String,
+    /// Whether the refresh-token cookie is `Secure` (HTTPS only).
+    pub cookie_secure: bool,
+    /// The first administrator, created on first use when all three are set.
+    pub admin: Option<Admin>,
+}
+
+/// `admin_username`, `admin_email`, `admin_password`.
+pub struct Admin {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+impl Config {
+    /// Reads every setting; a malformed number is a 500-free 503 naming it.
+    pub fn load() -> Result<Config, ApiError> {
+        let admin = match (
+            get("admin_username"),
+            get("admin_email"),
+            get("admin_password"),
+        ) {
+            (Ok(username), Ok(email), Ok(password))
+                if !username.is_empty() && !email.is_empty() && !password.is_empty() =>
+            {
+                Some(Admin {
+                    username,
+                    email,
+                    password,
+                })
+            }
+            _ => None,
+        };
+        Ok(Config {
+            access_ttl: number("access_token_ttl", 900)?,
+            refresh_ttl: number("refresh_token_ttl", 14 * 86400)?,
+            lockout_threshold: number("lockout_threshold", 5)?,
+            lockout_window: number("lockout_window", 900)?,
+            reset_ttl: number("password_reset_ttl", 1800)?,
+            reset_url: get("password_reset_url")
+                .unwrap_or_else(|_| "http://127.0.0.1:3000/reset-password".to_owned()),
+            cookie_secure: get("cookie_secure").map_or(true, |v| v != "false"),
+            admin,
+        })
+    }
+}
+
+fn get(name: &str) -> Result<String, String> {
+    variables::get(name)
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, ApiError> {
+    match get(name) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            ApiError::new(
+                503,
+                "misconfigured",
+                format!("variable {name} must be a number"),
+            )
+        }),
+        Err(_) => Ok(default),
+    }
+}

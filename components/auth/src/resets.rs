@@ -1,0 +1,131 @@
+//! Password reset: a single-use token (32 random bytes, stored as SHA-256)
+//! mailed through `email.send`, never returned in a response; the answer
+//! to `forgot` is the same whether or not the address has an account.
+
+use lamina_sdk::Request;
+use lamina_sdk::api::{ApiError, Reply, now, random_bytes, read_json};
+use lamina_sdk::sql::Database;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::validate::Checks;
+use crate::{BODY_LIMIT, accounts, events, lockout, sessions, users};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Forgot {
+    email: String,
+}
+
+/// `POST /password/forgot` {email}: always 202.
+pub fn forgot(request: &Request) -> Result<Reply, ApiError> {
+    let body: Forgot = read_json(request, BODY_LIMIT)?;
+    let mut checks = Checks::default();
+    let email = checks.email("email", &body.email);
+    checks.finish()?;
+    let config = Config::load()?;
+    let db = Database::open("default")?;
+    let user = users::by_login(&db, &email)?.filter(|u| u.email == email && u.may_sign_in(now()));
+    if let Some(user) = user {
+        let token = hex::encode(random_bytes(32));
+        db.execute(
+            "INSERT INTO auth_password_resets (token_hash, user_id, expires_at, used_at) VALUES ($1, $2, $3, NULL)",
+            &[
+                sessions::digest(&token).into(),
+                user.id.as_str().into(),
+                (now() + config.reset_ttl).into(),
+            ],
+        )?;
+        let separator = if config.reset_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let link = format!("{}{separator}token={token}", config.reset_url);
+        let text = format!(
+            "Hello {},\n\nsomeone asked to reset the password of your Lamina account. \
+             To choose a new one, open\n\n{link}\n\nwithin {} minutes. If it was not you, \
+             ignore this mail: your password stays as it is.\n",
+            user.username,
+            config.reset_ttl / 60
+        );
+        if let Err(e) = events::mail(&user.email, "Reset your Lamina password", &text) {
+            // The answer must not differ, so the failure is only logged.
+            eprintln!("reset mail not queued: {e:?}");
+        }
+        events::audit(
+            request,
+            "password.reset_requested",
+            Some(&user.id),
+            json!({}),
+        );
+    }
+    Ok(Reply::json(
+        202,
+        json!({"message": "if the address belongs to an account, a reset link is on its way"}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Reset {
+    token: String,
+    new_password: String,
+}
+
+/// `POST /password/reset` {token, newPassword}: sets the password, uses up
+/// the token (and any other of the account's), ends every session.
+pub fn reset(request: &Request) -> Result<Reply, ApiError> {
+    let body: Reset = read_json(request, BODY_LIMIT)?;
+    let mut checks = Checks::default();
+    checks.text("token", &body.token, 128);
+    checks.password("newPassword", &body.new_password);
+    checks.finish()?;
+    let invalid = || {
+        ApiError::new(
+            400,
+            "invalid reset token",
+            "the reset token is invalid, used or expired; ask for a new one",
+        )
+    };
+    let db = Database::open("default")?;
+    #[derive(Deserialize)]
+    struct Row {
+        user_id: String,
+    }
+    let hash = sessions::digest(&body.token);
+    let now = now();
+    let row: Row = db
+        .query_one(
+            "SELECT user_id FROM auth_password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            &[hash.as_str().into(), now.into()],
+        )?
+        .ok_or_else(invalid)?;
+    let user = users::by_id(&db, &row.user_id)?
+        .filter(|u| u.may_sign_in(now))
+        .ok_or_else(invalid)?;
+    // Claiming the token is one UPDATE, so it is used at most once even
+    // when two resets race.
+    let claimed = db.execute(
+        "UPDATE auth_password_resets SET used_at = $1 \
+         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+        &[now.into(), hash.as_str().into()],
+    )?;
+    if claimed == 0 {
+        return Err(invalid());
+    }
+    db.execute(
+        "UPDATE auth_password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        &[now.into(), user.id.as_str().into()],
+    )?;
+    accounts::set_password(&db, &user.id, &body.new_password)?;
+    sessions::revoke_all(&db, &user.id)?;
+    lockout::clear(&db, &user.email)?;
+    lockout::clear(&db, &user.username)?;
+    events::audit(request, "password.reset", Some(&user.id), json!({}));
+    Ok(Reply::json(
+        200,
+        json!({"message": "the password is changed; log in with it"}),
+    ))
+}

@@ -1,0 +1,82 @@
+//! The `auth_users` table.
+
+use lamina_sdk::api::ApiError;
+use lamina_sdk::sql::Database;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The role every account has.
+pub const USER: &str = "User";
+/// The administrator role.
+pub const ADMIN: &str = "Admin";
+
+/// One account.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    /// Comma-separated.
+    pub roles: String,
+    pub active: bool,
+    pub locked_until: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl User {
+    /// The roles as a list.
+    pub fn roles(&self) -> Vec<String> {
+        self.roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Active, not deleted, not locked by an administrator.
+    pub fn may_sign_in(&self, now: i64) -> bool {
+        self.active && self.deleted_at.is_none() && self.locked_until.is_none_or(|t| t <= now)
+    }
+
+    /// What the account's owner sees.
+    pub fn public(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "username": self.username,
+            "email": self.email,
+            "roles": self.roles(),
+            "createdAt": self.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, username, email, password_hash, roles, active, locked_until, deleted_at, created_at";
+
+/// The account with this id.
+pub fn by_id(db: &Database, id: &str) -> Result<Option<User>, ApiError> {
+    let sql = format!("SELECT {COLUMNS} FROM auth_users WHERE id = $1");
+    Ok(db.query_one(&sql, &[id.into()])?)
+}
+
+/// The account whose email or username (any case) is `login`.
+pub fn by_login(db: &Database, login: &str) -> Result<Option<User>, ApiError> {
+    let key = login.trim().to_ascii_lowercase();
+    let sql = format!("SELECT {COLUMNS} FROM auth_users WHERE email = $1 OR username_key = $1");
+    Ok(db.query_one(&sql, &[key.into()])?)
+}
+
+/// The id of the user's root folder.
+pub fn root_folder(db: &Database, user_id: &str) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let row: Option<Row> = db.query_one(
+        "SELECT id FROM folders WHERE user_id = $1 AND parent_id IS NULL ORDER BY created_at LIMIT 1",
+        &[user_id.into()],
+    )?;
+    Ok(row.map(|r| r.id))
+}

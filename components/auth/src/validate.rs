@@ -1,0 +1,133 @@
+//! Field rules: every violation of a request is collected, so one 400 lists
+//! them all.
+
+use lamina_sdk::api::{ApiError, FieldError};
+
+/// Collects field errors.
+#[derive(Default)]
+pub struct Checks(Vec<FieldError>);
+
+impl Checks {
+    /// Records that `field` is wrong.
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// `Err(400)` listing the failures, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(self.0))
+        }
+    }
+
+    /// 3–50 of `A-Z a-z 0-9 _ . -`.
+    pub fn username(&mut self, field: &str, value: &str) {
+        let ok_chars = value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !(3..=50).contains(&value.len()) || !ok_chars {
+            self.fail(
+                field,
+                "3 to 50 characters: letters, digits, underscore, dot or hyphen",
+            );
+        }
+    }
+
+    /// A plausible address; returns it normalized (trimmed, lower-case).
+    pub fn email(&mut self, field: &str, value: &str) -> String {
+        let email = value.trim().to_ascii_lowercase();
+        if !valid_email(&email) {
+            self.fail(field, "a valid email address of at most 254 characters");
+        }
+        email
+    }
+
+    /// 8–128 characters with at least three of: lower-case, upper-case,
+    /// digit, symbol.
+    pub fn password(&mut self, field: &str, value: &str) {
+        let length = value.chars().count();
+        let classes = [
+            value.chars().any(|c| c.is_lowercase()),
+            value.chars().any(|c| c.is_uppercase()),
+            value.chars().any(|c| c.is_ascii_digit()),
+            value.chars().any(|c| !c.is_alphanumeric()),
+        ]
+        .iter()
+        .filter(|&&present| present)
+        .count();
+        if !(8..=128).contains(&length) || classes < 3 {
+            self.fail(
+                field,
+                "8 to 128 characters with at least three of: lower-case, upper-case, digit, symbol",
+            );
+        }
+    }
+
+    /// A required string of at most `max` bytes.
+    pub fn text(&mut self, field: &str, value: &str, max: usize) {
+        if value.trim().is_empty() || value.len() > max {
+            self.fail(field, format!("required, at most {max} characters"));
+        }
+    }
+}
+
+/// `local@domain.tld`: ASCII, no spaces, a dotted domain of valid labels.
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    email.len() <= 254 && local_ok && domain_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for good in ["a@b.co", "first.last+tag@sub.example.org"] {
+            assert!(valid_email(good), "{good}");
+        }
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@.co", "a b@c.co", "a@b..co", ".a@b.co",
+        ] {
+            assert!(!valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_need_three_classes() {
+        let check = |p: &str| {
+            let mut c = Checks::default();
+            c.password("password", p);
+            c.0.is_empty()
+        };
+        assert!(check("Correct-horse1"));
+        assert!(check("lower UPPER 1"));
+        assert!(!check("short1A"));
+        assert!(!check("alllowercase1"));
+        assert!(!check(&"Aa1".repeat(50)));
+    }
+}

@@ -1,0 +1,221 @@
+//! The outbox: consumes what other services hand off through the queue
+//! and keeps it where administrators can read it.
+//!
+//! - `email.send` {to, subject, body} → `outbox_mail` (the dev mailbox;
+//!   SMTP delivery is not built yet);
+//! - `user.registered` → a welcome mail in the same mailbox;
+//! - `audit` {event, userId, at, client, detail} → `outbox_audit`.
+//!
+//! Each row is keyed by the queue message id, so a redelivery has no second
+//! effect. HTTP (spin.toml allows the `Admin` role only):
+//! `GET /api/outbox/mail?to=ADDRESS&limit=N` and
+//! `GET /api/outbox/audit?userId=ID&limit=N`, newest first.
+
+use lamina_sdk::Request;
+use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now};
+use lamina_sdk::sql::{Database, Value};
+use serde::{Deserialize, Serialize};
+use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "queue-worker",
+    with: {
+        "lamina:platform/sql@0.1.0": lamina_sdk::platform::sql,
+        "lamina:platform/kv@0.1.0": lamina_sdk::platform::kv,
+        "lamina:platform/queue@0.1.0": lamina_sdk::platform::queue,
+        "lamina:platform/variables@0.1.0": lamina_sdk::platform::variables,
+        "lamina:platform/tokens@0.1.0": lamina_sdk::platform::tokens,
+        "lamina:platform/inference@0.1.0": lamina_sdk::platform::inference,
+    },
+});
+
+use exports::lamina::platform::queue_handler::{Guest as QueueHandler, Message};
+
+struct Outbox;
+
+#[derive(Deserialize)]
+struct Mail {
+    to: String,
+    subject: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct Registered {
+    username: String,
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditEvent {
+    event: String,
+    user_id: Option<String>,
+    at: i64,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl QueueHandler for Outbox {
+    fn handle(message: Message) -> Result<(), String> {
+        let db = Database::open("default").map_err(|e| format!("{e:?}"))?;
+        let parse_error = |e: serde_json::Error| format!("{}: bad payload: {e}", message.topic);
+        match message.topic.as_str() {
+            "email.send" => {
+                let mail: Mail = serde_json::from_slice(&message.payload).map_err(parse_error)?;
+                store_mail(&db, &message.id, &mail)
+            }
+            "user.registered" => {
+                let user: Registered =
+                    serde_json::from_slice(&message.payload).map_err(parse_error)?;
+                let welcome = Mail {
+                    to: user.email,
+                    subject: "Welcome to Lamina".to_owned(),
+                    body: format!(
+                        "Hello {},\n\nyour Lamina account is ready.\n",
+                        user.username
+                    ),
+                };
+                store_mail(&db, &message.id, &welcome)
+            }
+            "audit" => {
+                let event: AuditEvent =
+                    serde_json::from_slice(&message.payload).map_err(parse_error)?;
+                insert(
+                    &db,
+                    "INSERT INTO outbox_audit (id, event, user_id, detail, at) VALUES ($1, $2, $3, $4, $5)",
+                    vec![
+                        message.id.as_str().into(),
+                        event.event.into(),
+                        event.user_id.into(),
+                        serde_json::Value::Object(event.rest).to_string().into(),
+                        event.at.into(),
+                    ],
+                )
+            }
+            other => Err(format!("the outbox does not handle topic {other}")),
+        }
+    }
+}
+
+fn store_mail(db: &Database, id: &str, mail: &Mail) -> Result<(), String> {
+    insert(
+        db,
+        "INSERT INTO outbox_mail (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)",
+        vec![
+            id.into(),
+            mail.to.trim().to_ascii_lowercase().into(),
+            mail.subject.as_str().into(),
+            mail.body.as_str().into(),
+            now().into(),
+        ],
+    )
+}
+
+/// Inserts a row keyed by message id; a redelivered message is already in.
+fn insert(db: &Database, sql: &str, params: Vec<Value>) -> Result<(), String> {
+    match db.execute(sql, &params) {
+        Ok(_) | Err(lamina_sdk::sql::Error::UniqueViolation(_)) => Ok(()),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+impl wasip2::exports::http::incoming_handler::Guest for Outbox {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let request = Request::new(request);
+        finish(out, read(&request));
+    }
+}
+
+/// Read by column name, sent in camelCase.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all(serialize = "camelCase"))]
+struct MailRow {
+    id: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    created_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all(serialize = "camelCase"))]
+struct AuditRow {
+    id: String,
+    event: String,
+    user_id: Option<String>,
+    detail: String,
+    at: i64,
+}
+
+fn read(request: &Request) -> Result<Reply, ApiError> {
+    if request.method() != "GET" {
+        return Err(ApiError::new(405, "method not allowed", "only GET"));
+    }
+    let limit: i64 = match request.query("limit") {
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::new(400, "invalid limit", "limit must be 1–500"))?,
+        None => 100,
+    };
+    let filter = |name: &str| {
+        request
+            .query(name)
+            .map(|v| decode_query(&v))
+            .filter(|v| !v.is_empty() && v.len() <= 254)
+    };
+    let db = Database::open("default")?;
+    let full = request.path_with_query();
+    let path = full.split('?').next().unwrap_or_default();
+    match path.trim_end_matches('/') {
+        "/api/outbox/mail" => {
+            let to = filter("to").map(|t| t.to_ascii_lowercase());
+            let rows: Vec<MailRow> = filtered(
+                &db,
+                "SELECT id, recipient, subject, body, created_at FROM outbox_mail",
+                ("recipient", to),
+                "created_at DESC, id",
+                limit,
+            )?;
+            Ok(Reply::json(200, rows))
+        }
+        "/api/outbox/audit" => {
+            let rows: Vec<AuditRow> = filtered(
+                &db,
+                "SELECT id, event, user_id, detail, at FROM outbox_audit",
+                ("user_id", filter("userId")),
+                "at DESC, id",
+                limit,
+            )?;
+            Ok(Reply::json(200, rows))
+        }
+        other => Err(ApiError::not_found(format!("no endpoint {other}"))),
+    }
+}
+
+/// `select`, with `WHERE column = value` when there is a value, ordered,
+/// at most `limit` rows.
+fn filtered<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    select: &str,
+    (column, value): (&str, Option<String>),
+    order: &str,
+    limit: i64,
+) -> Result<Vec<T>, ApiError> {
+    Ok(match value {
+        Some(value) => db.query(
+            &format!("{select} WHERE {column} = $1 ORDER BY {order} LIMIT $2"),
+            &[value.into(), limit.into()],
+        )?,
+        None => db.query(
+            &format!("{select} ORDER BY {order} LIMIT $1"),
+            &[limit.into()],
+        )?,
+    })
+}
+
+wasip2::http::proxy::export!(Outbox);
+export!(Outbox);

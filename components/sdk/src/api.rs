@@ -1,0 +1,275 @@
+//! Building JSON APIs: a handler returns `Result<Reply, ApiError>`; errors
+//! become RFC 9457 problem+json (with one `errors` entry per bad field), and
+//! [`Caller`] says who the gateway verified.
+
+use serde::Serialize;
+use wasip2::http::types::ResponseOutparam;
+
+use crate::{Request, respond};
+
+/// A successful answer: status, extra headers and a JSON body (none for 204).
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<serde_json::Value>,
+}
+
+impl Reply {
+    /// `status` with `body` as JSON.
+    pub fn json(status: u16, body: impl Serialize) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Some(serde_json::to_value(body).expect("replies serialize")),
+        }
+    }
+
+    /// 204 No Content.
+    pub fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Sends it.
+    pub fn send(self, out: ResponseOutparam) {
+        let mut headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let body = match &self.body {
+            Some(body) => {
+                headers.push(("content-type", "application/json"));
+                body.to_string().into_bytes()
+            }
+            None => Vec::new(),
+        };
+        respond(out, self.status, &headers, &body);
+    }
+}
+
+/// One invalid field, as listed in a 400's `errors`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// A failed request, answered as problem+json.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub title: String,
+    pub detail: String,
+    /// Per-field problems (400).
+    pub errors: Vec<FieldError>,
+    /// Seconds, sent as `Retry-After` (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, a short title and an explanation.
+    pub fn new(status: u16, title: &str, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            title: title.to_owned(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 listing every invalid field.
+    pub fn invalid(errors: Vec<FieldError>) -> ApiError {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError {
+            errors,
+            ..ApiError::new(400, "invalid request", detail)
+        }
+    }
+
+    /// 400 for a body that is not the expected JSON.
+    pub fn bad_body(why: impl std::fmt::Display) -> ApiError {
+        ApiError::new(400, "invalid request body", why.to_string())
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not found", detail)
+    }
+
+    /// Adds `Retry-After`.
+    pub fn retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Sends it as problem+json.
+    pub fn send(self, out: ResponseOutparam) {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = serde_json::to_value(&self.errors).expect("errors serialize");
+        }
+        let retry = self.retry_after.map(|s| s.to_string());
+        let mut headers = vec![("content-type", "application/problem+json")];
+        if let Some(retry) = &retry {
+            headers.push(("retry-after", retry));
+        }
+        respond(out, self.status, &headers, body.to_string().as_bytes());
+    }
+}
+
+impl From<crate::sql::Error> for ApiError {
+    fn from(e: crate::sql::Error) -> Self {
+        let status = e.status();
+        ApiError::new(status, "database error", format!("{e:?}"))
+    }
+}
+
+impl From<crate::tokens::Error> for ApiError {
+    fn from(e: crate::tokens::Error) -> Self {
+        ApiError::new(e.status(), "credential error", e.detail())
+    }
+}
+
+/// Reads the body as JSON of type `T` (at most `limit` bytes).
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    request: &Request,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let body = request.read_body(limit).map_err(ApiError::bad_body)?;
+    serde_json::from_slice(&body).map_err(ApiError::bad_body)
+}
+
+/// Sends `result`, whichever it is.
+pub fn finish(out: ResponseOutparam, result: Result<Reply, ApiError>) {
+    match result {
+        Ok(reply) => reply.send(out),
+        Err(error) => error.send(out),
+    }
+}
+
+/// Percent-decodes a query value (`%40` → `@`, `+` → space); a malformed
+/// escape stays as it is.
+pub fn decode_query(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push((high * 16 + low) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Jwt,
+    ApiKey,
+}
+
+/// The caller the gateway verified (from its `x-lamina-*` headers, which
+/// clients cannot set).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub username: Option<String>,
+    pub roles: Vec<String>,
+    /// The JWT's `jti` or the API key's id.
+    pub token_id: String,
+    /// When the credential expires (seconds since the epoch), if it does.
+    pub token_expires: Option<i64>,
+    pub method: AuthMethod,
+}
+
+impl Caller {
+    /// The verified caller; `None` on a route without authentication.
+    pub fn of(request: &Request) -> Option<Caller> {
+        Some(Caller {
+            user_id: request.header("x-lamina-user-id")?,
+            username: request.header("x-lamina-username"),
+            roles: request
+                .header("x-lamina-roles")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            token_id: request.header("x-lamina-token-id").unwrap_or_default(),
+            token_expires: request
+                .header("x-lamina-token-expires")
+                .and_then(|v| v.parse().ok()),
+            method: match request.header("x-lamina-auth-method").as_deref() {
+                Some("api-key") => AuthMethod::ApiKey,
+                _ => AuthMethod::Jwt,
+            },
+        })
+    }
+
+    /// The caller, or 401 (a route the manifest forgot to protect).
+    pub fn required(request: &Request) -> Result<Caller, ApiError> {
+        Caller::of(request)
+            .ok_or_else(|| ApiError::new(401, "unauthorized", "this route needs a credential"))
+    }
+
+    /// Whether the caller has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// `n` random bytes from the host's CSPRNG (`wasi:random`).
+pub fn random_bytes(n: u64) -> Vec<u8> {
+    wasip2::random::random::get_random_bytes(n)
+}
+
+/// A random UUID (v4), hyphenated.
+pub fn new_id() -> String {
+    let mut b = random_bytes(16);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Seconds since the Unix epoch (`wasi:clocks/wall-clock`).
+pub fn now() -> i64 {
+    wasip2::clocks::wall_clock::now().seconds as i64
+}

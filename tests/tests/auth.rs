@@ -1,0 +1,764 @@
+//! The auth service (`components/auth`) and the outbox, end to end: the
+//! application's own spin.toml and migrations, a real host, PostgreSQL (a
+//! fresh schema per test) and, for revocations shared by two hosts, Redis.
+
+use std::time::{Duration, Instant};
+
+use lamina_tests::{
+    Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, client, expect_problem, unique,
+};
+use serde_json::{Value, json};
+
+const SECRET: &str = "auth-tests-secret-at-least-32-bytes-long";
+const PASSWORD: &str = "Correct-horse-1";
+const ADMIN_PASSWORD: &str = "Admin-password-9";
+
+/// The application on a fresh PostgreSQL schema, with an administrator and
+/// extra runtime-config / environment.
+fn app(schema: &PgSchema, config: &str, env: &[(&str, &str)]) -> Host {
+    let mut options = HostOptions::app()
+        .runtime_config(&schema.default_database())
+        .runtime_config(config)
+        .env("LAMINA_JWT_SECRET", SECRET)
+        .env("LAMINA_VAR_ADMIN_USERNAME", "root")
+        .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
+        .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    for (key, value) in env {
+        options = options.env(key, value);
+    }
+    Host::start(options)
+}
+
+async fn call(
+    host: &Host,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client().request(method, host.at(path));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+async fn ok(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// Registers a fresh user; returns (username, email, the 201 body).
+async fn register(host: &Host) -> (String, String, Value) {
+    let username = unique("user").replace('-', "_");
+    let email = format!("{username}@Example.com");
+    let body = ok(
+        call(
+            host,
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(json!({"username": username, "email": email, "password": PASSWORD})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    (username, email.to_ascii_lowercase(), body)
+}
+
+async fn login(host: &Host, login: &str, password: &str) -> reqwest::Response {
+    call(
+        host,
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"login": login, "password": password})),
+    )
+    .await
+}
+
+fn token(body: &Value, field: &str) -> String {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_owned()
+}
+
+/// Polls `path` as the administrator until `until` holds (10 s at most).
+async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let admin = ok(login(host, "root", ADMIN_PASSWORD).await, 200).await;
+    let admin = token(&admin, "accessToken");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = ok(call(host, "GET", path, Some(&admin), None).await, 200).await;
+        if until(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{path}: {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn register_login_refresh_and_logout() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (username, email, registered) = register(&host).await;
+    assert_eq!(registered["user"]["username"], username);
+    assert_eq!(registered["user"]["email"], email);
+    assert_eq!(registered["user"]["roles"], json!(["User"]));
+    assert!(registered["rootFolderId"].is_string(), "{registered}");
+    assert_eq!(registered["tokenType"], "Bearer");
+
+    // Every bad field is named; names and addresses are taken once.
+    let problem = expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(json!({"username": "x", "email": "nope", "password": "short"})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["username", "email", "password"], "{problem}");
+    let problem = expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(
+                json!({"username": username.to_uppercase(), "email": email, "password": PASSWORD}),
+            ),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+    expect_problem(
+        call(&host, "POST", "/api/auth/register", None, Some(json!([1]))).await,
+        400,
+    )
+    .await;
+
+    // Log in by email or username; a wrong password and an unknown user get
+    // the very same answer.
+    let by_email = ok(login(&host, &email.to_uppercase(), PASSWORD).await, 200).await;
+    assert_eq!(by_email["rootFolderId"], registered["rootFolderId"]);
+    ok(login(&host, &username, PASSWORD).await, 200).await;
+    let wrong = expect_problem(login(&host, &username, "Wrong-password-1").await, 401).await;
+    let unknown =
+        expect_problem(login(&host, "nobody-at-all", "Wrong-password-1").await, 401).await;
+    assert_eq!(wrong, unknown);
+
+    let access = token(&by_email, "accessToken");
+    let me = ok(
+        call(&host, "GET", "/api/auth/me", Some(&access), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(me["username"], username);
+    expect_problem(call(&host, "GET", "/api/auth/me", None, None).await, 401).await;
+
+    // Refresh rotates; presenting the old token again revokes the family,
+    // including the access token issued with the newest pair.
+    let first = token(&by_email, "refreshToken");
+    let rotated = call(
+        &host,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refreshToken": first})),
+    )
+    .await;
+    assert!(
+        rotated.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly")
+    );
+    let rotated = ok(rotated, 200).await;
+    let second = token(&rotated, "refreshToken");
+    assert_ne!(first, second);
+    let newest_access = token(&rotated, "accessToken");
+    ok(
+        call(&host, "GET", "/api/auth/me", Some(&newest_access), None).await,
+        200,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": first})),
+        )
+        .await,
+        401,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": second})),
+        )
+        .await,
+        401,
+    )
+    .await;
+    expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&newest_access), None).await,
+        401,
+    )
+    .await;
+    // The refresh cookie works without a body or an access token.
+    let session = ok(login(&host, &username, PASSWORD).await, 200).await;
+    let cookie = format!("lamina_refresh={}", token(&session, "refreshToken"));
+    let by_cookie = client()
+        .post(host.at("/api/auth/refresh"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let by_cookie = ok(by_cookie, 200).await;
+
+    // Logout: the access token fails at once, the session's refresh token too.
+    let access = token(&by_cookie, "accessToken");
+    let out = call(&host, "POST", "/api/auth/logout", Some(&access), None).await;
+    assert!(
+        out.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    ok(out, 204).await;
+    expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&access), None).await,
+        401,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token(&by_cookie, "refreshToken")})),
+        )
+        .await,
+        401,
+    )
+    .await;
+
+    // Every one of those is in the audit log.
+    let user_id = registered["user"]["id"].as_str().unwrap().to_owned();
+    let audit = admin_poll(
+        &host,
+        &format!("/api/outbox/audit?userId={user_id}"),
+        |events| {
+            let names: Vec<&str> = events
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event"].as_str().unwrap())
+                .collect();
+            [
+                "register",
+                "login",
+                "login.failed",
+                "refresh.reuse",
+                "logout",
+            ]
+            .iter()
+            .all(|n| names.contains(n))
+        },
+    )
+    .await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["userId"] == user_id.as_str())
+    );
+    assert!(!audit.to_string().contains(PASSWORD));
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_name_for_a_while() {
+    let schema = PgSchema::new();
+    let host = app(
+        &schema,
+        "",
+        &[
+            ("LAMINA_VAR_LOCKOUT_THRESHOLD", "3"),
+            ("LAMINA_VAR_LOCKOUT_WINDOW", "2"),
+        ],
+    );
+    let (username, _, _) = register(&host).await;
+    for _ in 0..2 {
+        expect_problem(login(&host, &username, "Wrong-password-1").await, 401).await;
+    }
+    let locked = login(&host, &username, "Wrong-password-1").await;
+    assert_eq!(locked.status(), 429);
+    assert!(locked.headers().contains_key("retry-after"));
+    // Even the right password waits; an unknown name locks the same way.
+    assert_eq!(login(&host, &username, PASSWORD).await.status(), 429);
+    for _ in 0..2 {
+        expect_problem(login(&host, "ghost-user", "Wrong-password-1").await, 401).await;
+    }
+    assert_eq!(
+        login(&host, "ghost-user", "Wrong-password-1")
+            .await
+            .status(),
+        429
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    ok(login(&host, &username, PASSWORD).await, 200).await;
+}
+
+#[tokio::test]
+async fn password_reset_goes_through_the_mailbox_only() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (username, email, registered) = register(&host).await;
+    let old_access = token(&registered, "accessToken");
+    let known = call(
+        &host,
+        "POST",
+        "/api/auth/password/forgot",
+        None,
+        Some(json!({"email": email})),
+    )
+    .await;
+    let known = ok(known, 202).await;
+    let unknown = ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": "nobody@example.com"})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    assert_eq!(known, unknown);
+
+    // A user may not read the mailbox; the administrator may.
+    expect_problem(
+        call(&host, "GET", "/api/outbox/mail", Some(&old_access), None).await,
+        403,
+    )
+    .await;
+    let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
+        m.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"].as_str().unwrap().contains("Reset"))
+    })
+    .await;
+    let body = mail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["subject"].as_str().unwrap().contains("Reset"))
+        .unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reset_token: String = body
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(reset_token.len(), 64);
+    assert!(!known.to_string().contains(&reset_token));
+
+    let new_password = "Brand-new-pass-2";
+    let reset = |password: &'static str| {
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/reset",
+            None,
+            Some(json!({"token": reset_token, "newPassword": password})),
+        )
+    };
+    let weak = expect_problem(reset("weak").await, 400).await;
+    assert_eq!(weak["errors"][0]["field"], "newPassword");
+    ok(reset(new_password).await, 200).await;
+    expect_problem(reset(new_password).await, 400).await; // single use
+    expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&old_access), None).await,
+        401,
+    )
+    .await;
+    expect_problem(login(&host, &username, PASSWORD).await, 401).await;
+    ok(login(&host, &username, new_password).await, 200).await;
+}
+
+#[tokio::test]
+async fn reset_tokens_expire() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[("LAMINA_VAR_PASSWORD_RESET_TTL", "1")]);
+    let (_, email, _) = register(&host).await;
+    ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
+        m.as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"].as_str().unwrap().contains("Reset"))
+    })
+    .await;
+    let body = mail.to_string();
+    let reset_token: String = body
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = call(
+        &host,
+        "POST",
+        "/api/auth/password/reset",
+        None,
+        Some(json!({"token": reset_token, "newPassword": "Brand-new-pass-2"})),
+    )
+    .await;
+    expect_problem(expired, 400).await;
+}
+
+#[tokio::test]
+async fn profile_and_password_changes() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (_, _, first) = register(&host).await;
+    let (other, other_email, _) = register(&host).await;
+    let access = token(&first, "accessToken");
+    let problem = expect_problem(
+        call(
+            &host,
+            "PATCH",
+            "/api/auth/me",
+            Some(&access),
+            Some(json!({"username": other, "email": other_email})),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2);
+    let renamed = unique("renamed").replace('-', "_");
+    let me = ok(
+        call(
+            &host,
+            "PATCH",
+            "/api/auth/me",
+            Some(&access),
+            Some(json!({"username": renamed})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(me["username"], renamed);
+
+    let change = |current: &str, new: &str| {
+        call(
+            &host,
+            "POST",
+            "/api/auth/me/password",
+            Some(&access),
+            Some(json!({"currentPassword": current, "newPassword": new})),
+        )
+    };
+    let wrong = expect_problem(change("Not-the-password-1", "Another-pass-3").await, 400).await;
+    assert_eq!(wrong["errors"][0]["field"], "currentPassword");
+    let changed = ok(change(PASSWORD, "Another-pass-3").await, 200).await;
+    // The old token is revoked; the new pair works.
+    expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&access), None).await,
+        401,
+    )
+    .await;
+    ok(
+        call(
+            &host,
+            "GET",
+            "/api/auth/me",
+            Some(&token(&changed, "accessToken")),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    ok(login(&host, &renamed, "Another-pass-3").await, 200).await;
+}
+
+#[tokio::test]
+async fn api_keys_work_as_bearers_until_revoked() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (username, _, registered) = register(&host).await;
+    let access = token(&registered, "accessToken");
+    let created = ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/api-keys",
+            Some(&access),
+            Some(json!({"name": "ollama client"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let key = token(&created, "key");
+    assert!(key.starts_with("lam_"));
+    let me = ok(
+        call(&host, "GET", "/api/auth/me", Some(&key), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(me["username"], username);
+    // A key cannot mint keys or change the password.
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/api-keys",
+            Some(&key),
+            Some(json!({"name": "more"})),
+        )
+        .await,
+        403,
+    )
+    .await;
+    let listed = ok(
+        call(&host, "GET", "/api/auth/api-keys", Some(&access), None).await,
+        200,
+    )
+    .await;
+    assert_eq!(listed[0]["prefix"], created["prefix"]);
+    assert!(!listed.to_string().contains(&key));
+    let bad = expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/api-keys",
+            Some(&access),
+            Some(json!({"name": "", "expiresAt": 1})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(bad["errors"].as_array().unwrap().len(), 2);
+
+    let id = token(&created, "id");
+    // Another user cannot revoke it.
+    let (_, _, other) = register(&host).await;
+    expect_problem(
+        call(
+            &host,
+            "DELETE",
+            &format!("/api/auth/api-keys/{id}"),
+            Some(&token(&other, "accessToken")),
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+    ok(
+        call(
+            &host,
+            "DELETE",
+            &format!("/api/auth/api-keys/{id}"),
+            Some(&access),
+            None,
+        )
+        .await,
+        204,
+    )
+    .await;
+    expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&key), None).await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn logout_reaches_a_second_host() {
+    let (schema, prefix) = (PgSchema::new(), RedisPrefix::new());
+    let shared = format!(
+        "[auth.revocations]\ntype = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
+        prefix.prefix
+    );
+    let first = app(&schema, &shared, &[]);
+    let second = app(&schema, &shared, &[]);
+    let (_, _, registered) = register(&first).await;
+    let access = token(&registered, "accessToken");
+    ok(
+        call(&second, "GET", "/api/auth/me", Some(&access), None).await,
+        200,
+    )
+    .await;
+    ok(
+        call(&first, "POST", "/api/auth/logout", Some(&access), None).await,
+        204,
+    )
+    .await;
+    expect_problem(
+        call(&second, "GET", "/api/auth/me", Some(&access), None).await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_admin_role_gates_admin_routes() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    // The administrator exists from the environment, never from a default.
+    let admin = ok(login(&host, "root@example.com", ADMIN_PASSWORD).await, 200).await;
+    assert_eq!(admin["user"]["roles"], json!(["User", "Admin"]));
+    let problem = expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(json!({"username": "root", "email": "x@example.com", "password": PASSWORD})),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "username");
+    let (_, _, user) = register(&host).await;
+    expect_problem(
+        call(
+            &host,
+            "GET",
+            "/api/outbox/audit",
+            Some(&token(&user, "accessToken")),
+            None,
+        )
+        .await,
+        403,
+    )
+    .await;
+    ok(
+        call(
+            &host,
+            "GET",
+            "/api/outbox/audit?limit=5",
+            Some(&token(&admin, "accessToken")),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "GET",
+            "/api/outbox/audit?limit=0",
+            Some(&token(&admin, "accessToken")),
+            None,
+        )
+        .await,
+        400,
+    )
+    .await;
+}
+
+/// The embedded defaults (SQLite, in-process queue) run the same service.
+#[tokio::test]
+async fn works_on_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        HostOptions::app()
+            .data_dir(dir.path())
+            .env("LAMINA_JWT_SECRET", SECRET),
+    );
+    let (username, _, registered) = register(&host).await;
+    let refreshed = ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token(&registered, "refreshToken")})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let me = ok(
+        call(
+            &host,
+            "GET",
+            "/api/auth/me",
+            Some(&token(&refreshed, "accessToken")),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(me["username"], username);
+    assert_eq!(me["rootFolderId"], registered["rootFolderId"]);
+    expect_problem(
+        call(&host, "POST", "/api/auth/nowhere", None, None).await,
+        404,
+    )
+    .await;
+    expect_problem(call(&host, "GET", "/api/auth/login", None, None).await, 405).await;
+}
