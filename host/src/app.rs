@@ -300,6 +300,7 @@ fn grants(
         queues: def.queues.iter().cloned().collect(),
         tokens: def.tokens,
         manage_models: def.manage_models,
+        mail: def.mail,
         models: ModelGrants::new(&def.models).map_err(|e| {
             anyhow::anyhow!("{}: component.{id}.models: {e}", manifest.path.display())
         })?,

@@ -221,6 +221,9 @@ pub struct ComponentDef {
     /// service only).
     #[serde(default)]
     pub manage_models: bool,
+    /// Whether the component may send mail (the `mail` capability).
+    #[serde(default)]
+    pub mail: bool,
     /// Outbound HTTP destinations (`https://api.example.com`, `http://127.0.0.1:*`).
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::breaker::BreakerConfig;
 use crate::capabilities::inference::InferenceConfig;
 use crate::capabilities::kv::StoreConfig;
+use crate::capabilities::mail::MailConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
 use crate::capabilities::tokens::AuthConfig;
@@ -48,6 +49,8 @@ pub struct RuntimeConfig {
     pub rate_limit: RateLimitConfig,
     /// `[cors]`: which browser origins may call the API.
     pub cors: CorsConfig,
+    /// `[mail]`: the SMTP server components send through, if any.
+    pub mail: MailConfig,
     /// `[variables]`: values for application variables (the environment's
     /// `LAMINA_VAR_<NAME>` wins over these).
     pub variables: BTreeMap<String, String>,

@@ -27,11 +27,23 @@ CREATE TABLE folders (
 );
 CREATE INDEX folders_user ON folders (user_id);
 
--- Refresh tokens by SHA-256; one family per login, rotated on every use.
+-- One row per login: the family of refresh tokens rotated from it. A
+-- refresh locks this row, so a revocation never misses a token issued
+-- while it runs.
+CREATE TABLE auth_sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES auth_users (id),
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX auth_sessions_user ON auth_sessions (user_id);
+
+-- Refresh tokens by SHA-256, rotated on every use.
 CREATE TABLE auth_refresh_tokens (
     token_hash TEXT PRIMARY KEY,
     user_id TEXT NOT NULL REFERENCES auth_users (id),
-    family_id TEXT NOT NULL,
+    session_id TEXT NOT NULL REFERENCES auth_sessions (id),
     -- the access token issued with it, revoked with the family
     access_token_id TEXT NOT NULL,
     access_expires_at BIGINT NOT NULL,
@@ -39,10 +51,12 @@ CREATE TABLE auth_refresh_tokens (
     expires_at BIGINT NOT NULL,
     revoked_at BIGINT
 );
-CREATE INDEX auth_refresh_tokens_family ON auth_refresh_tokens (family_id);
+CREATE INDEX auth_refresh_tokens_session ON auth_refresh_tokens (session_id);
 CREATE INDEX auth_refresh_tokens_user ON auth_refresh_tokens (user_id);
+CREATE INDEX auth_refresh_tokens_access ON auth_refresh_tokens (access_token_id);
 
--- Failed logins per login name (known or not, so a lockout tells nothing).
+-- Attempts per login name (known or not, so a lockout tells nothing),
+-- counted before the password is checked.
 CREATE TABLE auth_login_failures (
     login_key TEXT PRIMARY KEY,
     failures BIGINT NOT NULL,
@@ -67,6 +81,13 @@ CREATE TABLE outbox_mail (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX outbox_mail_recipient ON outbox_mail (recipient);
+
+-- Queue messages whose mail the SMTP server took (a redelivery is not
+-- sent twice).
+CREATE TABLE outbox_sent (
+    id TEXT PRIMARY KEY,
+    sent_at BIGINT NOT NULL
+);
 
 CREATE TABLE outbox_audit (
     id TEXT PRIMARY KEY,

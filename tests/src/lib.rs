@@ -428,6 +428,26 @@ impl PgSchema {
     }
 }
 
+impl PgSchema {
+    /// Runs SQL in this schema with `psql` (what an operator would do);
+    /// panics if it fails.
+    pub fn psql(&self, sql: &str) {
+        let status = Command::new("psql")
+            .arg(POSTGRES_URL)
+            .args([
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &format!("SET search_path TO \"{}\"; {sql}", self.name),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("psql runs");
+        assert!(status.success(), "psql failed: {sql}");
+    }
+}
+
 impl Default for PgSchema {
     fn default() -> Self {
         Self::new()

@@ -29,6 +29,19 @@ fn app(schema: &PgSchema, config: &str, env: &[(&str, &str)]) -> Host {
     Host::start(options)
 }
 
+/// The application on the embedded defaults (SQLite in `dir`, in-process
+/// queue and revocations), with an administrator.
+fn embedded(dir: &std::path::Path) -> Host {
+    Host::start(
+        HostOptions::app()
+            .data_dir(dir)
+            .env("LAMINA_JWT_SECRET", SECRET)
+            .env("LAMINA_VAR_ADMIN_USERNAME", "root")
+            .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
+            .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    )
+}
+
 async fn call(
     host: &Host,
     method: &str,
@@ -111,10 +124,20 @@ async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool) -> 
 }
 
 #[tokio::test]
-async fn register_login_refresh_and_logout() {
+async fn register_login_refresh_and_logout_on_postgres() {
     let schema = PgSchema::new();
-    let host = app(&schema, "", &[]);
-    let (username, email, registered) = register(&host).await;
+    sign_in_flow(&app(&schema, "", &[])).await;
+}
+
+#[tokio::test]
+async fn register_login_refresh_and_logout_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    sign_in_flow(&embedded(dir.path())).await;
+}
+
+/// Every endpoint of a session's life, success and failure.
+async fn sign_in_flow(host: &Host) {
+    let (username, email, registered) = register(host).await;
     assert_eq!(registered["user"]["username"], username);
     assert_eq!(registered["user"]["email"], email);
     assert_eq!(registered["user"]["roles"], json!(["User"]));
@@ -124,7 +147,7 @@ async fn register_login_refresh_and_logout() {
     // Every bad field is named; names and addresses are taken once.
     let problem = expect_problem(
         call(
-            &host,
+            host,
             "POST",
             "/api/auth/register",
             None,
@@ -143,7 +166,7 @@ async fn register_login_refresh_and_logout() {
     assert_eq!(fields, ["username", "email", "password"], "{problem}");
     let problem = expect_problem(
         call(
-            &host,
+            host,
             "POST",
             "/api/auth/register",
             None,
@@ -157,35 +180,34 @@ async fn register_login_refresh_and_logout() {
     .await;
     assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
     expect_problem(
-        call(&host, "POST", "/api/auth/register", None, Some(json!([1]))).await,
+        call(host, "POST", "/api/auth/register", None, Some(json!([1]))).await,
         400,
     )
     .await;
 
     // Log in by email or username; a wrong password and an unknown user get
     // the very same answer.
-    let by_email = ok(login(&host, &email.to_uppercase(), PASSWORD).await, 200).await;
+    let by_email = ok(login(host, &email.to_uppercase(), PASSWORD).await, 200).await;
     assert_eq!(by_email["rootFolderId"], registered["rootFolderId"]);
-    ok(login(&host, &username, PASSWORD).await, 200).await;
-    let wrong = expect_problem(login(&host, &username, "Wrong-password-1").await, 401).await;
-    let unknown =
-        expect_problem(login(&host, "nobody-at-all", "Wrong-password-1").await, 401).await;
+    ok(login(host, &username, PASSWORD).await, 200).await;
+    let wrong = expect_problem(login(host, &username, "Wrong-password-1").await, 401).await;
+    let unknown = expect_problem(login(host, "nobody-at-all", "Wrong-password-1").await, 401).await;
     assert_eq!(wrong, unknown);
 
     let access = token(&by_email, "accessToken");
     let me = ok(
-        call(&host, "GET", "/api/auth/me", Some(&access), None).await,
+        call(host, "GET", "/api/auth/me", Some(&access), None).await,
         200,
     )
     .await;
     assert_eq!(me["username"], username);
-    expect_problem(call(&host, "GET", "/api/auth/me", None, None).await, 401).await;
+    expect_problem(call(host, "GET", "/api/auth/me", None, None).await, 401).await;
 
     // Refresh rotates; presenting the old token again revokes the family,
     // including the access token issued with the newest pair.
     let first = token(&by_email, "refreshToken");
     let rotated = call(
-        &host,
+        host,
         "POST",
         "/api/auth/refresh",
         None,
@@ -203,13 +225,13 @@ async fn register_login_refresh_and_logout() {
     assert_ne!(first, second);
     let newest_access = token(&rotated, "accessToken");
     ok(
-        call(&host, "GET", "/api/auth/me", Some(&newest_access), None).await,
+        call(host, "GET", "/api/auth/me", Some(&newest_access), None).await,
         200,
     )
     .await;
     expect_problem(
         call(
-            &host,
+            host,
             "POST",
             "/api/auth/refresh",
             None,
@@ -221,7 +243,7 @@ async fn register_login_refresh_and_logout() {
     .await;
     expect_problem(
         call(
-            &host,
+            host,
             "POST",
             "/api/auth/refresh",
             None,
@@ -232,12 +254,12 @@ async fn register_login_refresh_and_logout() {
     )
     .await;
     expect_problem(
-        call(&host, "GET", "/api/auth/me", Some(&newest_access), None).await,
+        call(host, "GET", "/api/auth/me", Some(&newest_access), None).await,
         401,
     )
     .await;
     // The refresh cookie works without a body or an access token.
-    let session = ok(login(&host, &username, PASSWORD).await, 200).await;
+    let session = ok(login(host, &username, PASSWORD).await, 200).await;
     let cookie = format!("lamina_refresh={}", token(&session, "refreshToken"));
     let by_cookie = client()
         .post(host.at("/api/auth/refresh"))
@@ -249,7 +271,7 @@ async fn register_login_refresh_and_logout() {
 
     // Logout: the access token fails at once, the session's refresh token too.
     let access = token(&by_cookie, "accessToken");
-    let out = call(&host, "POST", "/api/auth/logout", Some(&access), None).await;
+    let out = call(host, "POST", "/api/auth/logout", Some(&access), None).await;
     assert!(
         out.headers()["set-cookie"]
             .to_str()
@@ -258,13 +280,13 @@ async fn register_login_refresh_and_logout() {
     );
     ok(out, 204).await;
     expect_problem(
-        call(&host, "GET", "/api/auth/me", Some(&access), None).await,
+        call(host, "GET", "/api/auth/me", Some(&access), None).await,
         401,
     )
     .await;
     expect_problem(
         call(
-            &host,
+            host,
             "POST",
             "/api/auth/refresh",
             None,
@@ -278,7 +300,7 @@ async fn register_login_refresh_and_logout() {
     // Every one of those is in the audit log.
     let user_id = registered["user"]["id"].as_str().unwrap().to_owned();
     let audit = admin_poll(
-        &host,
+        host,
         &format!("/api/outbox/audit?userId={user_id}"),
         |events| {
             let names: Vec<&str> = events
@@ -483,7 +505,7 @@ async fn profile_and_password_changes() {
             "PATCH",
             "/api/auth/me",
             Some(&access),
-            Some(json!({"username": other, "email": other_email})),
+            Some(json!({"username": other, "email": other_email, "currentPassword": PASSWORD})),
         )
         .await,
         409,
@@ -761,4 +783,326 @@ async fn works_on_the_embedded_defaults() {
     )
     .await;
     expect_problem(call(&host, "GET", "/api/auth/login", None, None).await, 405).await;
+}
+
+/// A loopback SMTP server that accepts every message and passes on each
+/// message's DATA.
+async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await?;
+                while let Some(line) = lines.next_line().await? {
+                    let verb = line
+                        .split(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "DATA" => {
+                            write.write_all(b"354 end with .\r\n").await?;
+                            let mut data = String::new();
+                            while let Some(line) = lines.next_line().await? {
+                                if line == "." {
+                                    break;
+                                }
+                                data.push_str(&line);
+                                data.push('\n');
+                            }
+                            let _ = tx.send(data);
+                            b"250 queued\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await?;
+                            return Ok::<_, std::io::Error>(());
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await?;
+                }
+                Ok(())
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn with_smtp_configured_mail_is_sent_not_kept() {
+    let (port, mut mails) = smtp_sink().await;
+    let schema = PgSchema::new();
+    let config = format!(
+        "[mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"Lamina <no-reply@example.com>\"\n"
+    );
+    let host = app(&schema, &config, &[]);
+    let (username, email, _) = register(&host).await;
+    ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut welcome, mut reset) = (None, None);
+    while welcome.is_none() || reset.is_none() {
+        let mail = tokio::time::timeout_at(deadline.into(), mails.recv())
+            .await
+            .expect("mail arrives")
+            .unwrap();
+        assert!(mail.contains(&format!("To: {email}")), "{mail}");
+        assert!(
+            mail.contains("From: Lamina <no-reply@example.com>"),
+            "{mail}"
+        );
+        if mail.contains("Welcome") {
+            welcome = Some(mail);
+        } else if mail.contains("Reset") {
+            reset = Some(mail);
+        }
+    }
+    assert!(welcome.unwrap().contains(&username));
+    // Quoted-printable: soft line breaks and `=` escaped.
+    let reset = reset.unwrap().replace("=\n", "").replace("=3D", "=");
+    let reset_token: String = reset
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    assert_eq!(reset_token.len(), 64, "{reset}");
+    ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/reset",
+            None,
+            Some(json!({"token": reset_token, "newPassword": "Brand-new-pass-2"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    // Nothing was kept in the dev mailbox.
+    let kept = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |_| true).await;
+    assert_eq!(kept, json!([]));
+}
+
+#[tokio::test]
+async fn accounts_that_are_not_active_are_shut_out() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (username, _, registered) = register(&host).await;
+    let id = registered["user"]["id"].as_str().unwrap().to_owned();
+    let wrong = expect_problem(login(&host, &username, "Wrong-password-1").await, 401).await;
+    // Deactivated (as the admin service will do), then deleted: the right
+    // password gets the very answer a wrong one does, the session cannot
+    // be refreshed, and what the old token asks for is refused.
+    for change in ["active = FALSE", "active = TRUE, deleted_at = 1"] {
+        schema.psql(&format!("UPDATE auth_users SET {change} WHERE id = '{id}'"));
+        assert_eq!(
+            expect_problem(login(&host, &username, PASSWORD).await, 401).await,
+            wrong
+        );
+    }
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token(&registered, "refreshToken")})),
+        )
+        .await,
+        401,
+    )
+    .await;
+    let access = token(&registered, "accessToken");
+    expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&access), None).await,
+        401,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/api-keys",
+            Some(&access),
+            Some(json!({"name": "k"})),
+        )
+        .await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn one_refresh_token_used_twice_at_once_ends_the_session() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (_, _, registered) = register(&host).await;
+    let refresh = token(&registered, "refreshToken");
+    let attempt = || {
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": refresh})),
+        )
+    };
+    let (a, b) = tokio::join!(attempt(), attempt());
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401]);
+    let winner = if a.status() == 200 { a } else { b };
+    let winner = ok(winner, 200).await;
+    // The reuse revoked the session, including what the winner got.
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token(&winner, "refreshToken")})),
+        )
+        .await,
+        401,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "GET",
+            "/api/auth/me",
+            Some(&token(&winner, "accessToken")),
+            None,
+        )
+        .await,
+        401,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn what_only_a_session_may_do_and_bad_input() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (_, email, registered) = register(&host).await;
+    let access = token(&registered, "accessToken");
+    let key = token(
+        &ok(
+            call(
+                &host,
+                "POST",
+                "/api/auth/api-keys",
+                Some(&access),
+                Some(json!({"name": "cli"})),
+            )
+            .await,
+            201,
+        )
+        .await,
+        "key",
+    );
+    // A leaked key leads nowhere near the account.
+    expect_problem(
+        call(
+            &host,
+            "PATCH",
+            "/api/auth/me",
+            Some(&key),
+            Some(json!({"email": "thief@example.com"})),
+        )
+        .await,
+        403,
+    )
+    .await;
+    expect_problem(
+        call(
+            &host,
+            "POST",
+            "/api/auth/me/password",
+            Some(&key),
+            Some(json!({"currentPassword": PASSWORD, "newPassword": "Another-pass-3"})),
+        )
+        .await,
+        403,
+    )
+    .await;
+    expect_problem(
+        call(&host, "POST", "/api/auth/logout", Some(&key), None).await,
+        400,
+    )
+    .await;
+
+    // A new email needs the current password, and the old address hears of it.
+    let new_email = format!("moved-{email}");
+    let problem = expect_problem(
+        call(
+            &host,
+            "PATCH",
+            "/api/auth/me",
+            Some(&access),
+            Some(json!({"email": new_email})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "currentPassword");
+    let moved = ok(
+        call(
+            &host,
+            "PATCH",
+            "/api/auth/me",
+            Some(&access),
+            Some(json!({"email": new_email, "currentPassword": PASSWORD})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(moved["email"], new_email);
+    admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
+        m.to_string().contains("email address changed")
+    })
+    .await;
+
+    // Bad input is a 4xx problem, never a 500.
+    expect_problem(login(&host, "nul\u{0}byte", PASSWORD).await, 400).await;
+    expect_problem(
+        call(
+            &host,
+            "PATCH",
+            "/api/auth/me",
+            Some(&access),
+            Some(json!({"role": "Admin"})),
+        )
+        .await,
+        400,
+    )
+    .await;
+    let huge = "x".repeat(64 << 10);
+    expect_problem(login(&host, "someone", &huge).await, 413).await;
+    let non_ascii = "Pässwörd-密码-1";
+    let (_, _, _) = register(&host).await;
+    let name = unique("intl");
+    ok(call(&host, "POST", "/api/auth/register", None, Some(json!({"username": name, "email": format!("{name}@example.com"), "password": non_ascii}))).await, 201).await;
+    ok(login(&host, &name, non_ascii).await, 200).await;
 }

@@ -3,23 +3,35 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, AuthMethod, Caller, Reply, new_id, now, read_json};
-use lamina_sdk::sql::{Database, Transaction};
+use lamina_sdk::sql::{Database, Sql, Transaction};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::{Admin, Config};
 use crate::users::{self, ADMIN, USER, User};
 use crate::validate::Checks;
-use crate::{BODY_LIMIT, events, lockout, password, sessions};
+use crate::{BODY_LIMIT, events, lockout, password, resets, sessions};
 
 /// The same answer for every failed login: nothing about which part failed.
 fn refused() -> ApiError {
     ApiError::new(401, "login failed", "the login or the password is wrong")
 }
 
-#[derive(Deserialize)]
+/// 403 for what only a login session may do (a leaked API key must not
+/// lead to the account).
+fn session_only(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.method == AuthMethod::ApiKey {
+        return Err(ApiError::new(
+            403,
+            "session required",
+            format!("{what} needs a login session, not an API key"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize, Default)]
 #[serde(default)]
-#[derive(Default)]
 struct Registration {
     username: String,
     email: String,
@@ -39,27 +51,37 @@ pub fn register(request: &Request) -> Result<Reply, ApiError> {
     let db = Database::open("default")?;
     ensure_admin(&db, &config)?;
     taken(&db, None, Some(&body.username), Some(&email))?;
-    let hash = password::hash(&body.password)?;
-    let now = now();
     let user = User {
         id: new_id(),
         username: body.username.clone(),
         email: email.clone(),
-        password_hash: hash,
+        password_hash: password::hash(&body.password)?,
         roles: USER.to_owned(),
         active: true,
         locked_until: None,
         deleted_at: None,
-        created_at: now,
+        created_at: now(),
     };
     let root = db.transaction(|tx| create(tx, &user))?;
-    let issued = sessions::issue(&db, &config, &user, None)?;
+    let issued = sessions::start(&db, &config, &user)?;
     let event = json!({"userId": user.id, "username": user.username, "email": user.email});
     if let Err(e) = lamina_sdk::queue::publish("user.registered", event.to_string().as_bytes()) {
         eprintln!("user.registered not published: {e:?}");
     }
     events::audit(request, "register", Some(&user.id), json!({}));
     Ok(sessions::reply(201, &config, &user, issued, Some(root)))
+}
+
+/// A unique violation on the accounts table, as the client sees it.
+fn conflict(e: lamina_sdk::sql::Error) -> ApiError {
+    match e {
+        lamina_sdk::sql::Error::UniqueViolation(_) => ApiError::new(
+            409,
+            "already taken",
+            "the username or email is already taken",
+        ),
+        e => e.into(),
+    }
 }
 
 /// Inserts `user` and its root folder; returns the folder's id.
@@ -79,23 +101,22 @@ fn create(tx: &Transaction, user: &User) -> Result<String, ApiError> {
             user.created_at.into(),
         ],
     )
-    .map_err(|e| match e {
-        lamina_sdk::sql::Error::UniqueViolation(_) => ApiError::new(
-            409,
-            "already taken",
-            "the username or email is already taken",
-        ),
-        e => e.into(),
-    })?;
+    .map_err(conflict)?;
     let folder = new_id();
     tx.execute(
         "INSERT INTO folders (id, user_id, parent_id, name, created_at) VALUES ($1, $2, NULL, 'Root', $3)",
-        &[folder.as_str().into(), user.id.as_str().into(), user.created_at.into()],
+        &[
+            folder.as_str().into(),
+            user.id.as_str().into(),
+            user.created_at.into(),
+        ],
     )?;
     Ok(folder)
 }
 
-/// 409 naming the fields another account already uses.
+/// 409 naming the fields another account already uses. (Registration and
+/// profile changes necessarily reveal that an address is taken; both are
+/// rate-limited.)
 fn taken(
     db: &Database,
     except: Option<&str>,
@@ -130,9 +151,9 @@ fn taken(
     })
 }
 
-/// Creates the administrator from `admin_*` variables if no account has
-/// its username or email yet (the first start). There is no default
-/// password anywhere.
+/// Creates the administrator from the `admin_*` variables while no account
+/// has the Admin role (the first start); never again after, so renaming
+/// the administrator does not resurrect one. No default password exists.
 fn ensure_admin(db: &Database, config: &Config) -> Result<(), ApiError> {
     let Some(Admin {
         username,
@@ -142,18 +163,17 @@ fn ensure_admin(db: &Database, config: &Config) -> Result<(), ApiError> {
     else {
         return Ok(());
     };
-    let email = email.trim().to_ascii_lowercase();
-    let existing: Option<serde_json::Value> = db.query_one(
-        "SELECT id FROM auth_users WHERE username_key = $1 OR email = $2",
-        &[username.to_ascii_lowercase().into(), email.as_str().into()],
+    let any_admin: Option<serde_json::Value> = db.query_one(
+        "SELECT id FROM auth_users WHERE roles LIKE $1 LIMIT 1",
+        &[format!("%{ADMIN}%").into()],
     )?;
-    if existing.is_some() {
+    if any_admin.is_some() {
         return Ok(());
     }
     let admin = User {
         id: new_id(),
         username: username.clone(),
-        email,
+        email: email.trim().to_ascii_lowercase(),
         password_hash: password::hash(secret)?,
         roles: format!("{USER},{ADMIN}"),
         active: true,
@@ -162,8 +182,11 @@ fn ensure_admin(db: &Database, config: &Config) -> Result<(), ApiError> {
         created_at: now(),
     };
     match db.transaction(|tx| create(tx, &admin)) {
-        // Another request created it first.
-        Err(e) if e.status == 409 => Ok(()),
+        // Another request created it first, or a user took the name.
+        Err(e) if e.status == 409 => {
+            eprintln!("administrator `{username}` not created: the name or email is taken");
+            Ok(())
+        }
         other => other.map(drop),
     }
 }
@@ -187,62 +210,53 @@ pub fn login(request: &Request) -> Result<Reply, ApiError> {
     let config = Config::load()?;
     let db = Database::open("default")?;
     ensure_admin(&db, &config)?;
-    lockout::check(&db, &body.login)?;
+    lockout::attempt(&db, &config, &body.login)?;
     let user = users::by_login(&db, &body.login)?;
+    let who = user.as_ref().map(|u| u.id.clone());
     let matches = password::verify(
         &body.password,
         user.as_ref().map(|u| u.password_hash.as_str()),
     );
-    let who = user.as_ref().map(|u| u.id.clone());
-    let user = user.filter(|u| matches && u.may_sign_in(now()));
-    let Some(user) = user else {
-        let locked = lockout::fail(&db, &config, &body.login)?;
-        events::audit(
-            request,
-            "login.failed",
-            who.as_deref(),
-            json!({"locked": locked}),
-        );
-        if locked {
+    let Some(user) = user.filter(|u| matches && u.may_sign_in(now())) else {
+        events::audit(request, "login.failed", who.as_deref(), json!({}));
+        if let Err(locked) = lockout::failed(&db, &config, &body.login) {
             events::audit(request, "lockout", who.as_deref(), json!({}));
-            return Err(lockout::locked(now() + config.lockout_window));
+            return Err(locked);
         }
         return Err(refused());
     };
-    lockout::clear(&db, &body.login)?;
-    let issued = sessions::issue(&db, &config, &user, None)?;
+    lockout::succeeded(&db, &body.login)?;
+    let issued = sessions::start(&db, &config, &user)?;
     let root = users::root_folder(&db, &user.id)?;
     events::audit(request, "login", Some(&user.id), json!({}));
     Ok(sessions::reply(200, &config, &user, issued, root))
-}
-
-/// The caller's account (404 once it is deleted).
-fn current(db: &Database, caller: &Caller) -> Result<User, ApiError> {
-    users::by_id(db, &caller.user_id)?
-        .filter(|u| u.deleted_at.is_none())
-        .ok_or_else(|| ApiError::not_found("the account no longer exists"))
 }
 
 /// `GET /me`.
 pub fn me(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
     let db = Database::open("default")?;
-    let user = current(&db, &caller)?;
+    let user = users::current(&db, &caller)?;
     let mut body = user.public();
     body["rootFolderId"] = users::root_folder(&db, &user.id)?.into();
     Ok(Reply::json(200, body))
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ProfileChange {
     username: Option<String>,
     email: Option<String>,
+    /// Needed to change the email.
+    current_password: Option<String>,
 }
 
-/// `PATCH /me` {username?, email?}: both stay unique.
+/// `PATCH /me` {username?, email?, currentPassword?}: both stay unique; a
+/// new email needs the current password, tells the old address, and
+/// voids pending reset links.
 pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
+    session_only(&caller, "changing the profile")?;
     let change: ProfileChange = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if let Some(username) = &change.username {
@@ -250,19 +264,26 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
     }
     let email = change.email.as_ref().map(|e| checks.email("email", e));
     checks.finish()?;
+    let config = Config::load()?;
     let db = Database::open("default")?;
-    let mut user = current(&db, &caller)?;
+    let mut user = users::current(&db, &caller)?;
+    let new_email = email.filter(|e| *e != user.email);
+    if new_email.is_some() {
+        let current = change.current_password.as_deref().unwrap_or_default();
+        check_current_password(&db, &config, &user, current)?;
+    }
     taken(
         &db,
         Some(&user.id),
         change.username.as_deref(),
-        email.as_deref(),
+        new_email.as_deref(),
     )?;
+    let old_email = user.email.clone();
     if let Some(username) = change.username {
         user.username = username;
     }
-    if let Some(email) = email {
-        user.email = email;
+    if let Some(email) = &new_email {
+        user.email = email.clone();
     }
     db.execute(
         "UPDATE auth_users SET username = $1, username_key = $2, email = $3, updated_at = $4 WHERE id = $5",
@@ -274,14 +295,39 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
             user.id.as_str().into(),
         ],
     )
-    .map_err(|e| match e {
-        lamina_sdk::sql::Error::UniqueViolation(_) => {
-            ApiError::new(409, "already taken", "the username or email is already taken")
+    .map_err(conflict)?;
+    if new_email.is_some() {
+        resets::cancel(&db, &user.id)?;
+        let text = format!(
+            "Hello {},\n\nthe email address of your Lamina account was changed to {}. \
+             If you did not do this, contact an administrator.\n",
+            user.username, user.email
+        );
+        if let Err(e) = events::mail(&old_email, "Your Lamina email address changed", &text) {
+            eprintln!("email-change notice not queued: {e:?}");
         }
-        e => e.into(),
-    })?;
+    }
     events::audit(request, "profile.changed", Some(&user.id), json!({}));
     Ok(Reply::json(200, user.public()))
+}
+
+/// `Ok` if `password` is `user`'s; else a 400 on `currentPassword`
+/// (counted against the user, so a stolen access token cannot guess on).
+fn check_current_password(
+    db: &Database,
+    config: &Config,
+    user: &User,
+    password: &str,
+) -> Result<(), ApiError> {
+    let key = format!("password-check:{}", user.id);
+    lockout::attempt(db, config, &key)?;
+    if password.chars().count() > 128 || !password::verify(password, Some(&user.password_hash)) {
+        lockout::failed(db, config, &key)?;
+        let mut checks = Checks::default();
+        checks.fail("currentPassword", "incorrect");
+        return checks.finish();
+    }
+    lockout::succeeded(db, &key)
 }
 
 #[derive(Deserialize, Default)]
@@ -291,43 +337,36 @@ struct PasswordChange {
     new_password: String,
 }
 
-/// `POST /me/password`: every other session ends; the caller gets a new
-/// pair.
+/// `POST /me/password`: every session ends (pending reset links too); the
+/// caller gets a new pair.
 pub fn change_password(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
-    if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::new(
-            403,
-            "session required",
-            "changing the password needs a login session, not an API key",
-        ));
-    }
+    session_only(&caller, "changing the password")?;
     let body: PasswordChange = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     checks.password("newPassword", &body.new_password);
     checks.finish()?;
     let config = Config::load()?;
     let db = Database::open("default")?;
-    let user = current(&db, &caller)?;
-    let mut checks = Checks::default();
-    if body.current_password.len() > 128
-        || !password::verify(&body.current_password, Some(&user.password_hash))
-    {
-        checks.fail("currentPassword", "incorrect");
-    } else if body.current_password == body.new_password {
+    let user = users::current(&db, &caller)?;
+    check_current_password(&db, &config, &user, &body.current_password)?;
+    if body.current_password == body.new_password {
+        let mut checks = Checks::default();
         checks.fail("newPassword", "must differ from the current password");
+        checks.finish()?;
     }
-    checks.finish()?;
-    set_password(&db, &user.id, &body.new_password)?;
+    // Revoking first: if it fails, nothing has changed yet.
     sessions::revoke_all(&db, &user.id)?;
+    resets::cancel(&db, &user.id)?;
+    set_password(&db, &user.id, &body.new_password)?;
     events::audit(request, "password.changed", Some(&user.id), json!({}));
-    let issued = sessions::issue(&db, &config, &user, None)?;
+    let issued = sessions::start(&db, &config, &user)?;
     let root = users::root_folder(&db, &user.id)?;
     Ok(sessions::reply(200, &config, &user, issued, root))
 }
 
 /// Stores a new password hash for `user_id`.
-pub fn set_password(db: &Database, user_id: &str, password: &str) -> Result<(), ApiError> {
+pub fn set_password(db: &impl Sql, user_id: &str, password: &str) -> Result<(), ApiError> {
     db.execute(
         "UPDATE auth_users SET password_hash = $1, updated_at = $2 WHERE id = $3",
         &[

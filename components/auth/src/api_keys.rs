@@ -4,12 +4,13 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, AuthMethod, Caller, Reply, now, read_json};
+use lamina_sdk::sql::Database;
 use lamina_sdk::tokens::{self, ApiKey, Subject};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::validate::Checks;
-use crate::{BODY_LIMIT, events};
+use crate::{BODY_LIMIT, events, users};
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
@@ -53,10 +54,14 @@ pub fn create(request: &Request) -> Result<Reply, ApiError> {
         None => None,
     };
     checks.finish()?;
+    // Roles and name come from the account as it is now, not from the
+    // token (which may predate a demotion or a deactivation).
+    let db = Database::open("default")?;
+    let user = users::current(&db, &caller)?;
     let subject = Subject {
-        id: caller.user_id.clone(),
-        username: caller.username.clone(),
-        roles: caller.roles.clone(),
+        id: user.id.clone(),
+        username: Some(user.username.clone()),
+        roles: user.roles(),
     };
     let (secret, key) = tokens::create_api_key(&subject, body.name.trim(), ttl)?;
     events::audit(
@@ -96,4 +101,14 @@ pub fn revoke(request: &Request, id: &str) -> Result<Reply, ApiError> {
         json!({"keyId": id}),
     );
     Ok(Reply::no_content())
+}
+
+/// Revokes every live API key of `user_id` (account recovery).
+pub fn revoke_all(user_id: &str) -> Result<(), ApiError> {
+    for key in tokens::list_api_keys(user_id)? {
+        if key.revoked_at.is_none() {
+            tokens::revoke_api_key(user_id, &key.id)?;
+        }
+    }
+    Ok(())
 }

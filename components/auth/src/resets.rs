@@ -4,13 +4,13 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, now, random_bytes, read_json};
-use lamina_sdk::sql::Database;
+use lamina_sdk::sql::{Database, Sql};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
 use crate::validate::Checks;
-use crate::{BODY_LIMIT, accounts, events, lockout, sessions, users};
+use crate::{BODY_LIMIT, accounts, api_keys, events, lockout, sessions, users};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -67,6 +67,16 @@ pub fn forgot(request: &Request) -> Result<Reply, ApiError> {
     ))
 }
 
+/// Voids the pending reset links of `user_id` (its password or email
+/// changed).
+pub fn cancel(db: &impl Sql, user_id: &str) -> Result<(), ApiError> {
+    db.execute(
+        "UPDATE auth_password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        &[now().into(), user_id.into()],
+    )?;
+    Ok(())
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct Reset {
@@ -75,7 +85,8 @@ struct Reset {
 }
 
 /// `POST /password/reset` {token, newPassword}: sets the password, uses up
-/// the token (and any other of the account's), ends every session.
+/// the token (and any other of the account's), ends every session and
+/// revokes every API key.
 pub fn reset(request: &Request) -> Result<Reply, ApiError> {
     let body: Reset = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
@@ -105,24 +116,27 @@ pub fn reset(request: &Request) -> Result<Reply, ApiError> {
     let user = users::by_id(&db, &row.user_id)?
         .filter(|u| u.may_sign_in(now))
         .ok_or_else(invalid)?;
-    // Claiming the token is one UPDATE, so it is used at most once even
-    // when two resets race.
-    let claimed = db.execute(
-        "UPDATE auth_password_resets SET used_at = $1 \
-         WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
-        &[now.into(), hash.as_str().into()],
-    )?;
-    if claimed == 0 {
-        return Err(invalid());
-    }
-    db.execute(
-        "UPDATE auth_password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-        &[now.into(), user.id.as_str().into()],
-    )?;
-    accounts::set_password(&db, &user.id, &body.new_password)?;
+    // Account recovery: whoever had the account loses every session and
+    // API key first (revocation is idempotent, so a failure here changes
+    // nothing and the link still works).
     sessions::revoke_all(&db, &user.id)?;
-    lockout::clear(&db, &user.email)?;
-    lockout::clear(&db, &user.username)?;
+    api_keys::revoke_all(&user.id)?;
+    db.transaction(|tx| {
+        // Claiming the token is one conditional UPDATE, so it is used at
+        // most once even when two resets race.
+        let claimed = tx.execute(
+            "UPDATE auth_password_resets SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
+            &[now.into(), hash.as_str().into()],
+        )?;
+        if claimed == 0 {
+            return Err(invalid());
+        }
+        accounts::set_password(tx, &user.id, &body.new_password)?;
+        cancel(tx, &user.id)
+    })?;
+    lockout::succeeded(&db, &user.email)?;
+    lockout::succeeded(&db, &user.username)?;
     events::audit(request, "password.reset", Some(&user.id), json!({}));
     Ok(Reply::json(
         200,

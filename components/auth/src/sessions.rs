@@ -1,13 +1,19 @@
-//! Sessions. A login starts a *family*: an access token (a JWT the host
-//! signs, `access_token_ttl`) and a refresh token (32 random bytes, stored
-//! only as SHA-256, `refresh_token_ttl`). Each refresh revokes the token it
-//! was given and issues a new pair in the same family; presenting a revoked
-//! refresh token again means it leaked, so the whole family (and the access
-//! tokens issued with it) is revoked. Logout revokes the caller's family.
+//! Sessions. A login starts a session (`auth_sessions`): an access token (a
+//! JWT the host signs, `access_token_ttl`) and a refresh token (32 random
+//! bytes, stored only as SHA-256, `refresh_token_ttl`). Each refresh
+//! revokes the token it was given and issues a new pair in the same
+//! session; presenting a rotated-out token again means it leaked, so the
+//! whole session (and the access tokens issued in it) is revoked. There is
+//! no grace period: two refreshes racing with one token end the session.
+//!
+//! A refresh runs in a transaction that first updates its session row, so
+//! a revocation (logout, reuse, password reset) either happens before it
+//! (the refresh fails) or waits for it and then also revokes what it
+//! issued.
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, AuthMethod, Caller, Reply, new_id, now, random_bytes};
-use lamina_sdk::sql::Database;
+use lamina_sdk::sql::{Database, Sql};
 use lamina_sdk::tokens::{self, Subject};
 use serde::Deserialize;
 use serde_json::json;
@@ -32,13 +38,22 @@ pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Issues a pair for `user` in `family` (a new family if none).
-pub fn issue(
-    db: &Database,
-    config: &Config,
-    user: &User,
-    family: Option<&str>,
-) -> Result<Issued, ApiError> {
+/// Starts a session for `user` and issues its first pair.
+pub fn start(db: &Database, config: &Config, user: &User) -> Result<Issued, ApiError> {
+    db.transaction(|tx| {
+        let session = new_id();
+        let now = now();
+        tx.execute(
+            "INSERT INTO auth_sessions (id, user_id, created_at, last_used_at, revoked_at) \
+             VALUES ($1, $2, $3, $3, NULL)",
+            &[session.as_str().into(), user.id.as_str().into(), now.into()],
+        )?;
+        issue(tx, config, user, &session)
+    })
+}
+
+/// Issues a pair for `user` in `session`.
+fn issue(db: &impl Sql, config: &Config, user: &User, session: &str) -> Result<Issued, ApiError> {
     let subject = Subject {
         id: user.id.clone(),
         username: Some(user.username.clone()),
@@ -49,13 +64,13 @@ pub fn issue(
     let now = now();
     let refresh_expires = now + config.refresh_ttl as i64;
     db.execute(
-        "INSERT INTO auth_refresh_tokens (token_hash, user_id, family_id, access_token_id, \
+        "INSERT INTO auth_refresh_tokens (token_hash, user_id, session_id, access_token_id, \
          access_expires_at, created_at, expires_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
         &[
             digest(&refresh).into(),
             user.id.as_str().into(),
-            family.map_or_else(new_id, str::to_owned).into(),
+            session.into(),
             access.id.as_str().into(),
             access.expires_at.into(),
             now.into(),
@@ -108,7 +123,7 @@ fn presented(request: &Request) -> Result<Option<String>, ApiError> {
     struct Body {
         refresh_token: Option<String>,
     }
-    let body = request.read_body(BODY_LIMIT).map_err(ApiError::bad_body)?;
+    let body = lamina_sdk::api::read_body(request, BODY_LIMIT)?;
     let from_body = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -128,9 +143,9 @@ fn presented(request: &Request) -> Result<Option<String>, ApiError> {
 }
 
 #[derive(Deserialize)]
-struct Row {
+struct TokenRow {
     user_id: String,
-    family_id: String,
+    session_id: String,
     expires_at: i64,
     revoked_at: Option<i64>,
 }
@@ -149,21 +164,15 @@ pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
     let token = presented(request)?.ok_or_else(invalid)?;
     let db = Database::open("default")?;
     let hash = digest(&token);
-    let row: Row = db
+    let row: TokenRow = db
         .query_one(
-            "SELECT user_id, family_id, expires_at, revoked_at FROM auth_refresh_tokens \
+            "SELECT user_id, session_id, expires_at, revoked_at FROM auth_refresh_tokens \
              WHERE token_hash = $1",
             &[hash.as_str().into()],
         )?
         .ok_or_else(invalid)?;
     if row.revoked_at.is_some() {
-        revoke_family(&db, &row.family_id)?;
-        events::audit(
-            request,
-            "refresh.reuse",
-            Some(&row.user_id),
-            json!({"family": row.family_id}),
-        );
+        reused(request, &db, &row)?;
         return Err(invalid());
     }
     if row.expires_at <= now() {
@@ -171,28 +180,57 @@ pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
     }
     let user = users::by_id(&db, &row.user_id)?;
     let Some(user) = user.filter(|u| u.may_sign_in(now())) else {
-        revoke_family(&db, &row.family_id)?;
+        revoke_session(&db, &row.session_id)?;
         return Err(invalid());
     };
-    // Only one of two concurrent refreshes with the same token wins; the
-    // other is a reuse.
-    let rotated = db.execute(
-        "UPDATE auth_refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
-        &[now().into(), hash.as_str().into()],
+    let issued = db.transaction(|tx| {
+        // Locks the session: a revocation waits for this to commit.
+        let live = tx.execute(
+            "UPDATE auth_sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            &[now().into(), row.session_id.as_str().into()],
+        )?;
+        if live == 0 {
+            return Ok(None);
+        }
+        // Of two refreshes with one token, only the first rotates it.
+        let rotated = tx.execute(
+            "UPDATE auth_refresh_tokens SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+            &[now().into(), hash.as_str().into()],
+        )?;
+        if rotated == 0 {
+            return Ok(None);
+        }
+        issue(tx, &config, &user, &row.session_id).map(Some)
+    })?;
+    let Some(issued) = issued else {
+        reused(request, &db, &row)?;
+        return Err(invalid());
+    };
+    let root = users::root_folder(&db, &user.id)?;
+    Ok(reply(200, &config, &user, issued, root))
+}
+
+/// A rotated-out token came back: unless its session already ended (a
+/// logout), it leaked, and the session ends now.
+fn reused(request: &Request, db: &Database, row: &TokenRow) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Session {
+        revoked_at: Option<i64>,
+    }
+    let session: Option<Session> = db.query_one(
+        "SELECT revoked_at FROM auth_sessions WHERE id = $1",
+        &[row.session_id.as_str().into()],
     )?;
-    if rotated == 0 {
-        revoke_family(&db, &row.family_id)?;
+    if session.is_some_and(|s| s.revoked_at.is_none()) {
+        revoke_session(db, &row.session_id)?;
         events::audit(
             request,
             "refresh.reuse",
-            Some(&user.id),
-            json!({"family": row.family_id}),
+            Some(&row.user_id),
+            json!({"session": row.session_id}),
         );
-        return Err(invalid());
     }
-    let issued = issue(&db, &config, &user, Some(&row.family_id))?;
-    let root = users::root_folder(&db, &user.id)?;
-    Ok(reply(200, &config, &user, issued, root))
+    Ok(())
 }
 
 /// `POST /logout`: revokes the caller's access token at once and its whole
@@ -207,65 +245,77 @@ pub fn logout(request: &Request) -> Result<Reply, ApiError> {
             "API keys are not sessions: revoke one with DELETE /api/auth/api-keys/{id}",
         ));
     }
+    let presented = presented(request)?;
     let config = Config::load()?;
-    let until = caller
-        .token_expires
-        .unwrap_or_else(|| now() + config.access_ttl as i64);
-    tokens::revoke(&caller.token_id, until)?;
     let db = Database::open("default")?;
     #[derive(Deserialize)]
-    struct Family {
-        family_id: String,
+    struct Session {
+        session_id: String,
     }
-    let by_refresh = match presented(request)? {
-        Some(token) => db.query_one::<Family>(
-            "SELECT family_id FROM auth_refresh_tokens WHERE token_hash = $1 AND user_id = $2",
+    let by_refresh = match presented {
+        Some(token) => db.query_one::<Session>(
+            "SELECT session_id FROM auth_refresh_tokens WHERE token_hash = $1 AND user_id = $2",
             &[digest(&token).into(), caller.user_id.as_str().into()],
         )?,
         None => None,
     };
-    let family = match by_refresh {
-        Some(family) => Some(family),
-        None => db.query_one::<Family>(
-            "SELECT family_id FROM auth_refresh_tokens WHERE access_token_id = $1 AND user_id = $2",
-            &[
-                caller.token_id.as_str().into(),
-                caller.user_id.as_str().into(),
-            ],
+    let session = match by_refresh {
+        Some(session) => Some(session),
+        None => db.query_one::<Session>(
+            "SELECT session_id FROM auth_refresh_tokens WHERE access_token_id = $1 AND user_id = $2",
+            &[caller.token_id.as_str().into(), caller.user_id.as_str().into()],
         )?,
     };
-    if let Some(family) = family {
-        revoke_family(&db, &family.family_id)?;
+    let until = caller
+        .token_expires
+        .unwrap_or_else(|| now() + config.access_ttl as i64);
+    tokens::revoke(&caller.token_id, until)?;
+    if let Some(session) = session {
+        revoke_session(&db, &session.session_id)?;
     }
     events::audit(request, "logout", Some(&caller.user_id), json!({}));
     Ok(Reply::no_content().header("set-cookie", cookie(&config, "", 0)))
 }
 
-/// Revokes every refresh token of `family` and the access tokens issued
-/// with them that have not expired.
-pub fn revoke_family(db: &Database, family: &str) -> Result<(), ApiError> {
-    revoke_where(db, "family_id", family)
+/// Ends `session`: its refresh tokens and the access tokens issued in it
+/// that have not expired.
+pub fn revoke_session(db: &Database, session: &str) -> Result<(), ApiError> {
+    revoke_where(db, "id", "session_id", session)
 }
 
-/// Ends every session of `user_id`: its refresh tokens, and every access
-/// token issued to it until now.
+/// Ends every session of `user_id`, and every access token issued to it
+/// until now.
 pub fn revoke_all(db: &Database, user_id: &str) -> Result<(), ApiError> {
-    revoke_where(db, "user_id", user_id)?;
+    revoke_where(db, "user_id", "user_id", user_id)?;
     tokens::revoke_subject(user_id)?;
     Ok(())
 }
 
-fn revoke_where(db: &Database, column: &str, value: &str) -> Result<(), ApiError> {
+/// Marks the sessions where `session_column = value` revoked first (waiting
+/// for a refresh in progress), then revokes their live access tokens and
+/// refresh tokens.
+fn revoke_where(
+    db: &Database,
+    session_column: &str,
+    token_column: &str,
+    value: &str,
+) -> Result<(), ApiError> {
     #[derive(Deserialize)]
     struct Live {
         access_token_id: String,
         access_expires_at: i64,
     }
     let now = now();
+    db.execute(
+        &format!(
+            "UPDATE auth_sessions SET revoked_at = $1 WHERE {session_column} = $2 AND revoked_at IS NULL"
+        ),
+        &[now.into(), value.into()],
+    )?;
     let live: Vec<Live> = db.query(
         &format!(
             "SELECT access_token_id, access_expires_at FROM auth_refresh_tokens \
-             WHERE {column} = $1 AND access_expires_at > $2"
+             WHERE {token_column} = $1 AND access_expires_at > $2"
         ),
         &[value.into(), now.into()],
     )?;
@@ -274,7 +324,7 @@ fn revoke_where(db: &Database, column: &str, value: &str) -> Result<(), ApiError
     }
     db.execute(
         &format!(
-            "UPDATE auth_refresh_tokens SET revoked_at = $1 WHERE {column} = $2 AND revoked_at IS NULL"
+            "UPDATE auth_refresh_tokens SET revoked_at = $1 WHERE {token_column} = $2 AND revoked_at IS NULL"
         ),
         &[now.into(), value.into()],
     )?;

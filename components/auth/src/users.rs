@@ -1,7 +1,7 @@
 //! The `auth_users` table.
 
-use lamina_sdk::api::ApiError;
-use lamina_sdk::sql::Database;
+use lamina_sdk::api::{ApiError, Caller, now};
+use lamina_sdk::sql::{Database, Sql};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,6 +59,14 @@ const COLUMNS: &str =
 pub fn by_id(db: &Database, id: &str) -> Result<Option<User>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM auth_users WHERE id = $1");
     Ok(db.query_one(&sql, &[id.into()])?)
+}
+
+/// The caller's account; 401 once it is deleted, deactivated or locked
+/// (its tokens are being revoked, but may not have expired yet).
+pub fn current(db: &Database, caller: &Caller) -> Result<User, ApiError> {
+    by_id(db, &caller.user_id)?
+        .filter(|u| u.may_sign_in(now()))
+        .ok_or_else(|| ApiError::new(401, "account not active", "the account is not active"))
 }
 
 /// The account whose email or username (any case) is `login`.

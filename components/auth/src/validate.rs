@@ -60,7 +60,7 @@ impl Checks {
         .iter()
         .filter(|&&present| present)
         .count();
-        if !(8..=128).contains(&length) || classes < 3 {
+        if !(8..=128).contains(&length) || classes < 3 || has_control(value) {
             self.fail(
                 field,
                 "8 to 128 characters with at least three of: lower-case, upper-case, digit, symbol",
@@ -68,12 +68,20 @@ impl Checks {
         }
     }
 
-    /// A required string of at most `max` bytes.
+    /// A required string of at most `max` characters, none of them
+    /// control characters.
     pub fn text(&mut self, field: &str, value: &str, max: usize) {
-        if value.trim().is_empty() || value.len() > max {
-            self.fail(field, format!("required, at most {max} characters"));
+        if value.trim().is_empty() || value.chars().count() > max || has_control(value) {
+            self.fail(
+                field,
+                format!("required, at most {max} characters, no control characters"),
+            );
         }
     }
+}
+
+fn has_control(value: &str) -> bool {
+    value.chars().any(char::is_control)
 }
 
 /// `local@domain.tld`: ASCII, no spaces, a dotted domain of valid labels.
@@ -129,5 +137,8 @@ mod tests {
         assert!(!check("short1A"));
         assert!(!check("alllowercase1"));
         assert!(!check(&"Aa1".repeat(50)));
+        assert!(!check("Nul\0byte-1"));
+        // Length is in characters: 50 CJK characters + classes fit.
+        assert!(check(&format!("{}Aa1", "密".repeat(50))));
     }
 }

@@ -1,9 +1,10 @@
 //! The outbox: consumes what other services hand off through the queue
 //! and keeps it where administrators can read it.
 //!
-//! - `email.send` {to, subject, body} → `outbox_mail` (the dev mailbox;
-//!   SMTP delivery is not built yet);
-//! - `user.registered` → a welcome mail in the same mailbox;
+//! - `email.send` {to, subject, body} → the host's SMTP server when
+//!   runtime-config `[mail]` names one, else, with the `dev_mailbox`
+//!   variable on, `outbox_mail` (the dev mailbox, for local use and tests);
+//! - `user.registered` → a welcome mail, the same way;
 //! - `audit` {event, userId, at, client, detail} → `outbox_audit`.
 //!
 //! Each row is keyed by the queue message id, so a redelivery has no second
@@ -13,7 +14,7 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now};
-use lamina_sdk::sql::{Database, Value};
+use lamina_sdk::sql::{Database, Sql, Value};
 use serde::{Deserialize, Serialize};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
@@ -27,6 +28,7 @@ wit_bindgen::generate!({
         "lamina:platform/variables@0.1.0": lamina_sdk::platform::variables,
         "lamina:platform/tokens@0.1.0": lamina_sdk::platform::tokens,
         "lamina:platform/inference@0.1.0": lamina_sdk::platform::inference,
+        "lamina:platform/mail@0.1.0": lamina_sdk::platform::mail,
     },
 });
 
@@ -64,7 +66,7 @@ impl QueueHandler for Outbox {
         match message.topic.as_str() {
             "email.send" => {
                 let mail: Mail = serde_json::from_slice(&message.payload).map_err(parse_error)?;
-                store_mail(&db, &message.id, &mail)
+                deliver(&db, &message.id, &mail)
             }
             "user.registered" => {
                 let user: Registered =
@@ -77,7 +79,7 @@ impl QueueHandler for Outbox {
                         user.username
                     ),
                 };
-                store_mail(&db, &message.id, &welcome)
+                deliver(&db, &message.id, &welcome)
             }
             "audit" => {
                 let event: AuditEvent =
@@ -97,6 +99,38 @@ impl QueueHandler for Outbox {
             other => Err(format!("the outbox does not handle topic {other}")),
         }
     }
+}
+
+/// Sends `mail` through the host's mail server if it has one (a failure
+/// is retried by the queue; a message the server took is recorded, so a
+/// redelivery is not sent twice). Without a server the mail is kept in the
+/// dev mailbox when `dev_mailbox` is on (local use and tests; it holds
+/// reset links, so it is off in production), else it cannot be delivered
+/// and fails (retried, then dead-lettered for the operator).
+fn deliver(db: &Database, id: &str, mail: &Mail) -> Result<(), String> {
+    if lamina_sdk::mail::configured() {
+        let sent: Option<serde_json::Value> = db
+            .query_one("SELECT id FROM outbox_sent WHERE id = $1", &[id.into()])
+            .map_err(|e| format!("{e:?}"))?;
+        if sent.is_some() {
+            return Ok(());
+        }
+        lamina_sdk::mail::send(&lamina_sdk::mail::Message {
+            to: mail.to.clone(),
+            subject: mail.subject.clone(),
+            body: mail.body.clone(),
+        })
+        .map_err(|e| format!("{e:?}"))?;
+        return insert(
+            db,
+            "INSERT INTO outbox_sent (id, sent_at) VALUES ($1, $2)",
+            vec![id.into(), now().into()],
+        );
+    }
+    if lamina_sdk::variables::get("dev_mailbox").is_ok_and(|v| v == "true") {
+        return store_mail(db, id, mail);
+    }
+    Err("no mail server is configured (runtime-config [mail]) and dev_mailbox is off".to_owned())
 }
 
 fn store_mail(db: &Database, id: &str, mail: &Mail) -> Result<(), String> {

@@ -138,9 +138,30 @@ impl ApiError {
 }
 
 impl From<crate::sql::Error> for ApiError {
+    /// Constraint violations keep their explanation; anything else is
+    /// logged (stderr) and answered without the database's own words.
     fn from(e: crate::sql::Error) -> Self {
         let status = e.status();
-        ApiError::new(status, "database error", format!("{e:?}"))
+        match status {
+            400 | 409 => ApiError::new(status, "conflict with stored data", format!("{e:?}")),
+            503 => {
+                eprintln!("database unavailable: {e:?}");
+                ApiError::new(
+                    503,
+                    "database unavailable",
+                    "the database cannot be reached; try again",
+                )
+                .retry_after(5)
+            }
+            _ => {
+                eprintln!("database error: {e:?}");
+                ApiError::new(
+                    status,
+                    "database error",
+                    "the request could not be completed",
+                )
+            }
+        }
     }
 }
 
@@ -150,13 +171,23 @@ impl From<crate::tokens::Error> for ApiError {
     }
 }
 
+/// Reads the whole body: 413 past `limit` bytes.
+pub fn read_body(request: &Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    request.read_body(limit).map_err(|e| {
+        if e.starts_with("request body larger than") {
+            ApiError::new(413, "request body too large", e)
+        } else {
+            ApiError::bad_body(e)
+        }
+    })
+}
+
 /// Reads the body as JSON of type `T` (at most `limit` bytes).
 pub fn read_json<T: serde::de::DeserializeOwned>(
     request: &Request,
     limit: usize,
 ) -> Result<T, ApiError> {
-    let body = request.read_body(limit).map_err(ApiError::bad_body)?;
-    serde_json::from_slice(&body).map_err(ApiError::bad_body)
+    serde_json::from_slice(&read_body(request, limit)?).map_err(ApiError::bad_body)
 }
 
 /// Sends `result`, whichever it is.

@@ -10,12 +10,13 @@
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
 //!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
 //!   revoke credentials), [`inference`] (generation and embeddings on the
-//!   host's llama.cpp engine) and [`page`] (pagination).
+//!   host's llama.cpp engine), [`mail`] (SMTP) and [`page`] (pagination).
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod api;
 pub mod cache;
 pub mod inference;
+pub mod mail;
 pub mod page;
 pub mod queue;
 pub mod sql;

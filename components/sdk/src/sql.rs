@@ -1,6 +1,7 @@
 //! SQL on a granted database: typed parameters in, rows out as serde
 //! structs (each row becomes a JSON object keyed by column name, then
-//! deserialized), transactions that roll back unless committed.
+//! deserialized), transactions that roll back unless committed. Statements
+//! run through the [`Sql`] trait, on a [`Database`] or a [`Transaction`].
 
 use serde::de::DeserializeOwned;
 
@@ -24,34 +25,6 @@ impl Database {
         Ok(Database {
             connection: Connection::open(name)?,
         })
-    }
-
-    /// Runs a query; each row is deserialized into `T` by column name.
-    pub fn query<T: DeserializeOwned>(
-        &self,
-        statement: &str,
-        params: &[Value],
-    ) -> Result<Vec<T>, Error> {
-        rows_into(self.connection.query(statement, params)?)
-    }
-
-    /// The first row of a query, if any.
-    pub fn query_one<T: DeserializeOwned>(
-        &self,
-        statement: &str,
-        params: &[Value],
-    ) -> Result<Option<T>, Error> {
-        Ok(self.query(statement, params)?.into_iter().next())
-    }
-
-    /// Runs a query and returns the raw rows.
-    pub fn query_rows(&self, statement: &str, params: &[Value]) -> Result<Rows, Error> {
-        self.connection.query(statement, params)
-    }
-
-    /// Runs a statement; returns the number of rows changed.
-    pub fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error> {
-        self.connection.execute(statement, params)
     }
 
     /// The backend's dialect.
@@ -82,18 +55,50 @@ impl Database {
     }
 }
 
-impl Transaction {
-    /// Like [`Database::query`], inside the transaction.
-    pub fn query<T: DeserializeOwned>(
+/// What runs statements: a [`Database`] or a [`Transaction`], so one
+/// helper serves both.
+pub trait Sql {
+    /// Runs a query and returns the raw rows.
+    fn query_rows(&self, statement: &str, params: &[Value]) -> Result<Rows, Error>;
+
+    /// Runs a statement; returns the number of rows changed.
+    fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error>;
+
+    /// Runs a query; each row is deserialized into `T` by column name.
+    fn query<T: DeserializeOwned>(
         &self,
         statement: &str,
         params: &[Value],
     ) -> Result<Vec<T>, Error> {
-        rows_into(self.inner.query(statement, params)?)
+        rows_into(self.query_rows(statement, params)?)
     }
 
-    /// Like [`Database::execute`], inside the transaction.
-    pub fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error> {
+    /// The first row of a query, if any.
+    fn query_one<T: DeserializeOwned>(
+        &self,
+        statement: &str,
+        params: &[Value],
+    ) -> Result<Option<T>, Error> {
+        Ok(self.query(statement, params)?.into_iter().next())
+    }
+}
+
+impl Sql for Database {
+    fn query_rows(&self, statement: &str, params: &[Value]) -> Result<Rows, Error> {
+        self.connection.query(statement, params)
+    }
+
+    fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error> {
+        self.connection.execute(statement, params)
+    }
+}
+
+impl Sql for Transaction {
+    fn query_rows(&self, statement: &str, params: &[Value]) -> Result<Rows, Error> {
+        self.inner.query(statement, params)
+    }
+
+    fn execute(&self, statement: &str, params: &[Value]) -> Result<u64, Error> {
         self.inner.execute(statement, params)
     }
 }

@@ -12,6 +12,7 @@
 //! | [`variables`] | spin.toml defaults     | env / runtime-config |
 //! | [`tokens`]  | in-process revocations   | Redis revocations    |
 //! | [`inference`] | llama.cpp in-process   | (same, per host)     |
+//! | [`mail`]    | none (not configured)    | SMTP server          |
 //!
 //! Backends are built once at start-up ([`Capabilities`]); what a component
 //! may reach is fixed by its manifest entry ([`Grants`]) and checked on every
@@ -19,6 +20,7 @@
 
 pub mod inference;
 pub mod kv;
+pub mod mail;
 pub mod queue;
 pub(crate) mod redis_conn;
 pub mod sql;
@@ -62,6 +64,8 @@ pub struct Capabilities {
     pub tokens: Arc<tokens::Tokens>,
     /// Installed models and the llama.cpp engine.
     pub inference: Arc<inference::Inference>,
+    /// The SMTP server, if configured.
+    pub mail: mail::Mailer,
 }
 
 /// What one component may use: its manifest entry's grants and its resolved
@@ -80,6 +84,8 @@ pub struct Grants {
     pub models: inference::ModelGrants,
     /// `manage_models = true`: may install and remove models.
     pub manage_models: bool,
+    /// `mail = true`: may send mail.
+    pub mail: bool,
     /// `[component.<id>.variables]`, resolved.
     pub variables: variables::ComponentVariables,
 }
@@ -108,12 +114,14 @@ impl Capabilities {
             .expect("resolved by RuntimeConfig::load");
         let inference = inference::Inference::open(&config.inference, models_dir);
         inference.pulls().resume();
+        let mail = mail::Mailer::open(&config.mail, std::env::var(mail::PASSWORD_ENV).ok())?;
         Ok(Capabilities {
             sql,
             kv,
             queue,
             tokens: Arc::new(tokens),
             inference: Arc::new(inference),
+            mail,
         })
     }
 }
@@ -205,6 +213,7 @@ pub fn add_to_linker<T: Send + 'static>(
     platform::variables::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::tokens::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::inference::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::mail::add_to_linker::<T, HasCapabilities>(linker, view)?;
     Ok(())
 }
 
