@@ -195,6 +195,22 @@ async fn sign_in_flow(host: &Host) {
     assert_eq!(wrong, unknown);
 
     let access = token(&by_email, "accessToken");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["lamina"]);
+    validation.set_issuer(&["lamina"]);
+    let claims = jsonwebtoken::decode::<Value>(
+        &access,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sub"], registered["user"]["id"]);
+    assert_eq!(claims["username"], username.as_str());
+    assert_eq!(claims["roles"], json!(["User"]));
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 900, "{claims}");
+    assert!(claims["jti"].is_string());
     let me = ok(
         call(host, "GET", "/api/auth/me", Some(&access), None).await,
         200,
@@ -599,11 +615,21 @@ async fn api_keys_work_as_bearers_until_revoked() {
         403,
     )
     .await;
-    let listed = ok(
-        call(&host, "GET", "/api/auth/api-keys", Some(&access), None).await,
-        200,
-    )
-    .await;
+    // The listing shows when the key was last used (recorded in the
+    // background).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let listed = ok(
+            call(&host, "GET", "/api/auth/api-keys", Some(&access), None).await,
+            200,
+        )
+        .await;
+        if listed[0]["lastUsedAt"].is_i64() || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(listed[0]["lastUsedAt"].is_i64(), "{listed}");
     assert_eq!(listed[0]["prefix"], created["prefix"]);
     assert!(!listed.to_string().contains(&key));
     let bad = expect_problem(

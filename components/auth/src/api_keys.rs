@@ -28,6 +28,7 @@ fn listed(key: &ApiKey) -> serde_json::Value {
         "createdAt": key.created_at,
         "expiresAt": key.expires_at,
         "revokedAt": key.revoked_at,
+        "lastUsedAt": key.last_used_at,
     })
 }
 

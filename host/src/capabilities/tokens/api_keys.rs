@@ -40,10 +40,20 @@ const SCHEMA: &[&str] = &[
         revoked_at BIGINT
     )",
     "CREATE INDEX IF NOT EXISTS lamina_api_keys_subject ON lamina_api_keys (subject)",
+    // When each key was last used, apart from the keys: written often,
+    // read only by listings.
+    "CREATE TABLE IF NOT EXISTS lamina_api_key_use (
+        id TEXT PRIMARY KEY,
+        last_used_at BIGINT NOT NULL
+    )",
 ];
 
-const COLUMNS: &str =
-    "id, prefix, name, subject, username, roles, created_at, expires_at, revoked_at";
+/// How fresh `last_used_at` is: a host records a key's use at most once
+/// per this interval.
+const USE_RESOLUTION: Duration = Duration::from_secs(60);
+
+const COLUMNS: &str = "k.id, k.prefix, k.name, k.subject, k.username, k.roles, k.created_at, \
+     k.expires_at, k.revoked_at";
 
 /// One stored key, without its secret.
 #[derive(Debug, Clone)]
@@ -57,12 +67,16 @@ pub struct ApiKey {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Last verified (to within a minute); only listings fill it in.
+    pub last_used_at: Option<i64>,
 }
 
 /// The key table plus a lookup cache keyed by digest.
 pub struct ApiKeys {
     db: Database,
     cache: Cache<String, Option<ApiKey>>,
+    /// Keys whose use this host recorded within [`USE_RESOLUTION`].
+    recorded: Cache<String, ()>,
 }
 
 fn text(s: &str) -> Value {
@@ -101,6 +115,10 @@ impl ApiKeys {
             cache: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl)
+                .build(),
+            recorded: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(USE_RESOLUTION)
                 .build(),
         })
     }
@@ -143,6 +161,7 @@ impl ApiKeys {
             created_at: now,
             expires_at: ttl.map(|ttl| now + ttl.as_secs() as i64),
             revoked_at: None,
+            last_used_at: None,
         };
         self.db
             .execute(
@@ -170,7 +189,9 @@ impl ApiKeys {
             .db
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM lamina_api_keys WHERE subject = $1 ORDER BY created_at DESC, id LIMIT {MAX_LISTED}"
+                    "SELECT {COLUMNS}, u.last_used_at FROM lamina_api_keys k \
+                     LEFT JOIN lamina_api_key_use u ON u.id = k.id \
+                     WHERE k.subject = $1 ORDER BY k.created_at DESC, k.id LIMIT {MAX_LISTED}"
                 ),
                 vec![text(subject)],
             )
@@ -218,7 +239,7 @@ impl ApiKeys {
                 let rows = self
                     .db
                     .query(
-                        &format!("SELECT {COLUMNS} FROM lamina_api_keys WHERE key_hash = $1"),
+                        &format!("SELECT {COLUMNS} FROM lamina_api_keys k WHERE k.key_hash = $1"),
                         vec![Value::Text(hash.clone())],
                     )
                     .await
@@ -236,6 +257,7 @@ impl ApiKeys {
         if key.expires_at.is_some_and(|t| t <= now) {
             return Err(ApiKeyRejection::Refused(Rejection::Expired));
         }
+        self.record_use(&key.id, now);
         Ok(Identity {
             user_id: key.subject,
             username: key.username,
@@ -245,6 +267,29 @@ impl ApiKeys {
             expires_at: key.expires_at.map(|t| t as u64),
             method: AuthMethod::ApiKey,
         })
+    }
+
+    /// Notes that key `id` was used, at most once per [`USE_RESOLUTION`]
+    /// per host, in the background (a request never waits for it).
+    fn record_use(&self, id: &str, now: i64) {
+        if self.recorded.contains_key(id) {
+            return;
+        }
+        self.recorded.insert(id.to_owned(), ());
+        let db = self.db.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let written = db
+                .execute(
+                    "INSERT INTO lamina_api_key_use (id, last_used_at) VALUES ($1, $2) \
+                     ON CONFLICT (id) DO UPDATE SET last_used_at = excluded.last_used_at",
+                    vec![Value::Text(id), Value::Int(now)],
+                )
+                .await;
+            if let Err(e) = written {
+                tracing::warn!("cannot record an API key's use: {e:?}");
+            }
+        });
     }
 
     /// Whether the key table answers (`/ready`).
@@ -299,5 +344,6 @@ fn row_to_key(row: Vec<Value>) -> Option<ApiKey> {
         created_at: int(next())?,
         expires_at: int(next()),
         revoked_at: int(next()),
+        last_used_at: int(next()),
     })
 }

@@ -32,11 +32,14 @@ pub struct Claims {
     pub jti: Option<String>,
 }
 
-/// What `sign` writes: the claims plus issuer and audience.
+/// What `sign` writes: the claims plus issuer and audience, and the name
+/// also as `username` for clients that look for that.
 #[derive(Serialize)]
 struct Signed<'a> {
     iss: &'a str,
     aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
     #[serde(flatten)]
     claims: &'a Claims,
 }
@@ -147,6 +150,7 @@ impl Keys {
         let signed = Signed {
             iss: &self.issuer,
             aud: &self.audience,
+            username: claims.name.as_deref(),
             claims,
         };
         Some(jsonwebtoken::encode(&self.header, &signed, key).map_err(Into::into))

@@ -376,6 +376,7 @@ fn to_wit(key: api_keys::ApiKey) -> wit::ApiKey {
         created_at: key.created_at,
         expires_at: key.expires_at,
         revoked_at: key.revoked_at,
+        last_used_at: key.last_used_at,
     }
 }
 
