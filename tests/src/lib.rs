@@ -96,6 +96,15 @@ impl HostOptions {
     /// the target dir), its migrations, and the rate-limit classes it names
     /// (generous: tests call from one address).
     pub fn app() -> Self {
+        Self::app_with_rate_limits(
+            "[rate_limit.classes.auth]\nrequests = 100000\nper = \"1m\"\n\
+             [rate_limit.classes.inference]\nrequests = 100000\nper = \"1m\"\n",
+        )
+    }
+
+    /// [`HostOptions::app`] with its own `[rate_limit.classes.*]` (both
+    /// `auth` and `inference` must be defined).
+    pub fn app_with_rate_limits(classes: &str) -> Self {
         let text = std::fs::read_to_string(workspace().join("spin.toml")).unwrap();
         let wasm_dir = target_dir().join("wasm32-wasip2/release");
         let manifest = text.replace(
@@ -104,7 +113,7 @@ impl HostOptions {
         );
         HostOptions::manifest(&manifest)
             .with_migrations(&workspace().join("migrations"))
-            .runtime_config("[rate_limit.classes.auth]\nrequests = 100000\nper = \"1m\"\n")
+            .runtime_config(classes)
     }
 
     fn with_migrations(mut self, source: &Path) -> Self {

@@ -5,12 +5,15 @@
 //!   runtime-config `[mail]` names one, else, with the `dev_mailbox`
 //!   variable on, `outbox_mail` (the dev mailbox, for local use and tests);
 //! - `user.registered` → a welcome mail, the same way;
-//! - `audit` {event, userId, at, client, detail} → `outbox_audit`.
+//! - `audit` {event, userId, at, client, detail} → `outbox_audit`;
+//! - `usage.recorded` {userId, credentialId, model, promptTokens,
+//!   completionTokens, at} → `outbox_usage`.
 //!
 //! Each row is keyed by the queue message id, so a redelivery has no second
 //! effect. HTTP (spin.toml allows the `Admin` role only):
-//! `GET /api/outbox/mail?to=ADDRESS&limit=N` and
-//! `GET /api/outbox/audit?userId=ID&limit=N`, newest first.
+//! `GET /api/outbox/mail?to=ADDRESS&limit=N`,
+//! `GET /api/outbox/audit?userId=ID&limit=N` and
+//! `GET /api/outbox/usage?userId=ID&limit=N`, newest first.
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now};
@@ -59,6 +62,31 @@ struct AuditEvent {
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Read from `usage.recorded`, and sent back in camelCase.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Usage {
+    user_id: Option<String>,
+    credential_id: Option<String>,
+    model: String,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    at: i64,
+}
+
+/// A row of `outbox_usage`.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all(serialize = "camelCase"))]
+struct UsageRow {
+    id: String,
+    user_id: Option<String>,
+    credential_id: Option<String>,
+    model: String,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    at: i64,
+}
+
 impl QueueHandler for Outbox {
     fn handle(message: Message) -> Result<(), String> {
         let db = Database::open("default").map_err(|e| format!("{e:?}"))?;
@@ -93,6 +121,23 @@ impl QueueHandler for Outbox {
                         event.user_id.into(),
                         serde_json::Value::Object(event.rest).to_string().into(),
                         event.at.into(),
+                    ],
+                )
+            }
+            "usage.recorded" => {
+                let usage: Usage = serde_json::from_slice(&message.payload).map_err(parse_error)?;
+                insert(
+                    &db,
+                    "INSERT INTO outbox_usage (id, user_id, credential_id, model, prompt_tokens, completion_tokens, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    vec![
+                        message.id.as_str().into(),
+                        usage.user_id.into(),
+                        usage.credential_id.into(),
+                        usage.model.into(),
+                        usage.prompt_tokens.into(),
+                        usage.completion_tokens.into(),
+                        usage.at.into(),
                     ],
                 )
             }
@@ -220,6 +265,16 @@ fn read(request: &Request) -> Result<Reply, ApiError> {
             let rows: Vec<AuditRow> = filtered(
                 &db,
                 "SELECT id, event, user_id, detail, at FROM outbox_audit",
+                ("user_id", filter("userId")),
+                "at DESC, id",
+                limit,
+            )?;
+            Ok(Reply::json(200, rows))
+        }
+        "/api/outbox/usage" => {
+            let rows: Vec<UsageRow> = filtered(
+                &db,
+                "SELECT id, user_id, credential_id, model, prompt_tokens, completion_tokens, at FROM outbox_usage",
                 ("user_id", filter("userId")),
                 "at DESC, id",
                 limit,

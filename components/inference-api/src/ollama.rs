@@ -1,0 +1,440 @@
+//! Ollama's API (`/api/...`), field for field as Ollama documents it:
+//! NDJSON streams by default (`"stream": false` for one object), errors as
+//! `{"error": "..."}`, durations in nanoseconds.
+
+use lamina_sdk::inference::{
+    self, Error, Generation, Message, ModelInfo, OllamaOptions, stats_json,
+};
+use lamina_sdk::{BodyWriter, Request, respond};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wasip2::http::types::ResponseOutparam;
+
+use crate::BODY_LIMIT;
+use crate::wire::{drain, keep_alive, record_stats, record_usage, rfc3339, rfc3339_now};
+
+/// A failure before the response started: status and message.
+type Failure = (u16, String);
+
+fn failure(e: Error) -> Failure {
+    (e.status(), e.detail().to_owned())
+}
+
+/// What a handler answers with.
+enum Answer {
+    Json(Value),
+    /// A running generation, streamed as NDJSON or gathered into one object.
+    Generation(Run),
+}
+
+/// A generation and how to present it.
+struct Run {
+    generation: Generation,
+    model: String,
+    /// `/api/chat` (a `message`) rather than `/api/generate` (a `response`).
+    chat: bool,
+    stream: bool,
+}
+
+/// Answers one `/api/...` request.
+pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
+    let method = request.method();
+    let answer = match (method.as_str(), path) {
+        ("POST", "/api/generate") => generate(request),
+        ("POST", "/api/chat") => chat(request),
+        ("POST", "/api/embed") => embed(request),
+        ("POST", "/api/embeddings") => embeddings(request),
+        ("GET", "/api/tags") => tags(),
+        ("POST", "/api/show") => show(request),
+        ("GET", "/api/ps") => ps(),
+        ("GET" | "HEAD", "/api/version") => Ok(Answer::Json(
+            json!({ "version": env!("CARGO_PKG_VERSION") }),
+        )),
+        _ => Err((
+            404,
+            format!("{method} {path} is not an endpoint of this server"),
+        )),
+    };
+    match answer {
+        Ok(Answer::Json(value)) => send(out, 200, &value),
+        Ok(Answer::Generation(run)) => present(request, out, run),
+        Err((status, message)) => send(out, status, &json!({ "error": message })),
+    }
+}
+
+fn send(out: ResponseOutparam, status: u16, value: &Value) {
+    respond(
+        out,
+        status,
+        &[("content-type", "application/json; charset=utf-8")],
+        value.to_string().as_bytes(),
+    );
+}
+
+fn parse<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Failure> {
+    let body = request.read_body(BODY_LIMIT).map_err(|e| {
+        let status = if e.starts_with("request body larger") {
+            413
+        } else {
+            400
+        };
+        (status, e)
+    })?;
+    serde_json::from_slice(&body).map_err(|e| (400, format!("invalid request body: {e}")))
+}
+
+/// Fields Lamina does not serve yet: a clear 400 rather than silently
+/// ignoring what the client relies on.
+fn unsupported(field: &str, present: bool) -> Result<(), Failure> {
+    if present {
+        return Err((
+            400,
+            format!("`{field}` is not supported by this server yet"),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct GenerateRequest {
+    model: String,
+    #[serde(default)]
+    prompt: String,
+    system: Option<String>,
+    #[serde(default)]
+    raw: bool,
+    #[serde(default = "yes")]
+    stream: bool,
+    #[serde(default)]
+    options: OllamaOptions,
+    keep_alive: Option<Value>,
+    format: Option<Value>,
+    #[serde(default)]
+    images: Vec<Value>,
+    suffix: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn options(options: OllamaOptions, keep: Option<&Value>) -> Result<inference::Options, Failure> {
+    let keep = keep_alive(keep).map_err(|e| (400, e))?;
+    Ok(options.into_options(keep))
+}
+
+/// `POST /api/generate`: the prompt through the model's template (as one
+/// user turn, after `system`), or as is with `raw`. An empty prompt only
+/// loads the model.
+fn generate(request: &Request) -> Result<Answer, Failure> {
+    let body: GenerateRequest = parse(request)?;
+    unsupported("format", body.format.is_some())?;
+    unsupported("images", !body.images.is_empty())?;
+    unsupported("suffix", body.suffix.is_some())?;
+    let opts = options(body.options, body.keep_alive.as_ref())?;
+    if body.prompt.is_empty() {
+        inference::count_tokens(&body.model, "").map_err(failure)?;
+        return Ok(Answer::Json(json!({
+            "model": body.model,
+            "created_at": rfc3339_now(),
+            "response": "",
+            "done": true,
+            "done_reason": "load",
+        })));
+    }
+    let generation = if body.raw {
+        inference::generate(&body.model, &body.prompt, &opts)
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = body.system {
+            messages.push(Message {
+                role: "system".to_owned(),
+                content: system,
+            });
+        }
+        messages.push(Message {
+            role: "user".to_owned(),
+            content: body.prompt,
+        });
+        inference::chat(&body.model, &messages, &opts)
+    }
+    .map_err(failure)?;
+    Ok(Answer::Generation(Run {
+        generation,
+        model: body.model,
+        chat: false,
+        stream: body.stream,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: String,
+    #[serde(default)]
+    images: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    model: String,
+    #[serde(default)]
+    messages: Vec<ChatMessage>,
+    #[serde(default = "yes")]
+    stream: bool,
+    #[serde(default)]
+    options: OllamaOptions,
+    keep_alive: Option<Value>,
+    format: Option<Value>,
+    #[serde(default)]
+    tools: Vec<Value>,
+}
+
+/// `POST /api/chat`.
+fn chat(request: &Request) -> Result<Answer, Failure> {
+    let body: ChatRequest = parse(request)?;
+    unsupported("format", body.format.is_some())?;
+    unsupported("tools", !body.tools.is_empty())?;
+    unsupported("images", body.messages.iter().any(|m| !m.images.is_empty()))?;
+    let opts = options(body.options, body.keep_alive.as_ref())?;
+    if body.messages.is_empty() {
+        inference::count_tokens(&body.model, "").map_err(failure)?;
+        return Ok(Answer::Json(json!({
+            "model": body.model,
+            "created_at": rfc3339_now(),
+            "message": {"role": "assistant", "content": ""},
+            "done": true,
+            "done_reason": "load",
+        })));
+    }
+    let messages: Vec<Message> = body
+        .messages
+        .into_iter()
+        .map(|m| Message {
+            role: m.role,
+            content: m.content,
+        })
+        .collect();
+    let generation = inference::chat(&body.model, &messages, &opts).map_err(failure)?;
+    Ok(Answer::Generation(Run {
+        generation,
+        model: body.model,
+        chat: true,
+        stream: body.stream,
+    }))
+}
+
+/// One piece of a generation as Ollama shapes it.
+fn piece(model: &str, chat: bool, text: &str, done: bool) -> Value {
+    let mut line = json!({
+        "model": model,
+        "created_at": rfc3339_now(),
+        "done": done,
+    });
+    if chat {
+        line["message"] = json!({"role": "assistant", "content": text});
+    } else {
+        line["response"] = text.into();
+    }
+    line
+}
+
+/// Streams a run as NDJSON, or gathers it into one object. The last object
+/// carries the statistics; an engine failure mid-stream is an `error` line.
+fn present(request: &Request, out: ResponseOutparam, run: Run) {
+    let Run {
+        generation,
+        model,
+        chat,
+        stream,
+    } = run;
+    let content_type = if stream {
+        "application/x-ndjson"
+    } else {
+        "application/json; charset=utf-8"
+    };
+    let mut body = BodyWriter::start(out, 200, &[("content-type", content_type)]);
+    let mut gathered = String::new();
+    let result = drain(generation, |text| {
+        if stream {
+            let mut line = piece(&model, chat, text, false).to_string().into_bytes();
+            line.push(b'\n');
+            // A failed write: the client is gone, and the generation stops.
+            body.send(&line).is_ok()
+        } else {
+            gathered.push_str(text);
+            true
+        }
+    });
+    let last = match result {
+        Ok(Some(stats)) => {
+            record_stats(request, &model, &stats);
+            let mut last = piece(&model, chat, &gathered, true);
+            if let (Value::Object(last), Value::Object(stats)) = (&mut last, stats_json(&stats)) {
+                last.extend(stats);
+            }
+            last
+        }
+        Ok(None) => return,
+        Err(e) => json!({ "error": e.detail() }),
+    };
+    let mut bytes = last.to_string().into_bytes();
+    if stream {
+        bytes.push(b'\n');
+    }
+    let _ = body.send(&bytes);
+    body.finish();
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Input {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct EmbedRequest {
+    model: String,
+    input: Input,
+}
+
+/// `POST /api/embed` {model, input: string | [string]}.
+fn embed(request: &Request) -> Result<Answer, Failure> {
+    let body: EmbedRequest = parse(request)?;
+    let inputs = match body.input {
+        Input::One(text) => vec![text],
+        Input::Many(texts) => texts,
+    };
+    let tokens = count_all(&body.model, &inputs)?;
+    let vectors = inference::embed(&body.model, &inputs).map_err(failure)?;
+    record_usage(request, &body.model, tokens, 0);
+    Ok(Answer::Json(json!({
+        "model": body.model,
+        "embeddings": vectors,
+        "prompt_eval_count": tokens,
+    })))
+}
+
+/// Tokens of every input, for usage records.
+fn count_all(model: &str, inputs: &[String]) -> Result<u32, Failure> {
+    let mut total = 0;
+    for input in inputs {
+        total += inference::count_tokens(model, input).map_err(failure)?;
+    }
+    Ok(total)
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsRequest {
+    model: String,
+    prompt: String,
+}
+
+/// `POST /api/embeddings` (the older form): {model, prompt} → {embedding}.
+fn embeddings(request: &Request) -> Result<Answer, Failure> {
+    let body: EmbeddingsRequest = parse(request)?;
+    let tokens = count_all(&body.model, std::slice::from_ref(&body.prompt))?;
+    let mut vectors =
+        inference::embed(&body.model, std::slice::from_ref(&body.prompt)).map_err(failure)?;
+    record_usage(request, &body.model, tokens, 0);
+    Ok(Answer::Json(
+        json!({ "embedding": vectors.pop().unwrap_or_default() }),
+    ))
+}
+
+/// `details` as Ollama describes a model.
+fn details(m: &ModelInfo) -> Value {
+    json!({
+        "parent_model": "",
+        "format": "gguf",
+        "family": m.family,
+        "families": [m.family],
+        "parameter_size": parameter_size(m.parameter_count),
+        "quantization_level": m.quantization,
+    })
+}
+
+/// `268.1M`, `7.2B`, as Ollama abbreviates parameter counts.
+fn parameter_size(count: u64) -> String {
+    match count {
+        n if n >= 1_000_000_000 => format!("{:.1}B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n => n.to_string(),
+    }
+}
+
+/// When the model was installed, as RFC 3339.
+fn modified(m: &ModelInfo) -> String {
+    rfc3339(m.installed_at, 0)
+}
+
+/// `GET /api/tags`: the models this caller may use.
+fn tags() -> Result<Answer, Failure> {
+    let models = inference::list_models().map_err(failure)?;
+    let models: Vec<Value> = models
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "model": m.name,
+                "modified_at": modified(m),
+                "size": m.size,
+                "digest": m.digest.trim_start_matches("sha256:"),
+                "details": details(m),
+            })
+        })
+        .collect();
+    Ok(Answer::Json(json!({ "models": models })))
+}
+
+#[derive(Deserialize)]
+struct ShowRequest {
+    #[serde(alias = "name")]
+    model: String,
+}
+
+/// `POST /api/show`.
+fn show(request: &Request) -> Result<Answer, Failure> {
+    let body: ShowRequest = parse(request)?;
+    let m = inference::show_model(&body.model).map_err(failure)?;
+    let mut info = serde_json::Map::new();
+    info.insert("general.architecture".into(), m.family.clone().into());
+    info.insert("general.parameter_count".into(), m.parameter_count.into());
+    info.insert(
+        format!("{}.context_length", m.family),
+        m.context_length.into(),
+    );
+    Ok(Answer::Json(json!({
+        "modelfile": "",
+        "parameters": "",
+        "template": "",
+        "details": details(&m),
+        "model_info": info,
+        "capabilities": [if m.embedding { "embedding" } else { "completion" }],
+        "modified_at": modified(&m),
+    })))
+}
+
+/// `GET /api/ps`: the models in memory.
+fn ps() -> Result<Answer, Failure> {
+    let loaded = inference::loaded_models().map_err(failure)?;
+    let installed = inference::list_models().map_err(failure)?;
+    let models: Vec<Value> = loaded
+        .iter()
+        .map(|l| {
+            let info = installed.iter().find(|m| m.name == l.name);
+            json!({
+                "name": l.name,
+                "model": l.name,
+                "size": l.size,
+                "digest": l.digest.trim_start_matches("sha256:"),
+                "details": info.map(details),
+                "expires_at": l.expires_at.map(|at| rfc3339(at, 0)),
+                "size_vram": 0,
+            })
+        })
+        .collect();
+    Ok(Answer::Json(json!({ "models": models })))
+}

@@ -1,0 +1,111 @@
+//! What the Ollama and OpenAI surfaces share.
+
+use lamina_sdk::Request;
+use lamina_sdk::api::{Caller, now};
+use lamina_sdk::inference::{Chunk, Error, Generation, Stats};
+use serde_json::json;
+
+/// Reads a generation to its end, handing each piece of text to `text`
+/// (which returns `false` once the client is gone: the generation is then
+/// dropped, which cancels it). The statistics, or `None` if cancelled.
+pub fn drain(
+    generation: Generation,
+    mut text: impl FnMut(&str) -> bool,
+) -> Result<Option<Stats>, Error> {
+    loop {
+        match generation.next()? {
+            Some(Chunk::Text(piece)) => {
+                if !text(&piece) {
+                    return Ok(None);
+                }
+            }
+            Some(Chunk::Done(stats)) => return Ok(Some(stats)),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Ollama's `keep_alive`: seconds as a number, or a duration string
+/// (`"5m"`, `"30s"`, `"1h"`, `"-1"`); negative keeps the model loaded.
+pub fn keep_alive(value: Option<&serde_json::Value>) -> Result<Option<i64>, String> {
+    let bad = || "keep_alive must be seconds or a duration such as \"5m\"".to_owned();
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(bad),
+        Some(serde_json::Value::String(s)) => {
+            let s = s.trim();
+            if let Ok(seconds) = s.parse::<i64>() {
+                return Ok(Some(seconds));
+            }
+            let (number, unit) = s
+                .find(|c: char| c.is_ascii_alphabetic())
+                .map(|i| s.split_at(i))
+                .ok_or_else(bad)?;
+            let number: f64 = number.parse().map_err(|_| bad())?;
+            let scale = match unit {
+                "ms" => 0.001,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                _ => return Err(bad()),
+            };
+            Ok(Some((number * scale) as i64))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// Now as RFC 3339 (UTC, nanoseconds), as Ollama's `created_at`.
+pub fn rfc3339_now() -> String {
+    let now = wasip2::clocks::wall_clock::now();
+    rfc3339(now.seconds as i64, now.nanoseconds)
+}
+
+/// Seconds since the epoch (and nanoseconds) as RFC 3339, UTC.
+pub fn rfc3339(seconds: i64, nanoseconds: u32) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // Days since 1970-01-01 → civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        nanoseconds
+    )
+}
+
+/// Publishes who used how many tokens of which model (`usage.recorded`);
+/// a queue failure is logged, not fatal.
+pub fn record_usage(request: &Request, model: &str, prompt_tokens: u32, completion_tokens: u32) {
+    let caller = Caller::of(request);
+    let payload = json!({
+        "userId": caller.as_ref().map(|c| c.user_id.clone()),
+        "credentialId": caller.as_ref().map(|c| c.token_id.clone()),
+        "model": model,
+        "promptTokens": prompt_tokens,
+        "completionTokens": completion_tokens,
+        "at": now(),
+    });
+    if let Err(e) = lamina_sdk::queue::publish("usage.recorded", payload.to_string().as_bytes()) {
+        eprintln!("usage not recorded: {e:?}");
+    }
+}
+
+/// The usage of a finished generation.
+pub fn record_stats(request: &Request, model: &str, stats: &Stats) {
+    record_usage(request, model, stats.prompt_tokens, stats.completion_tokens);
+}

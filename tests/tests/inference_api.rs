@@ -1,0 +1,442 @@
+//! The Ollama- and OpenAI-compatible API (`components/inference-api`) on
+//! the wire: the application's own spin.toml, the real default models,
+//! credentials from the auth service, exact shapes of NDJSON lines, SSE
+//! chunks and error objects. Generations are short and greedy.
+
+use lamina_tests::{Host, HostOptions, client, test_models_dir, unique};
+use serde_json::{Value, json};
+
+const MODEL: &str = "gemma3:270m";
+const EMBEDDER: &str = "all-minilm:l6-v2";
+const SECRET: &str = "inference-api-tests-secret-32-bytes-or-more";
+const ADMIN_PASSWORD: &str = "Admin-password-9";
+
+/// The application on the embedded defaults in `dir`, with the test
+/// models and these rate-limit classes (`None`: generous ones).
+fn app(dir: &std::path::Path, rate_limits: Option<&str>) -> Host {
+    let options = match rate_limits {
+        Some(classes) => HostOptions::app_with_rate_limits(classes),
+        None => HostOptions::app(),
+    };
+    Host::start(
+        options
+            .data_dir(dir)
+            .runtime_config(&format!(
+                "[inference]\nmodels_dir = \"{}\"\n",
+                test_models_dir().display()
+            ))
+            .env("LAMINA_JWT_SECRET", SECRET)
+            .env("LAMINA_VAR_ADMIN_USERNAME", "root")
+            .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
+            .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    )
+}
+
+/// A fresh user's API key and user id.
+async fn api_key(host: &Host) -> (String, String) {
+    let name = unique("client");
+    let registered: Value = client()
+        .post(host.at("/api/auth/register"))
+        .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": "Correct-horse-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = registered["accessToken"].as_str().unwrap();
+    let key: Value = client()
+        .post(host.at("/api/auth/api-keys"))
+        .bearer_auth(access)
+        .json(&json!({"name": "sdk"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        key["key"].as_str().unwrap().to_owned(),
+        registered["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn post(host: &Host, key: &str, path: &str, body: Value) -> reqwest::Response {
+    client()
+        .post(host.at(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get(host: &Host, key: &str, path: &str) -> reqwest::Response {
+    client()
+        .get(host.at(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The NDJSON lines of a response.
+async fn lines(response: reqwest::Response) -> Vec<Value> {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+const DURATIONS: [&str; 4] = [
+    "total_duration",
+    "load_duration",
+    "prompt_eval_duration",
+    "eval_duration",
+];
+
+fn greedy(num_predict: i32) -> Value {
+    json!({"temperature": 0, "num_predict": num_predict})
+}
+
+#[tokio::test]
+async fn ollama_endpoints_speak_ollamas_wire_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = app(dir.path(), None);
+    let (key, _) = api_key(&host).await;
+
+    // generate: NDJSON pieces, then the statistics; the same text as one
+    // object with `stream: false`.
+    let request = json!({"model": MODEL, "prompt": "Name three colors.", "options": greedy(12)});
+    let streamed = lines(post(&host, &key, "/api/generate", request.clone()).await).await;
+    let (last, pieces) = streamed.split_last().unwrap();
+    assert!(
+        pieces
+            .iter()
+            .all(|l| l["done"] == false && l["model"] == MODEL && l["response"].is_string())
+    );
+    assert!(pieces[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(last["done"], true);
+    assert_eq!(last["done_reason"], "length");
+    assert_eq!(last["eval_count"], 12);
+    assert!(last["prompt_eval_count"].as_u64().unwrap() > 3);
+    for field in DURATIONS {
+        assert!(last[field].is_u64(), "{field}: {last}");
+    }
+    assert!(last["total_duration"].as_u64() >= last["eval_duration"].as_u64());
+    let text: String = pieces
+        .iter()
+        .map(|l| l["response"].as_str().unwrap())
+        .collect();
+    let mut whole = request.clone();
+    whole["stream"] = false.into();
+    let response = post(&host, &key, "/api/generate", whole).await;
+    assert_eq!(response.status(), 200);
+    let one: Value = response.json().await.unwrap();
+    assert_eq!(one["response"].as_str().unwrap(), text);
+    assert_eq!(one["done"], true);
+
+    // chat: `message` pieces.
+    let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "Hi!"}], "options": greedy(6), "stream": false});
+    let answer: Value = post(&host, &key, "/api/chat", chat)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["message"]["role"], "assistant");
+    assert!(answer["message"]["content"].is_string());
+    assert_eq!(answer["eval_count"], 6);
+    let chat = json!({"model": MODEL, "messages": [{"role": "user", "content": "Hi!"}], "options": greedy(6)});
+    let streamed = lines(post(&host, &key, "/api/chat", chat).await).await;
+    let text: String = streamed
+        .iter()
+        .map(|l| l["message"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, answer["message"]["content"].as_str().unwrap());
+
+    // embed, and the older embeddings.
+    let embedded: Value = post(
+        &host,
+        &key,
+        "/api/embed",
+        json!({"model": EMBEDDER, "input": ["a cat", "a dog"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(embedded["embeddings"].as_array().unwrap().len(), 2);
+    assert_eq!(embedded["embeddings"][0].as_array().unwrap().len(), 384);
+    let legacy: Value = post(
+        &host,
+        &key,
+        "/api/embeddings",
+        json!({"model": EMBEDDER, "prompt": "a cat"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(legacy["embedding"].as_array().unwrap().len(), 384);
+
+    // tags, show, ps, version.
+    let tags: Value = get(&host, &key, "/api/tags").await.json().await.unwrap();
+    let gemma = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == MODEL)
+        .unwrap();
+    assert_eq!(gemma["details"]["family"], "gemma3");
+    assert_eq!(gemma["details"]["quantization_level"], "Q4_K_M");
+    assert_eq!(gemma["details"]["format"], "gguf");
+    assert!(gemma["modified_at"].as_str().unwrap().ends_with('Z'));
+    let show: Value = post(&host, &key, "/api/show", json!({"model": MODEL}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(show["model_info"]["gemma3.context_length"], 32768);
+    assert_eq!(show["capabilities"], json!(["completion"]));
+    let ps: Value = get(&host, &key, "/api/ps").await.json().await.unwrap();
+    assert!(
+        ps["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == MODEL),
+        "{ps}"
+    );
+    let version: Value = get(&host, &key, "/api/version").await.json().await.unwrap();
+    assert!(version["version"].is_string());
+
+    // Errors are `{"error": "..."}` with the right status.
+    let missing = post(
+        &host,
+        &key,
+        "/api/generate",
+        json!({"model": "nope:1", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(missing.status(), 404);
+    assert!(missing.json::<Value>().await.unwrap()["error"].is_string());
+    let bad = post(
+        &host,
+        &key,
+        "/api/generate",
+        json!({"model": MODEL, "prompt": "x", "options": {"temperature": 9}}),
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    let format = post(
+        &host,
+        &key,
+        "/api/chat",
+        json!({"model": MODEL, "messages": [], "format": "json"}),
+    )
+    .await;
+    assert_eq!(format.status(), 400);
+    let anonymous = client().get(host.at("/api/tags")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+/// The `data:` payloads of a server-sent event stream.
+async fn events(response: reqwest::Response) -> Vec<String> {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("{e}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn openai_endpoints_speak_openais_wire_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = app(dir.path(), None);
+    let (key, user_id) = api_key(&host).await;
+    let messages = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]);
+
+    let whole: Value = post(
+        &host,
+        &key,
+        "/v1/chat/completions",
+        json!({"model": MODEL, "messages": messages, "max_tokens": 8, "temperature": 0}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(whole["object"], "chat.completion");
+    assert!(whole["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(whole["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(whole["choices"][0]["finish_reason"], "length");
+    assert_eq!(whole["usage"]["completion_tokens"], 8);
+    assert_eq!(
+        whole["usage"]["total_tokens"].as_u64().unwrap(),
+        whole["usage"]["prompt_tokens"].as_u64().unwrap() + 8
+    );
+
+    let stream = post(&host, &key, "/v1/chat/completions", json!({"model": MODEL, "messages": messages, "max_tokens": 8, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}})).await;
+    let chunks = events(stream).await;
+    let (done, chunks) = chunks.split_last().unwrap();
+    assert_eq!(done, "[DONE]");
+    let chunks: Vec<Value> = chunks
+        .iter()
+        .map(|c| serde_json::from_str(c).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"])
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 8);
+    let finish = &chunks[chunks.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        whole["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+
+    let completion: Value = post(
+        &host,
+        &key,
+        "/v1/completions",
+        json!({"model": MODEL, "prompt": "The sky is", "max_tokens": 4, "temperature": 0}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(completion["object"], "text_completion");
+    assert!(completion["choices"][0]["text"].is_string());
+
+    let embeddings: Value = post(
+        &host,
+        &key,
+        "/v1/embeddings",
+        json!({"model": EMBEDDER, "input": ["one", "two"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(embeddings["object"], "list");
+    assert_eq!(embeddings["data"][1]["index"], 1);
+    assert_eq!(
+        embeddings["data"][0]["embedding"].as_array().unwrap().len(),
+        384
+    );
+
+    let models: Value = get(&host, &key, "/v1/models").await.json().await.unwrap();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == MODEL && m["object"] == "model")
+    );
+    let one: Value = get(&host, &key, "/v1/models/gemma3:270m")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["id"], MODEL);
+
+    // Errors in OpenAI's shape.
+    let missing = post(
+        &host,
+        &key,
+        "/v1/chat/completions",
+        json!({"model": "nope:1", "messages": messages}),
+    )
+    .await;
+    assert_eq!(missing.status(), 404);
+    let error: Value = missing.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "not_found_error");
+    assert_eq!(error["error"]["param"], "model");
+    let structured = post(
+        &host,
+        &key,
+        "/v1/chat/completions",
+        json!({"model": MODEL, "messages": messages, "response_format": {"type": "json_object"}}),
+    )
+    .await;
+    assert_eq!(structured.status(), 400);
+    assert_eq!(
+        structured.json::<Value>().await.unwrap()["error"]["param"],
+        "response_format"
+    );
+
+    // Every call's tokens are recorded for the caller.
+    let admin: Value = client()
+        .post(host.at("/api/auth/login"))
+        .json(&json!({"login": "root", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["accessToken"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let usage: Value = client()
+            .get(host.at(&format!("/api/outbox/usage?userId={user_id}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let rows = usage.as_array().unwrap();
+        if rows.len() >= 4 {
+            assert!(
+                rows.iter()
+                    .any(|r| r["model"] == MODEL && r["completionTokens"] == 8)
+            );
+            assert!(
+                rows.iter()
+                    .any(|r| r["model"] == EMBEDDER && r["completionTokens"] == 0)
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{usage}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn past_the_limit_calls_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = app(
+        dir.path(),
+        Some(
+            "[rate_limit.classes.auth]\nrequests = 1000\nper = \"1m\"\n\
+             [rate_limit.classes.inference]\nrequests = 3\nper = \"1m\"\nburst = 3\n",
+        ),
+    );
+    let (key, _) = api_key(&host).await;
+    for _ in 0..3 {
+        assert_eq!(get(&host, &key, "/api/tags").await.status(), 200);
+    }
+    let refused = get(&host, &key, "/v1/models").await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+}
