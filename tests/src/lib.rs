@@ -610,6 +610,11 @@ pub fn test_gguf() -> PathBuf {
     test_env_path("LAMINA_TEST_GGUF")
 }
 
+/// The Python with the stock `ollama` and `openai` clients installed.
+pub fn test_python() -> PathBuf {
+    test_env_path("LAMINA_TEST_PYTHON")
+}
+
 fn test_env_path(key: &str) -> PathBuf {
     std::env::var_os(key).map(PathBuf::from).unwrap_or_else(|| {
         panic!("{key} is not set: run the tests with `cargo xtask test`, which installs the default models")

@@ -1,9 +1,11 @@
 //! The Ollama- and OpenAI-compatible API (`components/inference-api`) on
 //! the wire: the application's own spin.toml, the real default models,
 //! credentials from the auth service, exact shapes of NDJSON lines, SSE
-//! chunks and error objects. Generations are short and greedy.
+//! chunks and error objects; then the stock `ollama` and `openai` Python
+//! clients (`tests/clients/stock_clients.py`) against it. Generations are
+//! short and greedy.
 
-use lamina_tests::{Host, HostOptions, client, test_models_dir, unique};
+use lamina_tests::{Host, HostOptions, client, test_models_dir, test_python, unique, workspace};
 use serde_json::{Value, json};
 
 const MODEL: &str = "gemma3:270m";
@@ -234,10 +236,25 @@ async fn ollama_endpoints_speak_ollamas_wire_format() {
         &host,
         &key,
         "/api/chat",
-        json!({"model": MODEL, "messages": [], "format": "json"}),
+        json!({"model": MODEL, "messages": [], "format": 7}),
     )
     .await;
     assert_eq!(format.status(), 400);
+
+    // Structured output: the reply parses and matches the schema.
+    let schema = json!({"type": "object", "properties": {"color": {"type": "string", "enum": ["red", "green", "blue"]}}, "required": ["color"]});
+    let structured = json!({"model": MODEL, "messages": [{"role": "user", "content": "Pick a color."}], "format": schema, "stream": false, "options": {"temperature": 0, "num_predict": 40}});
+    let answer: Value = post(&host, &key, "/api/chat", structured)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let content: Value =
+        serde_json::from_str(answer["message"]["content"].as_str().unwrap()).unwrap();
+    assert!(
+        ["red", "green", "blue"].contains(&content["color"].as_str().unwrap()),
+        "{content}"
+    );
     let anonymous = client().get(host.at("/api/tags")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 }
@@ -370,16 +387,25 @@ async fn openai_endpoints_speak_openais_wire_format() {
     let error: Value = missing.json().await.unwrap();
     assert_eq!(error["error"]["type"], "not_found_error");
     assert_eq!(error["error"]["param"], "model");
-    let structured = post(
+    let json_object = post(&host, &key, "/v1/chat/completions", json!({"model": MODEL, "messages": messages, "max_tokens": 40, "temperature": 0, "response_format": {"type": "json_object"}})).await;
+    let json_object: Value = json_object.json().await.unwrap();
+    let content = json_object["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(
+        serde_json::from_str::<Value>(content).unwrap().is_object(),
+        "{content}"
+    );
+    let bad_format = post(
         &host,
         &key,
         "/v1/chat/completions",
-        json!({"model": MODEL, "messages": messages, "response_format": {"type": "json_object"}}),
+        json!({"model": MODEL, "messages": messages, "response_format": {"type": "xml"}}),
     )
     .await;
-    assert_eq!(structured.status(), 400);
+    assert_eq!(bad_format.status(), 400);
     assert_eq!(
-        structured.json::<Value>().await.unwrap()["error"]["param"],
+        bad_format.json::<Value>().await.unwrap()["error"]["param"],
         "response_format"
     );
 
@@ -439,4 +465,46 @@ async fn past_the_limit_calls_are_refused() {
     let refused = get(&host, &key, "/v1/models").await;
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
+}
+
+/// Runs one check of `tests/clients/stock_clients.py` against `host`.
+fn stock_clients(host: &Host, key: &str, check: &str) {
+    let output = std::process::Command::new(test_python())
+        .arg(workspace().join("tests/clients/stock_clients.py"))
+        .arg(check)
+        .env("LAMINA_URL", host.at(""))
+        .env("LAMINA_KEY", key)
+        .env("MODEL", MODEL)
+        .env("EMBEDDER", EMBEDDER)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{check}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_stock_ollama_and_openai_clients_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = app(dir.path(), None);
+    let (key, _) = api_key(&host).await;
+    stock_clients(&host, &key, "ollama");
+    stock_clients(&host, &key, "openai");
+}
+
+#[tokio::test]
+async fn the_stock_client_sees_its_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = app(
+        dir.path(),
+        Some(
+            "[rate_limit.classes.auth]\nrequests = 1000\nper = \"1m\"\n\
+             [rate_limit.classes.inference]\nrequests = 3\nper = \"1m\"\nburst = 3\n",
+        ),
+    );
+    let (key, _) = api_key(&host).await;
+    stock_clients(&host, &key, "limit");
 }

@@ -12,6 +12,7 @@ mod bench;
 mod bench_capabilities;
 mod bench_gateway;
 mod bench_inference;
+mod clients;
 mod models;
 mod services;
 
@@ -233,7 +234,9 @@ fn test(args: &[String]) -> Result {
         // above) and the files they install from.
         .env("LAMINA_TEST_MODELS_DIR", test_models_dir())
         .env("LAMINA_TEST_GGUF", models::ensure_default()?)
-        .env("LAMINA_TEST_EMBEDDING_GGUF", models::ensure_minilm()?);
+        .env("LAMINA_TEST_EMBEDDING_GGUF", models::ensure_minilm()?)
+        // The stock `ollama` and `openai` Python clients.
+        .env("LAMINA_TEST_PYTHON", clients::python()?);
     run(nextest)
 }
 

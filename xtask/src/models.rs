@@ -156,7 +156,8 @@ pub fn install(store: Option<&Path>) -> Result {
     Ok(())
 }
 
-fn run_checked(command: &mut Command) -> Result {
+/// Runs `command`; `Err` unless it exits successfully.
+pub fn run_checked(command: &mut Command) -> Result {
     let status = command
         .status()
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;

@@ -118,9 +118,25 @@ fn yes() -> bool {
     true
 }
 
-fn options(options: OllamaOptions, keep: Option<&Value>) -> Result<inference::Options, Failure> {
+fn options(
+    options: OllamaOptions,
+    keep: Option<&Value>,
+    format: Option<Value>,
+) -> Result<inference::Options, Failure> {
     let keep = keep_alive(keep).map_err(|e| (400, e))?;
-    Ok(options.into_options(keep))
+    let mut options = options.into_options(keep);
+    options.format = match format {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "json" => Some(s),
+        Some(schema @ Value::Object(_)) => Some(schema.to_string()),
+        Some(other) => {
+            return Err((
+                400,
+                format!("format must be \"json\" or a JSON Schema object (got {other})"),
+            ));
+        }
+    };
+    Ok(options)
 }
 
 /// `POST /api/generate`: the prompt through the model's template (as one
@@ -128,10 +144,9 @@ fn options(options: OllamaOptions, keep: Option<&Value>) -> Result<inference::Op
 /// loads the model.
 fn generate(request: &Request) -> Result<Answer, Failure> {
     let body: GenerateRequest = parse(request)?;
-    unsupported("format", body.format.is_some())?;
     unsupported("images", !body.images.is_empty())?;
     unsupported("suffix", body.suffix.is_some())?;
-    let opts = options(body.options, body.keep_alive.as_ref())?;
+    let opts = options(body.options, body.keep_alive.as_ref(), body.format)?;
     if body.prompt.is_empty() {
         inference::count_tokens(&body.model, "").map_err(failure)?;
         return Ok(Answer::Json(json!({
@@ -194,10 +209,9 @@ struct ChatRequest {
 /// `POST /api/chat`.
 fn chat(request: &Request) -> Result<Answer, Failure> {
     let body: ChatRequest = parse(request)?;
-    unsupported("format", body.format.is_some())?;
     unsupported("tools", !body.tools.is_empty())?;
     unsupported("images", body.messages.iter().any(|m| !m.images.is_empty()))?;
-    let opts = options(body.options, body.keep_alive.as_ref())?;
+    let opts = options(body.options, body.keep_alive.as_ref(), body.format)?;
     if body.messages.is_empty() {
         inference::count_tokens(&body.model, "").map_err(failure)?;
         return Ok(Answer::Json(json!({

@@ -191,16 +191,22 @@ fn completion(request: &Request, chat: bool) -> Result<Answer, Failure> {
     if body.n.is_some_and(|n| n != 1) {
         return Err(invalid("only n = 1 is supported", Some("n")));
     }
-    if body
-        .response_format
-        .as_ref()
-        .is_some_and(|f| f["type"] != "text")
-    {
-        return Err(invalid(
-            "structured output (response_format json_object/json_schema) is not supported by this server yet",
-            Some("response_format"),
-        ));
-    }
+    let format = match body.response_format {
+        None => None,
+        Some(f) => match f["type"].as_str() {
+            Some("text") => None,
+            Some("json_object") => Some("json".to_owned()),
+            Some("json_schema") if f["json_schema"]["schema"].is_object() => {
+                Some(f["json_schema"]["schema"].to_string())
+            }
+            _ => {
+                return Err(invalid(
+                    "response_format must be text, json_object, or json_schema with a schema",
+                    Some("response_format"),
+                ));
+            }
+        },
+    };
     if !body.tools.is_empty() {
         return Err(invalid(
             "tools are not supported by this server yet",
@@ -219,6 +225,7 @@ fn completion(request: &Request, chat: bool) -> Result<Answer, Failure> {
         // OpenAI's sampling knobs only: no extra penalty or top-k.
         repeat_penalty: Some(1.0),
         top_k: Some(0),
+        format,
         ..Options::default()
     };
     let generation = if chat {
@@ -395,16 +402,17 @@ struct EmbeddingsRequest {
 /// `POST /v1/embeddings`.
 fn embeddings(request: &Request) -> Result<Answer, Failure> {
     let body: EmbeddingsRequest = parse(request)?;
-    if body
-        .encoding_format
-        .as_deref()
-        .is_some_and(|f| f != "float")
-    {
-        return Err(invalid(
-            "only encoding_format \"float\" is supported",
-            Some("encoding_format"),
-        ));
-    }
+    // `base64` (the openai client's default): little-endian f32 bytes.
+    let packed = match body.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => {
+            return Err(invalid(
+                "encoding_format must be \"float\" or \"base64\"",
+                Some("encoding_format"),
+            ));
+        }
+    };
     let inputs = body.input.into_vec();
     let mut tokens = 0;
     for input in &inputs {
@@ -415,7 +423,16 @@ fn embeddings(request: &Request) -> Result<Answer, Failure> {
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
-        .map(|(index, embedding)| json!({"object": "embedding", "index": index, "embedding": embedding}))
+        .map(|(index, embedding)| {
+            let embedding = if packed {
+                use base64::Engine;
+                let bytes: Vec<u8> = embedding.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(embedding)
+            };
+            json!({"object": "embedding", "index": index, "embedding": embedding})
+        })
         .collect();
     Ok(Answer::Json(json!({
         "object": "list",

@@ -60,6 +60,7 @@ impl Default for Options {
             stop: Vec::new(),
             num_ctx: None,
             keep_alive: None,
+            format: None,
         }
     }
 }
@@ -100,6 +101,7 @@ impl OllamaOptions {
             stop: self.stop.unwrap_or_default(),
             num_ctx: self.num_ctx,
             keep_alive,
+            format: None,
         }
     }
 }

@@ -88,6 +88,9 @@ struct Slot {
     id: i32,
     job: Job,
     sampler: LlamaSampler,
+    /// Constrains tokens to the request's `format`; fed only what is
+    /// generated (never the prompt).
+    grammar: Option<LlamaSampler>,
     output: Output,
     /// Prompt tokens already in the KV cache.
     fed: usize,
@@ -124,13 +127,13 @@ pub fn run(
                 return;
             }
             match jobs.recv() {
-                Ok(job) => admit(&mut slots, job, n_vocab),
+                Ok(job) => admit(&mut slots, job, model, n_vocab),
                 Err(_) => return,
             }
         }
         while open && slots.iter().any(Option::is_none) {
             match jobs.try_recv() {
-                Ok(job) => admit(&mut slots, job, n_vocab),
+                Ok(job) => admit(&mut slots, job, model, n_vocab),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
             }
@@ -202,7 +205,20 @@ pub fn run(
         for slot in &mut slots {
             let Some(s) = slot.as_mut() else { continue };
             let Some(row) = s.row else { continue };
-            let token = s.sampler.sample(ctx, row);
+            let token = match s.grammar.as_mut() {
+                None => s.sampler.sample(ctx, row),
+                Some(grammar) => {
+                    let mut candidates = ctx.token_data_array_ith(row);
+                    candidates.apply_sampler(grammar);
+                    candidates.apply_sampler(&mut s.sampler);
+                    let token = candidates
+                        .selected_token()
+                        .expect("the chain ends in a selecting sampler");
+                    grammar.accept(token);
+                    s.sampler.accept(token);
+                    token
+                }
+            };
             let now = Instant::now();
             s.first_token.get_or_insert(now);
             if vocab.is_eog(token) {
@@ -232,12 +248,19 @@ pub fn run(
 
 /// Puts `job` into a free slot (the caller checked there is one), or
 /// finishes it at once when it asks for no tokens.
-fn admit(slots: &mut [Option<Slot>], job: Job, n_vocab: i32) {
+fn admit(slots: &mut [Option<Slot>], job: Job, model: &LlamaModel, n_vocab: i32) {
     let (id, free) = slots
         .iter_mut()
         .enumerate()
         .find(|(_, s)| s.is_none())
         .expect("a free slot");
+    let grammar = match job.sampling.grammar_sampler(model) {
+        Ok(grammar) => grammar,
+        Err(e) => {
+            let _ = job.events.send(Event::Failed(e));
+            return;
+        }
+    };
     let mut sampler = job.sampling.sampler(n_vocab, job.context);
     sampler.accept_many(&job.prompt);
     let output = Output::new(job.stop.clone());
@@ -259,6 +282,7 @@ fn admit(slots: &mut [Option<Slot>], job: Job, n_vocab: i32) {
         id: id as i32,
         job,
         sampler,
+        grammar,
         output,
         fed: 0,
         next: None,

@@ -556,6 +556,7 @@ impl From<wit::Options> for RawOptions {
             stop: o.stop,
             num_ctx: o.num_ctx,
             keep_alive: o.keep_alive,
+            format: o.format,
         }
     }
 }

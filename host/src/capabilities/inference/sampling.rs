@@ -2,6 +2,7 @@
 //! arrives (a bad value is the caller's error, never an engine failure),
 //! then turned into a llama.cpp sampler chain for one sequence.
 
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 
 use super::InferenceError;
@@ -28,6 +29,30 @@ pub struct Sampling {
     pub frequency_penalty: f32,
     /// `None`: a fresh random seed per request.
     pub seed: Option<u32>,
+    /// A GBNF grammar the output must follow (from `format`).
+    pub grammar: Option<String>,
+}
+
+/// Largest JSON Schema `format` accepts.
+pub const MAX_FORMAT_BYTES: usize = 64 << 10;
+
+/// The GBNF grammar for a `format`: `"json"` is any JSON object, anything
+/// else must be a JSON Schema (llama.cpp converts it).
+fn grammar_for(format: &str) -> Result<String, String> {
+    let schema = if format == "json" {
+        r#"{"type": "object"}"#
+    } else {
+        format
+    };
+    if schema.len() > MAX_FORMAT_BYTES {
+        return Err(format!("format may be at most {MAX_FORMAT_BYTES} bytes"));
+    }
+    match serde_json::from_str::<serde_json::Value>(schema) {
+        Ok(serde_json::Value::Object(_)) => {}
+        _ => return Err("format must be \"json\" or a JSON Schema object".to_owned()),
+    }
+    llama_cpp_2::json_schema_to_grammar(schema)
+        .map_err(|e| format!("format is not a JSON Schema llama.cpp supports: {e}"))
 }
 
 impl Default for Sampling {
@@ -42,6 +67,7 @@ impl Default for Sampling {
             presence_penalty: 0.0,
             frequency_penalty: 0.0,
             seed: None,
+            grammar: None,
         }
     }
 }
@@ -63,6 +89,8 @@ pub struct RawOptions {
     pub stop: Vec<String>,
     pub num_ctx: Option<u32>,
     pub keep_alive: Option<i64>,
+    /// `"json"` (a JSON object) or a JSON Schema, as JSON text.
+    pub format: Option<String>,
 }
 
 /// A request's validated options.
@@ -178,6 +206,14 @@ impl RawOptions {
             Ok(seconds) => KeepAlive::For(std::time::Duration::from_secs(seconds)),
             Err(_) => KeepAlive::Forever,
         });
+        let grammar = match self.format.as_deref().map(grammar_for) {
+            None => None,
+            Some(Ok(grammar)) => Some(grammar),
+            Some(Err(problem)) => {
+                problems.push(problem);
+                None
+            }
+        };
         if !problems.is_empty() {
             return Err(InferenceError::Invalid(problems.join("; ")));
         }
@@ -192,6 +228,7 @@ impl RawOptions {
                 presence_penalty,
                 frequency_penalty,
                 seed: self.seed,
+                grammar,
             },
             num_predict,
             stop: self.stop,
@@ -205,6 +242,18 @@ impl Sampling {
     /// The llama.cpp sampler chain: penalties, then greedy when the
     /// temperature is 0, else top-k → top-p → min-p → temperature → a
     /// seeded draw (Ollama's order). `context` resolves `repeat_last_n = -1`.
+    /// The grammar sampler, if `format` asked for one. It is kept apart
+    /// from [`Sampling::sampler`]: the prompt must not be fed to it.
+    pub fn grammar_sampler(&self, model: &LlamaModel) -> Result<Option<LlamaSampler>, String> {
+        self.grammar
+            .as_deref()
+            .map(|gbnf| {
+                LlamaSampler::grammar(model, gbnf, "root")
+                    .map_err(|e| format!("the output format cannot be used: {e}"))
+            })
+            .transpose()
+    }
+
     pub fn sampler(&self, n_vocab: i32, context: u32) -> LlamaSampler {
         let mut chain = Vec::new();
         let penalties = self.repeat_penalty != 1.0

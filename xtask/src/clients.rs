@@ -1,0 +1,40 @@
+//! The stock Python clients the inference API is tested against (`ollama`
+//! and `openai` from PyPI), in a virtualenv of their own under the cache
+//! dir, created or updated once per version pin.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::Result;
+use crate::models::{cache_dir, run_checked};
+
+/// Pinned client versions: a new pin rebuilds the virtualenv.
+const PACKAGES: [&str; 2] = ["ollama==0.6.3", "openai==3.57.0"];
+
+/// The virtualenv's python, with the clients installed.
+pub fn python() -> Result<PathBuf> {
+    let venv = cache_dir().join("clients-venv");
+    let python = venv.join("bin/python");
+    let marker = venv.join("lamina-packages");
+    let wanted = PACKAGES.join(" ");
+    if std::fs::read_to_string(&marker).is_ok_and(|have| have == wanted) && python.is_file() {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing the Python clients the tests drive ({wanted})");
+    if !python.is_file() {
+        run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run_checked(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PACKAGES),
+    )?;
+    std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
+    Ok(python)
+}
