@@ -7,8 +7,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// The workspace root.
 ///
@@ -536,7 +539,6 @@ struct ProxyState {
 impl TcpProxy {
     /// Listens on a free loopback port and forwards to `target` (`host:port`).
     pub fn start(target: &str) -> TcpProxy {
-        use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(ProxyState::default());
@@ -619,4 +621,96 @@ fn test_env_path(key: &str) -> PathBuf {
     std::env::var_os(key).map(PathBuf::from).unwrap_or_else(|| {
         panic!("{key} is not set: run the tests with `cargo xtask test`, which installs the default models")
     })
+}
+
+/// A loopback server for `file` at `/model.gguf` (404 elsewhere) that
+/// honours `Range: bytes=N-` with a 206 and records each request's start.
+/// While `stall` is set it sends only the first [`STALL_AFTER`] bytes of a
+/// response and then hangs, as a dying connection does.
+pub struct FileServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Where each request started (0, or its `Range` start).
+    pub starts: Arc<Mutex<Vec<u64>>>,
+    /// While set, responses stop after [`STALL_AFTER`] bytes and hang.
+    pub stall: Arc<AtomicBool>,
+}
+
+/// Bytes a stalled response sends before it hangs.
+pub const STALL_AFTER: u64 = 64 << 20;
+
+impl FileServer {
+    /// Serves `file` on a loopback port.
+    pub async fn start(file: &Path) -> FileServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = FileServer {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            starts: Arc::default(),
+            stall: Arc::default(),
+        };
+        let (file, starts, stall) = (file.to_owned(), server.starts.clone(), server.stall.clone());
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (file, starts, stall) = (file.clone(), starts.clone(), stall.clone());
+                tokio::spawn(async move {
+                    let _ = serve_one(socket, &file, &starts, &stall).await;
+                });
+            }
+        });
+        server
+    }
+
+    /// The file's URL.
+    pub fn model_url(&self) -> String {
+        format!("{}/model.gguf", self.url)
+    }
+}
+
+async fn serve_one(
+    mut socket: tokio::net::TcpStream,
+    file: &Path,
+    starts: &Mutex<Vec<u64>>,
+    stall: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    if !request.starts_with(b"GET /model.gguf ") {
+        return socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await;
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let start: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("range: bytes="))
+        .and_then(|r| r.trim().strip_suffix('-')?.parse().ok())
+        .unwrap_or(0);
+    starts.lock().unwrap().push(start);
+    let mut source = tokio::fs::File::open(file).await?;
+    let len = source.metadata().await?.len();
+    source.seek(std::io::SeekFrom::Start(start)).await?;
+    let head = if start == 0 {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
+    } else {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {start}-{}/{len}\r\nconnection: close\r\n\r\n",
+            len - start,
+            len - 1
+        )
+    };
+    socket.write_all(head.as_bytes()).await?;
+    if stall.load(Ordering::SeqCst) {
+        tokio::io::copy(&mut (&mut source).take(STALL_AFTER), &mut socket).await?;
+        socket.flush().await?;
+        std::future::pending::<()>().await;
+    }
+    tokio::io::copy(&mut source, &mut socket).await.map(drop)
 }

@@ -5,7 +5,10 @@
 //! clients (`tests/clients/stock_clients.py`) against it. Generations are
 //! short and greedy.
 
-use lamina_tests::{Host, HostOptions, client, test_models_dir, test_python, unique, workspace};
+use lamina_tests::{
+    FileServer, Host, HostOptions, client, test_gguf, test_models_dir, test_python, unique,
+    workspace,
+};
 use serde_json::{Value, json};
 
 const MODEL: &str = "gemma3:270m";
@@ -16,6 +19,11 @@ const ADMIN_PASSWORD: &str = "Admin-password-9";
 /// The application on the embedded defaults in `dir`, with the test
 /// models and these rate-limit classes (`None`: generous ones).
 fn app(dir: &std::path::Path, rate_limits: Option<&str>) -> Host {
+    app_on(dir, rate_limits, &test_models_dir())
+}
+
+/// [`app`] on the models directory `models`.
+fn app_on(dir: &std::path::Path, rate_limits: Option<&str>, models: &std::path::Path) -> Host {
     let options = match rate_limits {
         Some(classes) => HostOptions::app_with_rate_limits(classes),
         None => HostOptions::app(),
@@ -25,7 +33,7 @@ fn app(dir: &std::path::Path, rate_limits: Option<&str>) -> Host {
             .data_dir(dir)
             .runtime_config(&format!(
                 "[inference]\nmodels_dir = \"{}\"\n",
-                test_models_dir().display()
+                models.display()
             ))
             .env("LAMINA_JWT_SECRET", SECRET)
             .env("LAMINA_VAR_ADMIN_USERNAME", "root")
@@ -507,4 +515,68 @@ async fn the_stock_client_sees_its_rate_limit() {
     );
     let (key, _) = api_key(&host).await;
     stock_clients(&host, &key, "limit");
+}
+
+#[tokio::test]
+async fn administrators_pull_copy_and_delete_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let host = app_on(dir.path(), None, &models);
+    let (user_key, _) = api_key(&host).await;
+    let admin: Value = client()
+        .post(host.at("/api/auth/login"))
+        .json(&json!({"login": "root", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["accessToken"].as_str().unwrap().to_owned();
+    let server = FileServer::start(&test_gguf()).await;
+    let pull = json!({"model": "gemma3:pulled", "source": server.model_url(), "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"});
+    // Users may not; administrators get Ollama's progress lines.
+    assert_eq!(
+        post(&host, &user_key, "/api/pull", pull.clone())
+            .await
+            .status(),
+        403
+    );
+    let progress = lines(post(&host, &admin, "/api/pull", pull).await).await;
+    assert_eq!(
+        progress.last().unwrap()["status"],
+        "success",
+        "{progress:?}"
+    );
+    assert!(progress.iter().any(|l| l["total"].is_u64()), "{progress:?}");
+    let no_source = post(&host, &admin, "/api/pull", json!({"model": "x:1"})).await;
+    assert_eq!(no_source.status(), 400);
+
+    let copy = post(
+        &host,
+        &admin,
+        "/api/copy",
+        json!({"source": "gemma3:pulled", "destination": "gemma3:alias"}),
+    )
+    .await;
+    assert_eq!(copy.status(), 200);
+    let tags: Value = get(&host, &admin, "/api/tags").await.json().await.unwrap();
+    let names: Vec<&str> = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gemma3:alias", "gemma3:pulled"]);
+    let delete = |model: &'static str| {
+        client()
+            .delete(host.at("/api/delete"))
+            .bearer_auth(&admin)
+            .json(&json!({"model": model}))
+            .send()
+    };
+    assert_eq!(delete("gemma3:alias").await.unwrap().status(), 200);
+    assert_eq!(delete("gemma3:alias").await.unwrap().status(), 404);
+    assert_eq!(delete("gemma3:pulled").await.unwrap().status(), 200);
+    assert_eq!(std::fs::read_dir(models.join("blobs")).unwrap().count(), 0);
 }

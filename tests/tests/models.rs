@@ -3,14 +3,14 @@
 //! left behind by a bad install; removal refused while a generation runs.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use lamina_tests::{Host, HostOptions, client, expect_problem, run_lamina, test_gguf};
+use lamina_tests::{
+    FileServer, Host, HostOptions, STALL_AFTER, client, expect_problem, run_lamina, test_gguf,
+};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
@@ -24,92 +24,6 @@ fn models(dir: &Path, args: &[&str]) -> (bool, String, String) {
 /// Files left in the store's download area and blobs.
 fn files(dir: &Path, sub: &str) -> usize {
     std::fs::read_dir(dir.join(sub)).map_or(0, |d| d.count())
-}
-
-/// A loopback server for `file` at `/model.gguf` (404 elsewhere) that
-/// honours `Range: bytes=N-` with a 206 and records each request's start.
-/// While `stall` is set it sends only the first [`STALL_AFTER`] bytes of a
-/// response and then hangs, as a dying connection does.
-struct FileServer {
-    url: String,
-    starts: Arc<Mutex<Vec<u64>>>,
-    stall: Arc<AtomicBool>,
-}
-
-const STALL_AFTER: u64 = 64 << 20;
-
-impl FileServer {
-    async fn start(file: &Path) -> FileServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = FileServer {
-            url: format!("http://{}", listener.local_addr().unwrap()),
-            starts: Arc::default(),
-            stall: Arc::default(),
-        };
-        let (file, starts, stall) = (file.to_owned(), server.starts.clone(), server.stall.clone());
-        tokio::spawn(async move {
-            loop {
-                let (socket, _) = listener.accept().await.unwrap();
-                let (file, starts, stall) = (file.clone(), starts.clone(), stall.clone());
-                tokio::spawn(async move {
-                    let _ = serve_one(socket, &file, &starts, &stall).await;
-                });
-            }
-        });
-        server
-    }
-
-    fn model_url(&self) -> String {
-        format!("{}/model.gguf", self.url)
-    }
-}
-
-async fn serve_one(
-    mut socket: tokio::net::TcpStream,
-    file: &Path,
-    starts: &Mutex<Vec<u64>>,
-    stall: &AtomicBool,
-) -> std::io::Result<()> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = socket.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    if !request.starts_with(b"GET /model.gguf ") {
-        return socket
-            .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            .await;
-    }
-    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-    let start: u64 = head
-        .lines()
-        .find_map(|l| l.strip_prefix("range: bytes="))
-        .and_then(|r| r.trim().strip_suffix('-')?.parse().ok())
-        .unwrap_or(0);
-    starts.lock().unwrap().push(start);
-    let mut source = tokio::fs::File::open(file).await?;
-    let len = source.metadata().await?.len();
-    source.seek(std::io::SeekFrom::Start(start)).await?;
-    let head = if start == 0 {
-        format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
-    } else {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {start}-{}/{len}\r\nconnection: close\r\n\r\n",
-            len - start,
-            len - 1
-        )
-    };
-    socket.write_all(head.as_bytes()).await?;
-    if stall.load(Ordering::SeqCst) {
-        tokio::io::copy(&mut (&mut source).take(STALL_AFTER), &mut socket).await?;
-        socket.flush().await?;
-        std::future::pending::<()>().await;
-    }
-    tokio::io::copy(&mut source, &mut socket).await.map(drop)
 }
 
 // The CLI runs blocking while the file server answers: two worker threads.

@@ -2,10 +2,12 @@
 //! NDJSON streams by default (`"stream": false` for one object), errors as
 //! `{"error": "..."}`, durations in nanoseconds.
 
+use lamina_sdk::api::Caller;
+use lamina_sdk::inference::PullState;
 use lamina_sdk::inference::{
     self, Error, Generation, Message, ModelInfo, OllamaOptions, stats_json,
 };
-use lamina_sdk::{BodyWriter, Request, respond};
+use lamina_sdk::{BodyWriter, Request, respond, sleep};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
@@ -25,6 +27,11 @@ enum Answer {
     Json(Value),
     /// A running generation, streamed as NDJSON or gathered into one object.
     Generation(Run),
+    /// A model pull: its progress streamed, or its outcome.
+    Pull {
+        id: String,
+        stream: bool,
+    },
 }
 
 /// A generation and how to present it.
@@ -47,6 +54,9 @@ pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
         ("GET", "/api/tags") => tags(),
         ("POST", "/api/show") => show(request),
         ("GET", "/api/ps") => ps(),
+        ("POST", "/api/pull") => admin(request).and_then(|()| pull(request)),
+        ("DELETE", "/api/delete") => admin(request).and_then(|()| delete(request)),
+        ("POST", "/api/copy") => admin(request).and_then(|()| copy(request)),
         ("GET" | "HEAD", "/api/version") => Ok(Answer::Json(
             json!({ "version": env!("CARGO_PKG_VERSION") }),
         )),
@@ -58,6 +68,7 @@ pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
     match answer {
         Ok(Answer::Json(value)) => send(out, 200, &value),
         Ok(Answer::Generation(run)) => present(request, out, run),
+        Ok(Answer::Pull { id, stream }) => present_pull(out, &id, stream),
         Err((status, message)) => send(out, status, &json!({ "error": message })),
     }
 }
@@ -451,4 +462,130 @@ fn ps() -> Result<Answer, Failure> {
         })
         .collect();
     Ok(Answer::Json(json!({ "models": models })))
+}
+
+/// Model management is for administrators (spin.toml routes it with
+/// `roles = ["Admin"]`; checked here too, as the component holds
+/// `manage_models`).
+fn admin(request: &Request) -> Result<(), Failure> {
+    match Caller::of(request) {
+        Some(caller) if caller.has_role("Admin") => Ok(()),
+        _ => Err((403, "managing models needs the Admin role".to_owned())),
+    }
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    #[serde(alias = "name")]
+    model: String,
+    /// Lamina has no registry: the GGUF file's http(s) URL.
+    source: Option<String>,
+    sha256: Option<String>,
+    #[serde(default = "yes")]
+    stream: bool,
+}
+
+/// `POST /api/pull` {model, source, sha256?}: starts a pull (it runs in the
+/// host, and survives a restart) and reports its progress.
+fn pull(request: &Request) -> Result<Answer, Failure> {
+    let body: PullRequest = parse(request)?;
+    let source = body.source.ok_or_else(|| {
+        (
+            400,
+            "Lamina has no model registry: give `source`, the http(s) URL of the GGUF file (and `sha256`)"
+                .to_owned(),
+        )
+    })?;
+    let id =
+        inference::pull_model(&body.model, &source, body.sha256.as_deref()).map_err(failure)?;
+    Ok(Answer::Pull {
+        id,
+        stream: body.stream,
+    })
+}
+
+/// One progress object as Ollama's pull reports them.
+fn progress(p: &inference::PullProgress) -> Value {
+    match p.state {
+        PullState::Queued => json!({"status": "pulling manifest"}),
+        PullState::Downloading => json!({
+            "status": format!("pulling {}", p.name),
+            "digest": p.id,
+            "total": p.total,
+            "completed": p.completed,
+        }),
+        PullState::Verifying => json!({"status": "verifying sha256 digest"}),
+        PullState::Done => json!({"status": "success"}),
+        PullState::Failed => json!({
+            "error": p.error.as_ref().map_or("the pull failed", |e| e.detail()),
+        }),
+    }
+}
+
+/// Polls pull `id` until it ends: each change as an NDJSON line, or only
+/// the outcome. A client that leaves does not stop the pull.
+fn present_pull(out: ResponseOutparam, id: &str, stream: bool) {
+    let mut body = None;
+    let mut last = Value::Null;
+    let mut out = Some(out);
+    loop {
+        let (line, finished, status) = match inference::pull_status(id) {
+            Ok(p) => {
+                let finished = matches!(p.state, PullState::Done | PullState::Failed);
+                let status = p.error.as_ref().map_or(200, Error::status);
+                (progress(&p), finished, status)
+            }
+            Err(e) => (json!({"error": e.detail()}), true, e.status()),
+        };
+        if stream {
+            let body = body.get_or_insert_with(|| {
+                let out = out.take().expect("the response starts once");
+                BodyWriter::start(out, 200, &[("content-type", "application/x-ndjson")])
+            });
+            if line != last {
+                let mut bytes = line.to_string().into_bytes();
+                bytes.push(b'\n');
+                if body.send(&bytes).is_err() {
+                    return;
+                }
+            }
+        } else if finished {
+            let out = out.take().expect("the response starts once");
+            return send(out, status, &line);
+        }
+        if finished {
+            break;
+        }
+        last = line;
+        sleep(std::time::Duration::from_millis(250));
+    }
+    if let Some(body) = body {
+        body.finish();
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteRequest {
+    #[serde(alias = "name")]
+    model: String,
+}
+
+/// `DELETE /api/delete` {model}: 409 while generations run on it.
+fn delete(request: &Request) -> Result<Answer, Failure> {
+    let body: DeleteRequest = parse(request)?;
+    inference::remove_model(&body.model).map_err(failure)?;
+    Ok(Answer::Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct CopyRequest {
+    source: String,
+    destination: String,
+}
+
+/// `POST /api/copy` {source, destination}: one file, two names.
+fn copy(request: &Request) -> Result<Answer, Failure> {
+    let body: CopyRequest = parse(request)?;
+    inference::copy_model(&body.source, &body.destination).map_err(failure)?;
+    Ok(Answer::Json(json!({})))
 }

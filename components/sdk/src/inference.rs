@@ -11,8 +11,8 @@ use crate::platform::inference;
 
 pub use inference::{
     Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options, PullProgress,
-    PullState, Stats, chat, count_tokens, embed, generate, list_models, loaded_models, pull_model,
-    pull_status, remove_model, show_model,
+    PullState, Stats, chat, copy_model, count_tokens, embed, generate, list_models, loaded_models,
+    pull_model, pull_status, remove_model, show_model,
 };
 
 impl Error {

@@ -769,6 +769,14 @@ impl wit::Host for CapabilityView<'_> {
         Ok(Ok(wit_pull(status)))
     }
 
+    async fn copy_model(
+        &mut self,
+        source: String,
+        destination: String,
+    ) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
+        Ok(self.copy_model_checked(&source, &destination))
+    }
+
     async fn remove_model(&mut self, name: String) -> wasmtime::Result<Result<(), wit::Error>> {
         if let Err(e) = self.may_manage(&name) {
             return Ok(Err(e));
@@ -780,6 +788,19 @@ impl wit::Host for CapabilityView<'_> {
             .remove(&name)
             .map(drop)
             .map_err(Into::into))
+    }
+}
+
+impl CapabilityView<'_> {
+    /// `copy-model`: `source` must be granted, `destination` manageable.
+    fn copy_model_checked(
+        &self,
+        source: &str,
+        destination: &str,
+    ) -> Result<wit::ModelInfo, wit::Error> {
+        self.may_manage(destination)?;
+        let inference = self.inference_for(source)?;
+        Ok(wit_info(&inference.store().copy(source, destination)?))
     }
 }
 

@@ -153,6 +153,24 @@ impl ModelStore {
         Ok(entry)
     }
 
+    /// Names `source`'s file `destination` too (replacing what that name
+    /// was); the file is shared, not duplicated.
+    pub fn copy(&self, source: &str, destination: &str) -> Result<ModelEntry, InferenceError> {
+        let source = canonical_name(source)?;
+        let destination = canonical_name(destination)?;
+        let mut copied = None;
+        self.update(|manifest| {
+            let mut entry = manifest.get(&source).cloned().ok_or_else(|| {
+                InferenceError::NoSuchModel(format!("model `{source}` is not installed"))
+            })?;
+            entry.name = destination.clone();
+            copied = Some(entry.clone());
+            let replaced = manifest.insert(destination, entry);
+            Ok(replaced.into_iter().map(|old| old.sha256).collect())
+        })?;
+        Ok(copied.expect("set by update"))
+    }
+
     /// Removes `name`; its file goes too unless another name shares it.
     pub fn remove(&self, name: &str) -> Result<ModelEntry, InferenceError> {
         let name = canonical_name(name)?;
