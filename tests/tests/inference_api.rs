@@ -44,6 +44,12 @@ fn app_on(dir: &std::path::Path, rate_limits: Option<&str>, models: &std::path::
 
 /// A fresh user's API key and user id.
 async fn api_key(host: &Host) -> (String, String) {
+    let (mut keys, user) = api_keys(host, 1).await;
+    (keys.remove(0), user)
+}
+
+/// `n` API keys of one fresh user, and the user's id.
+async fn api_keys(host: &Host, n: usize) -> (Vec<String>, String) {
     let name = unique("client");
     let registered: Value = client()
         .post(host.at("/api/auth/register"))
@@ -55,20 +61,21 @@ async fn api_key(host: &Host) -> (String, String) {
         .await
         .unwrap();
     let access = registered["accessToken"].as_str().unwrap();
-    let key: Value = client()
-        .post(host.at("/api/auth/api-keys"))
-        .bearer_auth(access)
-        .json(&json!({"name": "sdk"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        key["key"].as_str().unwrap().to_owned(),
-        registered["user"]["id"].as_str().unwrap().to_owned(),
-    )
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let key: Value = client()
+            .post(host.at("/api/auth/api-keys"))
+            .bearer_auth(access)
+            .json(&json!({"name": format!("sdk {i}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        keys.push(key["key"].as_str().unwrap().to_owned());
+    }
+    (keys, registered["user"]["id"].as_str().unwrap().to_owned())
 }
 
 async fn post(host: &Host, key: &str, path: &str, body: Value) -> reqwest::Response {
@@ -466,13 +473,16 @@ async fn past_the_limit_calls_are_refused() {
              [rate_limit.classes.inference]\nrequests = 3\nper = \"1m\"\nburst = 3\n",
         ),
     );
-    let (key, _) = api_key(&host).await;
+    let (keys, _) = api_keys(&host, 2).await;
+    let key = &keys[0];
     for _ in 0..3 {
-        assert_eq!(get(&host, &key, "/api/tags").await.status(), 200);
+        assert_eq!(get(&host, key, "/api/tags").await.status(), 200);
     }
-    let refused = get(&host, &key, "/v1/models").await;
+    let refused = get(&host, key, "/v1/models").await;
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
+    // The same user's other key has its own budget.
+    assert_eq!(get(&host, &keys[1], "/api/tags").await.status(), 200);
 }
 
 /// Runs one check of `tests/clients/stock_clients.py` against `host`.

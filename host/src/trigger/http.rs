@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::body::{HostBody, json};
+use crate::capabilities::tokens::{AuthMethod, Identity};
 use crate::gateway::concurrency::Guarded;
 use crate::problem::Problem;
 use crate::router::RoutePattern;
@@ -192,14 +193,24 @@ async fn dispatch(
     if let Some(identity) = &identity {
         span.record("user_id", identity.user_id.as_str());
     }
-    // The caller's limits: per verified user, else per client address.
+    // The caller's limits. Request rates: per API key (each key its own
+    // budget), else per verified user, else per client address. Requests
+    // in flight: per user, whichever credential they come with.
     let (mut rate, mut permit) = (None, None);
     if let Some(class) = &target.rate_limit {
         let caller = match &identity {
             Some(identity) => format!("user:{}", identity.user_id),
             None => format!("ip:{}", peer.ip()),
         };
-        rate = app.limiter().check(class, &caller).await;
+        let rate_key = match &identity {
+            Some(Identity {
+                method: AuthMethod::ApiKey,
+                token_id: Some(key),
+                ..
+            }) => format!("key:{key}"),
+            _ => caller.clone(),
+        };
+        rate = app.limiter().check(class, &rate_key).await;
         if let Some(decision) = rate.filter(|d| !d.allowed) {
             return (
                 decision.problem().with_instance(path).into_response(),
