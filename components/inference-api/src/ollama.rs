@@ -2,7 +2,7 @@
 //! NDJSON streams by default (`"stream": false` for one object), errors as
 //! `{"error": "..."}`, durations in nanoseconds.
 
-use lamina_sdk::api::Caller;
+use lamina_sdk::api::{Caller, read_json};
 use lamina_sdk::inference::PullState;
 use lamina_sdk::inference::{
     self, Error, Generation, Message, ModelInfo, OllamaOptions, stats_json,
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{drain, keep_alive, record_stats, record_usage, rfc3339, rfc3339_now};
+use crate::wire::{self, Text, drain, keep_alive, record_stats, rfc3339, rfc3339_now};
 
 /// A failure before the response started: status and message.
 type Failure = (u16, String);
@@ -83,15 +83,7 @@ fn send(out: ResponseOutparam, status: u16, value: &Value) {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Failure> {
-    let body = request.read_body(BODY_LIMIT).map_err(|e| {
-        let status = if e.starts_with("request body larger") {
-            413
-        } else {
-            400
-        };
-        (status, e)
-    })?;
-    serde_json::from_slice(&body).map_err(|e| (400, format!("invalid request body: {e}")))
+    read_json(request, BODY_LIMIT).map_err(|e| (e.status, e.detail))
 }
 
 /// Fields Lamina does not serve yet: a clear 400 rather than silently
@@ -313,42 +305,21 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Input {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
 struct EmbedRequest {
     model: String,
-    input: Input,
+    input: Text,
 }
 
 /// `POST /api/embed` {model, input: string | [string]}.
 fn embed(request: &Request) -> Result<Answer, Failure> {
     let body: EmbedRequest = parse(request)?;
-    let inputs = match body.input {
-        Input::One(text) => vec![text],
-        Input::Many(texts) => texts,
-    };
-    let tokens = count_all(&body.model, &inputs)?;
-    let vectors = inference::embed(&body.model, &inputs).map_err(failure)?;
-    record_usage(request, &body.model, tokens, 0);
+    let (vectors, tokens) =
+        wire::embed(request, &body.model, &body.input.into_vec()).map_err(failure)?;
     Ok(Answer::Json(json!({
         "model": body.model,
         "embeddings": vectors,
         "prompt_eval_count": tokens,
     })))
-}
-
-/// Tokens of every input, for usage records.
-fn count_all(model: &str, inputs: &[String]) -> Result<u32, Failure> {
-    let mut total = 0;
-    for input in inputs {
-        total += inference::count_tokens(model, input).map_err(failure)?;
-    }
-    Ok(total)
 }
 
 #[derive(Deserialize)]
@@ -360,10 +331,7 @@ struct EmbeddingsRequest {
 /// `POST /api/embeddings` (the older form): {model, prompt} → {embedding}.
 fn embeddings(request: &Request) -> Result<Answer, Failure> {
     let body: EmbeddingsRequest = parse(request)?;
-    let tokens = count_all(&body.model, std::slice::from_ref(&body.prompt))?;
-    let mut vectors =
-        inference::embed(&body.model, std::slice::from_ref(&body.prompt)).map_err(failure)?;
-    record_usage(request, &body.model, tokens, 0);
+    let (mut vectors, _) = wire::embed(request, &body.model, &[body.prompt]).map_err(failure)?;
     Ok(Answer::Json(
         json!({ "embedding": vectors.pop().unwrap_or_default() }),
     ))

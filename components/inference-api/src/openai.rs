@@ -2,7 +2,7 @@
 //! (SSE `data:` chunks ending with `data: [DONE]` when streaming),
 //! embeddings and models; errors in OpenAI's `{"error": {...}}` shape.
 
-use lamina_sdk::api::{new_id, now};
+use lamina_sdk::api::{new_id, now, read_json};
 use lamina_sdk::inference::{self, DoneReason, Error, Generation, Message, Options, Stats};
 use lamina_sdk::{BodyWriter, Request, respond};
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{drain, record_stats, record_usage};
+use crate::wire::{self, Text, drain, record_stats};
 
 /// A failure before the response started.
 struct Failure {
@@ -91,16 +91,11 @@ fn send(out: ResponseOutparam, status: u16, value: &Value) {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Failure> {
-    let body = request.read_body(BODY_LIMIT).map_err(|e| Failure {
-        status: if e.starts_with("request body larger") {
-            413
-        } else {
-            400
-        },
-        message: e,
+    read_json(request, BODY_LIMIT).map_err(|e| Failure {
+        status: e.status,
+        message: e.detail,
         param: None,
-    })?;
-    serde_json::from_slice(&body).map_err(|e| invalid(format!("invalid request body: {e}"), None))
+    })
 }
 
 enum Answer {
@@ -116,22 +111,6 @@ struct Run {
     chat: bool,
     stream: bool,
     include_usage: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Text {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Text {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            Text::One(s) => vec![s],
-            Text::Many(v) => v,
-        }
-    }
 }
 
 /// A message's content: a string, or parts of which only `text` is served.
@@ -413,13 +392,7 @@ fn embeddings(request: &Request) -> Result<Answer, Failure> {
             ));
         }
     };
-    let inputs = body.input.into_vec();
-    let mut tokens = 0;
-    for input in &inputs {
-        tokens += inference::count_tokens(&body.model, input)?;
-    }
-    let vectors = inference::embed(&body.model, &inputs)?;
-    record_usage(request, &body.model, tokens, 0);
+    let (vectors, tokens) = wire::embed(request, &body.model, &body.input.into_vec())?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

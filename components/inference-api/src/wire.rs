@@ -2,8 +2,44 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{Caller, now};
-use lamina_sdk::inference::{Chunk, Error, Generation, Stats};
+use lamina_sdk::inference::{self, Chunk, Error, Generation, Stats};
+use serde::Deserialize;
 use serde_json::json;
+
+/// One string or a list of them, as both APIs accept for inputs and
+/// stop strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Text {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Text {
+    /// The strings, one or many.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Text::One(s) => vec![s],
+            Text::Many(v) => v,
+        }
+    }
+}
+
+/// Embeds `inputs` with `model` and records their tokens as the caller's
+/// usage; returns the vectors and the token count.
+pub fn embed(
+    request: &Request,
+    model: &str,
+    inputs: &[String],
+) -> Result<(Vec<Vec<f32>>, u32), Error> {
+    let mut tokens = 0;
+    for input in inputs {
+        tokens += inference::count_tokens(model, input)?;
+    }
+    let vectors = inference::embed(model, inputs)?;
+    record_usage(request, model, tokens, 0);
+    Ok((vectors, tokens))
+}
 
 /// Reads a generation to its end, handing each piece of text to `text`
 /// (which returns `false` once the client is gone: the generation is then
@@ -90,7 +126,7 @@ pub fn rfc3339(seconds: i64, nanoseconds: u32) -> String {
 
 /// Publishes who used how many tokens of which model (`usage.recorded`);
 /// a queue failure is logged, not fatal.
-pub fn record_usage(request: &Request, model: &str, prompt_tokens: u32, completion_tokens: u32) {
+fn record_usage(request: &Request, model: &str, prompt_tokens: u32, completion_tokens: u32) {
     let caller = Caller::of(request);
     let payload = json!({
         "userId": caller.as_ref().map(|c| c.user_id.clone()),
