@@ -315,3 +315,25 @@ fn millis(value: &str) -> Result<f64> {
         other => return Err(format!("latency unit {other:?} in {value:?}")),
     })
 }
+
+/// The HS256 secret benchmarked hosts verify tokens with
+/// (`LAMINA_JWT_SECRET`).
+pub const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
+
+/// A bearer token for [`JWT_SECRET`], valid for an hour.
+pub fn jwt() -> Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": "bench-user", "roles": ["User"], "iss": "lamina", "aud": "lamina",
+        "iat": now, "exp": now + 3600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
+}

@@ -6,13 +6,14 @@
 
 use std::path::Path;
 
-use crate::bench::{Measurement, free_port, spawn_lamina, wait_until_listening, wrk};
+use crate::bench::{
+    JWT_SECRET, Measurement, free_port, jwt, spawn_lamina, wait_until_listening, wrk,
+};
 use crate::{Result, target_dir};
 
 const WRK_ARGS: [&str; 6] = ["-t2", "-c50", "-d5s", "--latency", "--timeout", "5s"];
 /// Each set-up is measured this many times, alternating.
 const ROUNDS: usize = 5;
-const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
 
 pub fn bench() -> Result {
     let work = target_dir().join("bench/gateway");
@@ -43,14 +44,19 @@ pub fn bench() -> Result {
              [auth.revocations]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}auth:\"\n"
         ),
     )?;
-    let token = token()?;
+    let token = jwt()?;
     let bearer = format!("Authorization: Bearer {token}");
     // Both hosts run for the whole benchmark, so process start-up and
     // warm-up are not part of any run; wrk alternates between them.
     let mut hosts = Vec::new();
     for config in [&memory, &redis] {
         let port = free_port()?;
-        let child = spawn_lamina(&manifest, config, port, &[("LAMINA_JWT_SECRET", SECRET)])?;
+        let child = spawn_lamina(
+            &manifest,
+            config,
+            port,
+            &[("LAMINA_JWT_SECRET", JWT_SECRET)],
+        )?;
         hosts.push(Host { port, child });
         wait_until_listening(port)?;
     }
@@ -111,22 +117,4 @@ fn write_config(dir: &Path, name: &str, text: &str) -> Result<std::path::PathBuf
     let path = dir.join(name);
     std::fs::write(&path, format!("[data]\ndir = \"data\"\n{text}")).map_err(|e| e.to_string())?;
     Ok(path)
-}
-
-/// A token valid for an hour.
-fn token() -> Result<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    let claims = serde_json::json!({
-        "sub": "bench-user", "roles": ["User"], "iss": "lamina", "aud": "lamina",
-        "iat": now, "exp": now + 3600,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .map_err(|e| e.to_string())
 }

@@ -5,7 +5,11 @@
 //! - generation and prompt tokens/s (goal ≥ 0.95× llama-bench tg128/pp512);
 //! - aggregate tokens/s of 2 and 4 concurrent streams vs 1 (goal ≥ 1.6×);
 //! - time to first token for a 20-token prompt on a loaded model (< 150 ms);
-//! - embeddings, sentences/s batched and one at a time.
+//! - embeddings, sentences/s batched and one at a time;
+//! - the inference API's overhead: the same generations through the Ollama
+//!   `/api/generate` route (bearer JWT verified, rate limit, usage
+//!   published) against the fixture's bare route, alternated (goal ≥ 0.95×
+//!   for tokens/s and time to first token).
 //!
 //! `llama-bench` is built once from the llama.cpp sources bundled in the
 //! `llama-cpp-sys-2` crate (same version as the host's), with the same
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bench::{free_port, spawn_lamina, wait_until_listening};
+use crate::bench::{JWT_SECRET, free_port, jwt, spawn_lamina, wait_until_listening};
 use crate::{Result, models, run, target_dir};
 
 /// The `llama-cpp-python` sdist whose vendored llama.cpp provides
@@ -74,16 +78,23 @@ struct Host {
     child: Child,
 }
 
+/// A host with the capabilities fixture on `/ai/...` (no auth, no limit)
+/// and the inference API's `/api/generate` as the repo's spin.toml routes
+/// it (credentials required, `inference` rate-limit class).
 fn start_host(work: &Path, store: &Path, port: u16) -> Result<Child> {
-    let fixture = target_dir().join("wasm32-wasip2/release/capabilities_fixture.wasm");
+    let wasm = target_dir().join("wasm32-wasip2/release");
     let manifest = work.join("spin.toml");
     std::fs::write(
         &manifest,
         format!(
             "spin_manifest_version = 2\n[application]\nname = \"bench\"\n\
              [[trigger.http]]\nroute = \"/ai/...\"\ncomponent = \"ai\"\n\
-             [component.ai]\nsource = {:?}\nmodels = [\"*\"]\n",
-            fixture.display().to_string()
+             [[trigger.http]]\nroute = \"/api/generate\"\ncomponent = \"api\"\n\
+             auth = \"required\"\nrate_limit = \"inference\"\n\
+             [component.ai]\nsource = {:?}\nmodels = [\"*\"]\n\
+             [component.api]\nsource = {:?}\nmodels = [\"*\"]\nqueues = [\"usage.recorded\"]\n",
+            wasm.join("capabilities_fixture.wasm").display().to_string(),
+            wasm.join("inference_api.wasm").display().to_string(),
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -91,14 +102,21 @@ fn start_host(work: &Path, store: &Path, port: u16) -> Result<Child> {
     std::fs::write(
         &config,
         format!(
-            "[data]\ndir = {:?}\n[inference]\nmodels_dir = {:?}\nthreads = {}\n",
+            "[data]\ndir = {:?}\n[inference]\nmodels_dir = {:?}\nthreads = {}\n\
+             # A rate no run reaches, so every request does the full check.\n\
+             [rate_limit.classes.inference]\nrequests = 100000\nper = \"1m\"\nconcurrent = 4\n",
             work.join("data").display().to_string(),
             store.display().to_string(),
             threads()
         ),
     )
     .map_err(|e| e.to_string())?;
-    spawn_lamina(&manifest, &config, port, &[])
+    spawn_lamina(
+        &manifest,
+        &config,
+        port,
+        &[("LAMINA_JWT_SECRET", JWT_SECRET)],
+    )
 }
 
 /// llama-bench's (pp512, tg128) tokens/s.
@@ -120,28 +138,44 @@ struct Measured {
     short_tokens: Value,
     embed_batched: f64,
     embed_single: f64,
+    api: Overhead,
+}
+
+/// The same generations through the fixture and through the inference
+/// API's `/api/generate`, as (fixture, API) medians.
+struct Overhead {
+    /// Client-side tokens/s, 128 tokens.
+    tg: (f64, f64),
+    /// Time to first token, ms.
+    ttft_ms: (f64, f64),
 }
 
 fn measure(port: u16) -> Result<Measured> {
     // Load both models and warm up.
-    generate(port, "Hello", 4)?;
+    generate(port, Via::Fixture, "Hello", 4)?;
     embed(port, &["warm up".to_owned()])?;
 
     eprintln!("bench: generation (tg128) and prompt (pp512) through the component");
     let mut tg = Vec::new();
     let mut tg_engine = Vec::new();
     for _ in 0..3 {
-        let run = generate(port, "Write a long story about a lighthouse keeper.", 128)?;
+        let run = generate(
+            port,
+            Via::Fixture,
+            "Write a long story about a lighthouse keeper.",
+            128,
+        )?;
         tg.push(run.client_tg());
         tg_engine.push(run.stat_rate("eval_count", "eval_duration"));
     }
     let long_prompt = "The quick brown fox jumps over the lazy dog. ".repeat(46);
     let mut pp = Vec::new();
     for _ in 0..3 {
-        let run = generate(port, &long_prompt, 1)?;
+        let run = generate(port, Via::Fixture, &long_prompt, 1)?;
         pp.push(run.stat_rate("prompt_eval_count", "prompt_eval_duration"));
     }
-    let prompt_tokens = generate(port, &long_prompt, 1)?.done["prompt_eval_count"].clone();
+    let prompt_tokens =
+        generate(port, Via::Fixture, &long_prompt, 1)?.done["prompt_eval_count"].clone();
 
     eprintln!("bench: concurrent streams");
     let prompts = [
@@ -159,7 +193,7 @@ fn measure(port: u16) -> Result<Measured> {
                 .iter()
                 .map(|p| {
                     let p = p.to_string();
-                    std::thread::spawn(move || generate(port, &p, 96))
+                    std::thread::spawn(move || generate(port, Via::Fixture, &p, 96))
                 })
                 .collect();
             let mut tokens = 0.0;
@@ -176,9 +210,14 @@ fn measure(port: u16) -> Result<Measured> {
     let short = "Tell me a short fact about the sea, in one sentence please, thank you kindly.";
     let mut ttft = Vec::new();
     for _ in 0..10 {
-        ttft.push(generate(port, short, 1)?.first_text.as_secs_f64() * 1e3);
+        ttft.push(
+            generate(port, Via::Fixture, short, 1)?
+                .first_text
+                .as_secs_f64()
+                * 1e3,
+        );
     }
-    let short_tokens = generate(port, short, 1)?.done["prompt_eval_count"].clone();
+    let short_tokens = generate(port, Via::Fixture, short, 1)?.done["prompt_eval_count"].clone();
 
     eprintln!("bench: embeddings");
     let sentences: Vec<String> = (0..256)
@@ -193,6 +232,43 @@ fn measure(port: u16) -> Result<Measured> {
     }
     let single = 64.0 / started.elapsed().as_secs_f64();
 
+    eprintln!("bench: the inference API's overhead (/api/generate vs the fixture, alternated)");
+    let token = jwt()?;
+    let api = Via::Ollama(&token);
+    generate(port, api, "Hello", 4)?;
+    // Each pair runs in both orders, so neither route always follows the other.
+    let pairs = |round: usize| {
+        if round.is_multiple_of(2) {
+            [(0, Via::Fixture), (1, api)]
+        } else {
+            [(1, api), (0, Via::Fixture)]
+        }
+    };
+    let mut api_tg: [Vec<f64>; 2] = Default::default();
+    for round in 0..6 {
+        for (i, via) in pairs(round) {
+            let run = generate(
+                port,
+                via,
+                "Write a long story about a lighthouse keeper.",
+                128,
+            )?;
+            api_tg[i].push(run.client_tg());
+        }
+    }
+    let mut api_first: [Vec<f64>; 2] = Default::default();
+    for round in 0..20 {
+        for (i, via) in pairs(round) {
+            api_first[i].push(generate(port, via, short, 1)?.first_text.as_secs_f64() * 1e3);
+        }
+    }
+    let [tg_fixture, tg_api] = api_tg;
+    let [first_fixture, first_api] = api_first;
+    let overhead = Overhead {
+        tg: (median(tg_fixture), median(tg_api)),
+        ttft_ms: (median(first_fixture), median(first_api)),
+    };
+
     Ok(Measured {
         tg: median(tg),
         tg_engine: median(tg_engine),
@@ -203,6 +279,7 @@ fn measure(port: u16) -> Result<Measured> {
         short_tokens,
         embed_batched: batched,
         embed_single: single,
+        api: overhead,
     })
 }
 
@@ -249,6 +326,23 @@ fn report(m: &Measured, before: Reference, after: Reference) {
         "embeddings (all-minilm:l6-v2): {:.0} sentences/s in one call of 256, {:.0} sentences/s one per call",
         m.embed_batched, m.embed_single
     );
+    let api = &m.api;
+    println!("\nThe inference API's overhead (same raw prompt, greedy; alternated, medians):\n");
+    println!("| measure | fixture route | `/api/generate` (JWT, rate limit, usage) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| generation tok/s, 128 tokens | {:.1} | {:.1} | {:.2}× |",
+        api.tg.0,
+        api.tg.1,
+        api.tg.1 / api.tg.0
+    );
+    println!(
+        "| time to first token, {}-token prompt | {:.1} ms | {:.1} ms | {:.2}× |",
+        m.short_tokens,
+        api.ttft_ms.0,
+        api.ttft_ms.1,
+        api.ttft_ms.0 / api.ttft_ms.1
+    );
 }
 
 /// One finished generation as the client saw it.
@@ -275,19 +369,45 @@ impl Run {
     }
 }
 
-fn generate(port: u16, prompt: &str, tokens: i32) -> Result<Run> {
-    let body = json!({
-        "model": models::GEMMA_NAME,
-        "prompt": prompt,
-        "options": {"temperature": 0, "num_predict": tokens},
-    });
+/// The route a generation goes through.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// The capabilities fixture: HTTP, one component, the WIT call.
+    Fixture,
+    /// The inference API's Ollama `/api/generate` (raw prompt, so the same
+    /// tokens), with this bearer token.
+    Ollama(&'a str),
+}
+
+fn generate(port: u16, via: Via, prompt: &str, tokens: i32) -> Result<Run> {
+    let options = json!({"temperature": 0, "num_predict": tokens});
+    let (path, body, bearer) = match via {
+        Via::Fixture => (
+            "/ai/inference/generate",
+            json!({"model": models::GEMMA_NAME, "prompt": prompt, "options": options}),
+            None,
+        ),
+        Via::Ollama(token) => (
+            "/api/generate",
+            json!({"model": models::GEMMA_NAME, "prompt": prompt, "raw": true, "options": options}),
+            Some(token),
+        ),
+    };
     let started = Instant::now();
     let mut first = None;
     let mut done = None;
-    post_ndjson(port, "/ai/inference/generate", &body, |line| {
-        if line.get("text").is_some() {
+    post_ndjson(port, path, bearer, &body, |line| {
+        // The fixture: `{"text"}` lines, then `{"done": stats}`; Ollama:
+        // `{"response", "done": false}` lines, then the statistics with
+        // `"done": true`.
+        let (text, stats) = match via {
+            Via::Fixture => (line.get("text"), line.get("done")),
+            Via::Ollama(_) if line["done"] == true => (None, Some(line)),
+            Via::Ollama(_) => (line.get("response"), None),
+        };
+        if text.is_some() {
             first.get_or_insert_with(Instant::now);
-        } else if let Some(stats) = line.get("done") {
+        } else if let Some(stats) = stats {
             done = Some((stats.clone(), Instant::now()));
         } else {
             return Err(format!("generation failed: {line}"));
@@ -305,7 +425,7 @@ fn generate(port: u16, prompt: &str, tokens: i32) -> Result<Run> {
 
 fn embed(port: u16, inputs: &[String]) -> Result {
     let body = json!({"model": models::MINILM_NAME, "inputs": inputs});
-    post_ndjson(port, "/ai/inference/embed", &body, |line| {
+    post_ndjson(port, "/ai/inference/embed", None, &body, |line| {
         if line["embeddings"].as_array().map(Vec::len) == Some(inputs.len()) {
             Ok(())
         } else {
@@ -314,22 +434,25 @@ fn embed(port: u16, inputs: &[String]) -> Result {
     })
 }
 
-/// POSTs JSON and calls `line` for each JSON line of the (possibly
-/// chunked) response as it arrives. A plain HTTP/1.1 client, so the
-/// benchmark measures the server rather than a client library.
+/// POSTs JSON (with a bearer token if given) and calls `line` for each
+/// JSON line of the (possibly chunked) response as it arrives. A plain
+/// HTTP/1.1 client, so the benchmark measures the server rather than a
+/// client library.
 fn post_ndjson(
     port: u16,
     path: &str,
+    bearer: Option<&str>,
     body: &Value,
     mut line: impl FnMut(&Value) -> Result,
 ) -> Result {
     let body = body.to_string();
+    let authorization = bearer.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+         {authorization}content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
     .map_err(|e| e.to_string())?;
