@@ -119,6 +119,12 @@ impl HostOptions {
             .runtime_config(classes)
     }
 
+    /// Rewrites the manifest (for a variant of the application's own).
+    pub fn edit_manifest(mut self, edit: impl FnOnce(&str) -> String) -> Self {
+        self.manifest = edit(&self.manifest);
+        self
+    }
+
     fn with_migrations(mut self, source: &Path) -> Self {
         for dialect in ["sqlite", "postgres"] {
             for entry in std::fs::read_dir(source.join(dialect)).unwrap() {

@@ -217,16 +217,17 @@ async fn concurrent_streams_all_complete_like_single_ones() {
             .map(|p| stream(&host, "/ai/inference/generate", greedy(p, 16))),
     )
     .await;
-    // Batched matrix products round differently from single-row ones, so
-    // late tokens may differ; sequences that leaked into each other would
-    // differ from the first word.
+    // Batched matrix products round differently from single-row ones (how
+    // much depends on the CPU's kernels), so later tokens may differ;
+    // sequences that leaked into each other would differ from the first
+    // word.
     for (a, t) in alone.iter().zip(&together) {
         assert_eq!(t.done["eval_count"], 16);
         assert_eq!(t.done["done_reason"], "length");
-        let words = |s: &str| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+        let first_word = |s: &str| s.split_whitespace().next().map(str::to_owned);
         assert_eq!(
-            words(&a.text),
-            words(&t.text),
+            first_word(&a.text),
+            first_word(&t.text),
             "{:?} vs {:?}",
             a.text,
             t.text
@@ -264,6 +265,52 @@ async fn a_dropped_stream_frees_its_slot() {
     assert!(
         metrics.contains("lamina_inference_generations_total{done_reason=\"cancelled\"} 1"),
         "{metrics}"
+    );
+}
+
+/// `cancel` stops a generation and returns what it used; one still waiting
+/// for the only slot ran nothing, and says so at once.
+#[tokio::test]
+async fn cancel_returns_what_a_generation_used() {
+    let host = host_with(&format!(
+        "[inference]\nmodels_dir = \"{}\"\nparallel = 1\n",
+        test_models_dir().display()
+    ));
+    let prompt_tokens = count_tokens(&host, PROMPT).await;
+    let part = stream(
+        &host,
+        "/ai/inference/generate?cancel_after=3",
+        greedy(PROMPT, 500),
+    )
+    .await;
+    assert_eq!(part.done["done_reason"], "cancelled");
+    assert_eq!(part.done["prompt_eval_count"], prompt_tokens + 1); // and the BOS
+    let generated = part.done["eval_count"].as_u64().unwrap();
+    // Three pieces read (one token or more each), and stopped long before 500.
+    assert!((3..100).contains(&generated), "{:?}", part.done);
+
+    let busy = client()
+        .post(host.at("/ai/inference/generate"))
+        .json(&greedy("Write a very long story about a dragon.", 1500))
+        .send()
+        .await
+        .unwrap();
+    let mut busy = busy.bytes_stream();
+    busy.next().await.unwrap().unwrap(); // it holds the slot
+    let started = Instant::now();
+    let queued = stream(
+        &host,
+        "/ai/inference/generate?cancel_after=0",
+        greedy(PROMPT, 10),
+    )
+    .await;
+    assert_eq!(queued.done["done_reason"], "cancelled");
+    assert_eq!(queued.done["prompt_eval_count"], 0);
+    assert_eq!(queued.done["eval_count"], 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
     );
 }
 

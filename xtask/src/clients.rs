@@ -1,6 +1,7 @@
 //! The stock Python clients the inference API is tested against (`ollama`
-//! and `openai` from PyPI), in a virtualenv of their own under the cache
-//! dir, created or updated once per version pin.
+//! and `openai` from PyPI, and LangChain's integrations on top of them),
+//! in a virtualenv of their own under the cache dir, created or updated
+//! once per version pin.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +10,12 @@ use crate::Result;
 use crate::models::{cache_dir, run_checked};
 
 /// Pinned client versions: a new pin rebuilds the virtualenv.
-const PACKAGES: [&str; 2] = ["ollama==0.6.3", "openai==3.57.0"];
+const PACKAGES: [&str; 4] = [
+    "ollama==0.6.3",
+    "openai==3.57.0",
+    "langchain-ollama==1.1.0",
+    "langchain-openai==1.7.4",
+];
 
 /// The virtualenv's python, with the clients installed.
 pub fn python() -> Result<PathBuf> {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{self, Text, drain, keep_alive, record_stats, rfc3339, rfc3339_now};
+use crate::wire::{self, Text, drain, keep_alive, rfc3339, rfc3339_now};
 
 /// A failure before the response started: status and message.
 type Failure = (u16, String);
@@ -273,7 +273,7 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
     };
     let mut body = BodyWriter::start(out, 200, &[("content-type", content_type)]);
     let mut gathered = String::new();
-    let result = drain(generation, |text| {
+    let result = drain(request, &model, generation, |text| {
         if stream {
             let mut line = piece(&model, chat, text, false).to_string().into_bytes();
             line.push(b'\n');
@@ -286,7 +286,6 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
     });
     let last = match result {
         Ok(Some(stats)) => {
-            record_stats(request, &model, &stats);
             let mut last = piece(&model, chat, &gathered, true);
             if let (Value::Object(last), Value::Object(stats)) = (&mut last, stats_json(&stats)) {
                 last.extend(stats);
@@ -446,26 +445,20 @@ fn admin(request: &Request) -> Result<(), Failure> {
 struct PullRequest {
     #[serde(alias = "name")]
     model: String,
-    /// Lamina has no registry: the GGUF file's http(s) URL.
+    /// The GGUF file's http(s) URL; without it, the source the operator
+    /// registered for `model` (runtime-config `[inference.sources]`).
     source: Option<String>,
     sha256: Option<String>,
     #[serde(default = "yes")]
     stream: bool,
 }
 
-/// `POST /api/pull` {model, source, sha256?}: starts a pull (it runs in the
-/// host, and survives a restart) and reports its progress.
+/// `POST /api/pull` {model, source?, sha256?}: starts a pull (it runs in
+/// the host, and survives a restart) and reports its progress.
 fn pull(request: &Request) -> Result<Answer, Failure> {
     let body: PullRequest = parse(request)?;
-    let source = body.source.ok_or_else(|| {
-        (
-            400,
-            "Lamina has no model registry: give `source`, the http(s) URL of the GGUF file (and `sha256`)"
-                .to_owned(),
-        )
-    })?;
-    let id =
-        inference::pull_model(&body.model, &source, body.sha256.as_deref()).map_err(failure)?;
+    let id = inference::pull_model(&body.model, body.source.as_deref(), body.sha256.as_deref())
+        .map_err(failure)?;
     Ok(Answer::Pull {
         id,
         stream: body.stream,
@@ -490,9 +483,17 @@ fn progress(p: &inference::PullProgress) -> Value {
     }
 }
 
+/// How long a pull that is not streamed waits for its outcome before
+/// committing to a 200 (well inside the route's `timeout`, so a long
+/// download is not a 504); a failure after that arrives as the body's
+/// `{"error"}`, as it would in a stream. Bad sources, hashes and names
+/// fail before it.
+const PULL_DECIDES_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Polls pull `id` until it ends: each change as an NDJSON line, or only
 /// the outcome. A client that leaves does not stop the pull.
 fn present_pull(out: ResponseOutparam, id: &str, stream: bool) {
+    let started = std::time::Instant::now();
     let mut body = None;
     let mut last = Value::Null;
     let mut out = Some(out);
@@ -518,8 +519,19 @@ fn present_pull(out: ResponseOutparam, id: &str, stream: bool) {
                 }
             }
         } else if finished {
+            if let Some(out) = out.take() {
+                return send(out, status, &line);
+            }
+            if let Some(body) = body.as_mut() {
+                let _ = body.send(line.to_string().as_bytes());
+            }
+        } else if body.is_none() && started.elapsed() >= PULL_DECIDES_WITHIN {
             let out = out.take().expect("the response starts once");
-            return send(out, status, &line);
+            body = Some(BodyWriter::start(
+                out,
+                200,
+                &[("content-type", "application/json; charset=utf-8")],
+            ));
         }
         if finished {
             break;

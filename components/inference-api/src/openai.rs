@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{self, Text, drain, record_stats};
+use crate::wire::{self, Text, drain};
 
 /// A failure before the response started.
 struct Failure {
@@ -321,7 +321,7 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
     };
     let mut gathered = String::new();
     let mut first = true;
-    let result = drain(generation, |text| {
+    let result = drain(request, &model, generation, |text| {
         if stream {
             let chunk = envelope(choice(text, None, first));
             first = false;
@@ -344,7 +344,6 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
             return body.finish();
         }
     };
-    record_stats(request, &model, &stats);
     let finish = finish_reason(&stats);
     if stream {
         let mut last = envelope(choice("", Some(finish), first));

@@ -37,14 +37,18 @@ pub fn embed(
         tokens += inference::count_tokens(model, input)?;
     }
     let vectors = inference::embed(model, inputs)?;
-    record_usage(request, model, tokens, 0);
+    record_usage(request, model, tokens, 0, None);
     Ok((vectors, tokens))
 }
 
 /// Reads a generation to its end, handing each piece of text to `text`
 /// (which returns `false` once the client is gone: the generation is then
-/// dropped, which cancels it). The statistics, or `None` if cancelled.
+/// cancelled). The tokens it used are recorded as the caller's usage
+/// either way, so a client cannot avoid them by hanging up. The
+/// statistics, or `None` if cancelled.
 pub fn drain(
+    request: &Request,
+    model: &str,
     generation: Generation,
     mut text: impl FnMut(&str) -> bool,
 ) -> Result<Option<Stats>, Error> {
@@ -52,10 +56,16 @@ pub fn drain(
         match generation.next()? {
             Some(Chunk::Text(piece)) => {
                 if !text(&piece) {
+                    if let Some(stats) = generation.cancel() {
+                        record_stats(request, model, &stats);
+                    }
                     return Ok(None);
                 }
             }
-            Some(Chunk::Done(stats)) => return Ok(Some(stats)),
+            Some(Chunk::Done(stats)) => {
+                record_stats(request, model, &stats);
+                return Ok(Some(stats));
+            }
             None => return Ok(None),
         }
     }
@@ -124,9 +134,15 @@ pub fn rfc3339(seconds: i64, nanoseconds: u32) -> String {
     )
 }
 
-/// Publishes who used how many tokens of which model (`usage.recorded`);
-/// a queue failure is logged, not fatal.
-fn record_usage(request: &Request, model: &str, prompt_tokens: u32, completion_tokens: u32) {
+/// Publishes who used how many tokens of which model (`usage.recorded`),
+/// and how a generation ended; a queue failure is logged, not fatal.
+fn record_usage(
+    request: &Request,
+    model: &str,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    done_reason: Option<&str>,
+) {
     let caller = Caller::of(request);
     let payload = json!({
         "userId": caller.as_ref().map(|c| c.user_id.clone()),
@@ -134,6 +150,7 @@ fn record_usage(request: &Request, model: &str, prompt_tokens: u32, completion_t
         "model": model,
         "promptTokens": prompt_tokens,
         "completionTokens": completion_tokens,
+        "doneReason": done_reason,
         "at": now(),
     });
     if let Err(e) = lamina_sdk::queue::publish("usage.recorded", payload.to_string().as_bytes()) {
@@ -141,7 +158,13 @@ fn record_usage(request: &Request, model: &str, prompt_tokens: u32, completion_t
     }
 }
 
-/// The usage of a finished generation.
-pub fn record_stats(request: &Request, model: &str, stats: &Stats) {
-    record_usage(request, model, stats.prompt_tokens, stats.completion_tokens);
+/// The usage of a generation.
+fn record_stats(request: &Request, model: &str, stats: &Stats) {
+    record_usage(
+        request,
+        model,
+        stats.prompt_tokens,
+        stats.completion_tokens,
+        Some(inference::done_reason(stats.done_reason)),
+    );
 }

@@ -7,7 +7,7 @@
 //! - `user.registered` → a welcome mail, the same way;
 //! - `audit` {event, userId, at, client, detail} → `outbox_audit`;
 //! - `usage.recorded` {userId, credentialId, model, promptTokens,
-//!   completionTokens, at} → `outbox_usage`.
+//!   completionTokens, doneReason, at} → `outbox_usage`.
 //!
 //! Each row is keyed by the queue message id, so a redelivery has no second
 //! effect. HTTP (spin.toml allows the `Admin` role only):
@@ -71,6 +71,10 @@ struct Usage {
     model: String,
     prompt_tokens: i64,
     completion_tokens: i64,
+    /// How a generation ended (`stop`, `length`, `cancelled`); none for
+    /// embeddings.
+    #[serde(default)]
+    done_reason: Option<String>,
     at: i64,
 }
 
@@ -84,6 +88,7 @@ struct UsageRow {
     model: String,
     prompt_tokens: i64,
     completion_tokens: i64,
+    done_reason: Option<String>,
     at: i64,
 }
 
@@ -128,8 +133,8 @@ impl QueueHandler for Outbox {
                 let usage: Usage = serde_json::from_slice(&message.payload).map_err(parse_error)?;
                 insert(
                     &db,
-                    "INSERT INTO outbox_usage (id, user_id, credential_id, model, prompt_tokens, completion_tokens, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO outbox_usage (id, user_id, credential_id, model, prompt_tokens, completion_tokens, done_reason, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     vec![
                         message.id.as_str().into(),
                         usage.user_id.into(),
@@ -137,6 +142,7 @@ impl QueueHandler for Outbox {
                         usage.model.into(),
                         usage.prompt_tokens.into(),
                         usage.completion_tokens.into(),
+                        usage.done_reason.into(),
                         usage.at.into(),
                     ],
                 )
@@ -274,7 +280,7 @@ fn read(request: &Request) -> Result<Reply, ApiError> {
         "/api/outbox/usage" => {
             let rows: Vec<UsageRow> = filtered(
                 &db,
-                "SELECT id, user_id, credential_id, model, prompt_tokens, completion_tokens, at FROM outbox_usage",
+                "SELECT id, user_id, credential_id, model, prompt_tokens, completion_tokens, done_reason, at FROM outbox_usage",
                 ("user_id", filter("userId")),
                 "at DESC, id",
                 limit,

@@ -41,8 +41,9 @@ pub enum ModelsCommand {
     Pull {
         /// `name:tag` to install it as.
         name: String,
-        /// A path, `file://` or `http(s)://` URL.
-        source: String,
+        /// A path, `file://` or `http(s)://` URL; without it, the source
+        /// runtime-config registers for `name` (`[inference.sources]`).
+        source: Option<String>,
         /// Expected SHA-256 (hex); the install fails if the file differs.
         #[arg(long)]
         sha256: Option<String>,
@@ -116,6 +117,14 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                     source,
                     sha256,
                 } => {
+                    let (source, sha256) = match source {
+                        // A path is made absolute: a host may resume the pull.
+                        Some(path) if !path.contains("://") => {
+                            (std::path::absolute(&path)?.display().to_string(), sha256)
+                        }
+                        Some(url) => (url, sha256),
+                        None => config.inference.pull_source(&name, None, sha256)?,
+                    };
                     if let Some(expected) = &sha256
                         && let Ok(existing) = store.get(&name)
                         && expected
@@ -125,12 +134,6 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
                         println!("{} is up to date ({})", existing.name, existing.digest());
                         return Ok(());
                     }
-                    // A path is made absolute: a host may resume the pull.
-                    let source = if source.contains("://") {
-                        source
-                    } else {
-                        std::path::absolute(&source)?.display().to_string()
-                    };
                     let pulls = inference.pulls();
                     let id = pulls.start(&name, &source, sha256.as_deref())?;
                     let mut last = None;

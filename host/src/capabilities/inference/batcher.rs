@@ -35,8 +35,11 @@ pub struct Job {
     pub context: u32,
     /// Where text and the final statistics go.
     pub events: UnboundedSender<Event>,
-    /// Set when the reader is gone.
+    /// Set when the reader is gone or cancels.
     pub cancel: Arc<AtomicBool>,
+    /// Set (before `cancel` is next read) once the job has a slot: a job
+    /// cancelled before then ran nothing.
+    pub admitted: Arc<AtomicBool>,
     /// When the request arrived (for `total`).
     pub started: Instant,
     /// Time this request spent loading the model.
@@ -72,6 +75,21 @@ pub struct Stats {
     pub eval: Duration,
     pub total: Duration,
     pub reason: DoneReason,
+}
+
+impl Stats {
+    /// A generation cancelled before it had a slot: nothing ran.
+    pub fn unstarted(started: Instant, load: Duration) -> Stats {
+        Stats {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            load,
+            prompt: Duration::ZERO,
+            eval: Duration::ZERO,
+            total: started.elapsed(),
+            reason: DoneReason::Cancelled,
+        }
+    }
 }
 
 /// Fixed shape of a worker's context.
@@ -141,7 +159,7 @@ pub fn run(
         for slot in &mut slots {
             if slot
                 .as_ref()
-                .is_some_and(|s| s.job.cancel.load(Ordering::Relaxed) || s.job.events.is_closed())
+                .is_some_and(|s| s.job.cancel.load(Ordering::SeqCst) || s.job.events.is_closed())
             {
                 let s = slot.take().unwrap();
                 finish(ctx, s, DoneReason::Cancelled);
@@ -249,6 +267,7 @@ pub fn run(
 /// Puts `job` into a free slot (the caller checked there is one), or
 /// finishes it at once when it asks for no tokens.
 fn admit(slots: &mut [Option<Slot>], job: Job, model: &LlamaModel, n_vocab: i32) {
+    job.admitted.store(true, Ordering::SeqCst);
     let (id, free) = slots
         .iter_mut()
         .enumerate()
@@ -307,7 +326,8 @@ fn finish(ctx: &mut LlamaContext<'_>, mut s: Slot, reason: DoneReason) {
     }
     let first = s.first_token.unwrap_or(now);
     let stats = Stats {
-        prompt_tokens: s.job.prompt.len() as u32,
+        // What was evaluated: all of it, unless cancelled part-way.
+        prompt_tokens: s.fed as u32,
         completion_tokens: s.generated,
         load: s.job.load,
         prompt: first - s.admitted,

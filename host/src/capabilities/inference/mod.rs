@@ -22,7 +22,7 @@ pub mod pulls;
 pub mod sampling;
 pub mod store;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +74,21 @@ pub struct InferenceConfig {
     /// host name, or `*.example.com` for its subdomains. `lamina models
     /// pull` is not limited.
     pub pull_hosts: Vec<String>,
+    /// Models that can be pulled by name alone (`ollama pull NAME`, or a
+    /// component's `pull-model` without a source): `name:tag` → where its
+    /// GGUF is and its SHA-256. Chosen by the operator, so `pull_hosts`
+    /// does not limit them.
+    pub sources: BTreeMap<String, ModelSource>,
+}
+
+/// A registered model source (`[inference.sources."name:tag"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// The GGUF file's http(s) URL.
+    pub url: String,
+    /// Its SHA-256 (hex), which every pull of it is checked against.
+    pub sha256: String,
 }
 
 impl Default for InferenceConfig {
@@ -87,6 +102,7 @@ impl Default for InferenceConfig {
             keep_alive: Duration::from_secs(300),
             max_loaded_size: ByteSize::mib(8 << 10),
             pull_hosts: vec!["*".to_owned()],
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -115,7 +131,53 @@ impl InferenceConfig {
                 "inference.pull_hosts: `{bad}` is not `*`, a host name or `*.domain`"
             ));
         }
+        for (name, source) in &self.sources {
+            let key = format!("inference.sources.\"{name}\"");
+            store::canonical_name(name).map_err(|e| format!("{key}: {e}"))?;
+            store::check_sha256(&source.sha256).map_err(|e| format!("{key}.sha256: {e}"))?;
+            if !reqwest::Url::parse(&source.url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            {
+                return Err(format!("{key}.url must be an http(s) URL"));
+            }
+        }
         Ok(())
+    }
+
+    /// Where to pull `name` from: `source` (an http(s) URL `pull_hosts`
+    /// allows, checked against `sha256` if given), or without it the
+    /// source registered for `name`.
+    pub fn pull_source(
+        &self,
+        name: &str,
+        source: Option<String>,
+        sha256: Option<String>,
+    ) -> Result<(String, Option<String>), InferenceError> {
+        if let Some(url) = source {
+            self.may_pull_from(&url)?;
+            return Ok((url, sha256));
+        }
+        let wanted = store::canonical_name(name)?;
+        let registered = self
+            .sources
+            .iter()
+            .find(|(key, _)| store::canonical_name(key).is_ok_and(|key| key == wanted))
+            .map(|(_, source)| source)
+            .ok_or_else(|| {
+                InferenceError::NoSuchModel(format!(
+                    "no source is registered for `{wanted}`: give the GGUF's http(s) URL as \
+                     the source (runtime-config [inference.sources] registers names)"
+                ))
+            })?;
+        let expected = store::check_sha256(&registered.sha256)?;
+        if let Some(given) = sha256
+            && store::check_sha256(&given)? != expected
+        {
+            return Err(InferenceError::Invalid(format!(
+                "sha256 differs from the one registered for `{wanted}`"
+            )));
+        }
+        Ok((registered.url.clone(), Some(expected)))
     }
 
     /// Whether a component may pull from `url` (an http(s) URL).
@@ -260,6 +322,7 @@ impl Inference {
         }
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
+        let admitted = Arc::new(AtomicBool::new(false));
         lease.generate(batcher::Job {
             prompt: tokens,
             sampling: options.sampling,
@@ -268,12 +331,16 @@ impl Inference {
             context,
             events: events_tx,
             cancel: cancel.clone(),
+            admitted: admitted.clone(),
             started,
             load,
         })?;
         Ok(Generation {
             events,
             cancel,
+            admitted,
+            started,
+            load,
             lease: Some(lease),
             held: None,
             done: false,
@@ -408,6 +475,12 @@ fn tokenize(model: &LlamaModel, text: &str) -> Vec<llama_cpp_2::token::LlamaToke
 pub struct Generation {
     events: UnboundedReceiver<Event>,
     cancel: Arc<AtomicBool>,
+    /// Set by the batcher once the sequence has a slot.
+    admitted: Arc<AtomicBool>,
+    /// When the request arrived, and how long it waited for the model
+    /// (for the statistics of a generation cancelled before its turn).
+    started: Instant,
+    load: Duration,
     /// Keeps the model loaded until the generation is over.
     lease: Option<Lease>,
     held: Option<Event>,
@@ -458,6 +531,26 @@ impl Generation {
             Event::Failed(e) => {
                 self.end();
                 Err(InferenceError::Unavailable(e))
+            }
+        }
+    }
+
+    /// Stops the generation and returns its statistics (see the WIT
+    /// `cancel`). A sequence still waiting for a slot ran nothing: it ends
+    /// at once with zero counts, without waiting for a slot.
+    pub async fn cancel(&mut self) -> Option<Stats> {
+        self.cancel.store(true, Ordering::SeqCst);
+        if !self.done && !self.admitted.load(Ordering::SeqCst) {
+            // The batcher sets `admitted` before it looks at `cancel`, so it
+            // will see the flag and drop the job before feeding any of it.
+            self.end();
+            return Some(Stats::unstarted(self.started, self.load));
+        }
+        loop {
+            match self.next().await {
+                Ok(Some(Chunk::Text(_))) => continue,
+                Ok(Some(Chunk::Done(stats))) => return Some(stats),
+                Ok(None) | Err(_) => return None,
             }
         }
     }
@@ -733,17 +826,19 @@ impl wit::Host for CapabilityView<'_> {
     async fn pull_model(
         &mut self,
         name: String,
-        source: String,
+        source: Option<String>,
         sha256: Option<String>,
     ) -> wasmtime::Result<Result<String, wit::Error>> {
         if let Err(e) = self.may_manage(&name) {
             return Ok(Err(e));
         }
-        // Host paths are for the operator's CLI; a component names a URL.
+        // Host paths are for the operator's CLI; a component names a URL,
+        // or a name the operator registered a source for.
         let inference = &self.ctx.shared.inference;
-        if let Err(e) = inference.config.may_pull_from(&source) {
-            return Ok(Err(e.into()));
-        }
+        let (source, sha256) = match inference.config.pull_source(&name, source, sha256) {
+            Ok(found) => found,
+            Err(e) => return Ok(Err(e.into())),
+        };
         Ok(inference
             .pulls()
             .start(&name, &source, sha256.as_deref())
@@ -820,8 +915,79 @@ impl wit::HostGeneration for CapabilityView<'_> {
         })
     }
 
+    async fn cancel(&mut self, this: Resource<Generation>) -> wasmtime::Result<Option<wit::Stats>> {
+        let generation = self.table.get_mut(&this)?;
+        Ok(generation.cancel().await.map(wit_stats))
+    }
+
     async fn drop(&mut self, this: Resource<Generation>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+
+    fn config(toml: &str) -> InferenceConfig {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn registered_sources_are_validated() {
+        let bad = [
+            r#"sources."Bad Name" = { url = "https://x.example/m.gguf", sha256 = "#,
+            r#"sources."m:1" = { url = "ftp://x.example/m.gguf", sha256 = "#,
+            r#"sources."m:1" = { url = "/etc/passwd", sha256 = "#,
+        ];
+        for toml in bad {
+            assert!(
+                config(&format!("{toml}\"{SHA}\" }}")).validate().is_err(),
+                "{toml}"
+            );
+        }
+        let short_sha =
+            config(r#"sources."m:1" = { url = "https://x.example/m.gguf", sha256 = "abc" }"#);
+        assert!(short_sha.validate().unwrap_err().contains("sha256"));
+        let good = config(&format!(
+            r#"sources.m = {{ url = "https://x.example/m.gguf", sha256 = "{SHA}" }}"#
+        ));
+        good.validate().unwrap();
+    }
+
+    #[test]
+    fn a_pull_without_a_source_uses_the_registered_one() {
+        let config = config(&format!(
+            "pull_hosts = [\"models.example\"]\n\
+             sources.m = {{ url = \"https://elsewhere.example/m.gguf\", sha256 = \"{SHA}\" }}"
+        ));
+        // By canonical name, whatever the key's spelling, and outside pull_hosts.
+        let (url, sha) = config.pull_source("m:latest", None, None).unwrap();
+        assert_eq!(url, "https://elsewhere.example/m.gguf");
+        assert_eq!(sha.as_deref(), Some(SHA));
+        let upper = SHA.to_ascii_uppercase();
+        assert!(config.pull_source("m", None, Some(upper)).is_ok());
+        assert!(matches!(
+            config.pull_source("m", None, Some("0".repeat(64))),
+            Err(InferenceError::Invalid(_))
+        ));
+        assert!(matches!(
+            config.pull_source("other:1", None, None),
+            Err(InferenceError::NoSuchModel(_))
+        ));
+        // A given URL is still limited by pull_hosts.
+        assert!(
+            config
+                .pull_source("m", Some("https://elsewhere.example/x.gguf".into()), None)
+                .is_err()
+        );
+        assert!(
+            config
+                .pull_source("m", Some("https://models.example/x.gguf".into()), None)
+                .is_ok()
+        );
     }
 }
