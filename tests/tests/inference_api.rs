@@ -589,8 +589,7 @@ async fn langchain_works() {
 
 /// For local single-user use the inference routes can be opened to
 /// anonymous callers (spin.toml `auth = "none"`, as the comment there
-/// says); model management still needs an administrator's credentials,
-/// and a client cannot claim the role with a header.
+/// says); model management still needs an administrator's credentials.
 #[tokio::test]
 async fn anonymous_access_is_a_manifest_switch() {
     let dir = tempfile::tempdir().unwrap();
@@ -627,7 +626,6 @@ async fn anonymous_access_is_a_manifest_switch() {
     stock_clients(&host, "", "anonymous");
     let pull = client()
         .post(host.at("/api/pull"))
-        .header("x-lamina-roles", "Admin")
         .json(&json!({"model": "gemma3:other", "source": "http://127.0.0.1:9/x.gguf"}))
         .send()
         .await

@@ -328,7 +328,9 @@ fn report(m: &Measured, before: Reference, after: Reference) {
     );
     let api = &m.api;
     println!("\nThe inference API's overhead (same raw prompt, greedy; alternated, medians):\n");
-    println!("| measure | fixture route | `/api/generate` (JWT, rate limit, usage) | ratio |");
+    println!(
+        "| measure | fixture route | `/api/generate` (JWT, rate limit, usage) | API vs fixture (higher is better) |"
+    );
     println!("|---|---|---|---|");
     println!(
         "| generation tok/s, 128 tokens | {:.1} | {:.1} | {:.2}× |",

@@ -486,14 +486,20 @@ fn progress(p: &inference::PullProgress) -> Value {
 /// How long a pull that is not streamed waits for its outcome before
 /// committing to a 200 (well inside the route's `timeout`, so a long
 /// download is not a 504); a failure after that arrives as the body's
-/// `{"error"}`, as it would in a stream. Bad sources, hashes and names
-/// fail before it.
+/// `{"error"}`, as it would in a stream. Unknown names, malformed hashes
+/// and sources that answer 404 fail before it.
 const PULL_DECIDES_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// While a committed, unstreamed pull runs, a space (JSON allows leading
+/// whitespace) is sent this often: idle proxies keep the connection, and
+/// a client that left is noticed.
+const PULL_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Polls pull `id` until it ends: each change as an NDJSON line, or only
 /// the outcome. A client that leaves does not stop the pull.
 fn present_pull(out: ResponseOutparam, id: &str, stream: bool) {
     let started = std::time::Instant::now();
+    let mut sent = started;
     let mut body = None;
     let mut last = Value::Null;
     let mut out = Some(out);
@@ -525,13 +531,21 @@ fn present_pull(out: ResponseOutparam, id: &str, stream: bool) {
             if let Some(body) = body.as_mut() {
                 let _ = body.send(line.to_string().as_bytes());
             }
-        } else if body.is_none() && started.elapsed() >= PULL_DECIDES_WITHIN {
+        } else if let Some(body) = body.as_mut() {
+            if sent.elapsed() >= PULL_KEEPALIVE {
+                if body.send(b" ").is_err() {
+                    return;
+                }
+                sent = std::time::Instant::now();
+            }
+        } else if started.elapsed() >= PULL_DECIDES_WITHIN {
             let out = out.take().expect("the response starts once");
             body = Some(BodyWriter::start(
                 out,
                 200,
                 &[("content-type", "application/json; charset=utf-8")],
             ));
+            sent = std::time::Instant::now();
         }
         if finished {
             break;

@@ -268,6 +268,14 @@ pub fn run(
 /// finishes it at once when it asks for no tokens.
 fn admit(slots: &mut [Option<Slot>], job: Job, model: &LlamaModel, n_vocab: i32) {
     job.admitted.store(true, Ordering::SeqCst);
+    // Cancelled while it waited (its reader already has zero counts):
+    // nothing to build or evaluate.
+    if job.cancel.load(Ordering::SeqCst) || job.events.is_closed() {
+        let stats = Stats::unstarted(job.started, job.load);
+        super::metrics::finished(&stats);
+        let _ = job.events.send(Event::Done(stats));
+        return;
+    }
     let (id, free) = slots
         .iter_mut()
         .enumerate()
@@ -286,7 +294,8 @@ fn admit(slots: &mut [Option<Slot>], job: Job, model: &LlamaModel, n_vocab: i32)
     let now = Instant::now();
     if job.num_predict == Some(0) {
         let stats = Stats {
-            prompt_tokens: job.prompt.len() as u32,
+            // Nothing was evaluated.
+            prompt_tokens: 0,
             completion_tokens: 0,
             load: job.load,
             prompt: Duration::ZERO,

@@ -131,9 +131,13 @@ impl InferenceConfig {
                 "inference.pull_hosts: `{bad}` is not `*`, a host name or `*.domain`"
             ));
         }
+        let mut registered = BTreeSet::new();
         for (name, source) in &self.sources {
             let key = format!("inference.sources.\"{name}\"");
-            store::canonical_name(name).map_err(|e| format!("{key}: {e}"))?;
+            let canonical = store::canonical_name(name).map_err(|e| format!("{key}: {e}"))?;
+            if !registered.insert(canonical.clone()) {
+                return Err(format!("{key}: `{canonical}` is registered twice"));
+            }
             store::check_sha256(&source.sha256).map_err(|e| format!("{key}.sha256: {e}"))?;
             if !reqwest::Url::parse(&source.url)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
@@ -952,6 +956,11 @@ mod tests {
         let short_sha =
             config(r#"sources."m:1" = { url = "https://x.example/m.gguf", sha256 = "abc" }"#);
         assert!(short_sha.validate().unwrap_err().contains("sha256"));
+        let twice = config(&format!(
+            r#"sources.m = {{ url = "https://x.example/a.gguf", sha256 = "{SHA}" }}
+               sources."m:latest" = {{ url = "https://x.example/b.gguf", sha256 = "{SHA}" }}"#
+        ));
+        assert!(twice.validate().unwrap_err().contains("twice"));
         let good = config(&format!(
             r#"sources.m = {{ url = "https://x.example/m.gguf", sha256 = "{SHA}" }}"#
         ));
