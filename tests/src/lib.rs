@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
+mod app;
+
+pub use app::{ADMIN_LOGIN, ADMIN_PASSWORD, USER_PASSWORD, admin_poll, admin_token, register};
+
 /// The workspace root.
 ///
 /// Read at run time (nextest and cargo set `CARGO_MANIFEST_DIR`): a test

@@ -5,13 +5,12 @@
 use std::time::{Duration, Instant};
 
 use lamina_tests::{
-    Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, client, expect_problem, unique,
+    ADMIN_PASSWORD, Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, USER_PASSWORD, admin_poll,
+    client, expect_problem, register, unique,
 };
 use serde_json::{Value, json};
 
 const SECRET: &str = "auth-tests-secret-at-least-32-bytes-long";
-const PASSWORD: &str = "Correct-horse-1";
-const ADMIN_PASSWORD: &str = "Admin-password-9";
 
 /// The application on a fresh PostgreSQL schema, with an administrator and
 /// extra runtime-config / environment.
@@ -20,9 +19,7 @@ fn app(schema: &PgSchema, config: &str, env: &[(&str, &str)]) -> Host {
         .runtime_config(&schema.default_database())
         .runtime_config(config)
         .env("LAMINA_JWT_SECRET", SECRET)
-        .env("LAMINA_VAR_ADMIN_USERNAME", "root")
-        .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
-        .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD);
+        .with_admin();
     for (key, value) in env {
         options = options.env(key, value);
     }
@@ -36,9 +33,7 @@ fn embedded(dir: &std::path::Path) -> Host {
         HostOptions::app()
             .data_dir(dir)
             .env("LAMINA_JWT_SECRET", SECRET)
-            .env("LAMINA_VAR_ADMIN_USERNAME", "root")
-            .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
-            .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            .with_admin(),
     )
 }
 
@@ -71,25 +66,6 @@ async fn ok(response: reqwest::Response, status: u16) -> Value {
     }
 }
 
-/// Registers a fresh user; returns (username, email, the 201 body).
-async fn register(host: &Host) -> (String, String, Value) {
-    let username = unique("user").replace('-', "_");
-    let email = format!("{username}@Example.com");
-    let body = ok(
-        call(
-            host,
-            "POST",
-            "/api/auth/register",
-            None,
-            Some(json!({"username": username, "email": email, "password": PASSWORD})),
-        )
-        .await,
-        201,
-    )
-    .await;
-    (username, email.to_ascii_lowercase(), body)
-}
-
 async fn login(host: &Host, login: &str, password: &str) -> reqwest::Response {
     call(
         host,
@@ -106,21 +82,6 @@ fn token(body: &Value, field: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no {field} in {body}"))
         .to_owned()
-}
-
-/// Polls `path` as the administrator until `until` holds (10 s at most).
-async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool) -> Value {
-    let admin = ok(login(host, "root", ADMIN_PASSWORD).await, 200).await;
-    let admin = token(&admin, "accessToken");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let value = ok(call(host, "GET", path, Some(&admin), None).await, 200).await;
-        if until(&value) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{path}: {value}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -171,7 +132,7 @@ async fn sign_in_flow(host: &Host) {
             "/api/auth/register",
             None,
             Some(
-                json!({"username": username.to_uppercase(), "email": email, "password": PASSWORD}),
+                json!({"username": username.to_uppercase(), "email": email, "password": USER_PASSWORD}),
             ),
         )
         .await,
@@ -187,9 +148,9 @@ async fn sign_in_flow(host: &Host) {
 
     // Log in by email or username; a wrong password and an unknown user get
     // the very same answer.
-    let by_email = ok(login(host, &email.to_uppercase(), PASSWORD).await, 200).await;
+    let by_email = ok(login(host, &email.to_uppercase(), USER_PASSWORD).await, 200).await;
     assert_eq!(by_email["rootFolderId"], registered["rootFolderId"]);
-    ok(login(host, &username, PASSWORD).await, 200).await;
+    ok(login(host, &username, USER_PASSWORD).await, 200).await;
     let wrong = expect_problem(login(host, &username, "Wrong-password-1").await, 401).await;
     let unknown = expect_problem(login(host, "nobody-at-all", "Wrong-password-1").await, 401).await;
     assert_eq!(wrong, unknown);
@@ -275,7 +236,7 @@ async fn sign_in_flow(host: &Host) {
     )
     .await;
     // The refresh cookie works without a body or an access token.
-    let session = ok(login(host, &username, PASSWORD).await, 200).await;
+    let session = ok(login(host, &username, USER_PASSWORD).await, 200).await;
     let cookie = format!("lamina_refresh={}", token(&session, "refreshToken"));
     let by_cookie = client()
         .post(host.at("/api/auth/refresh"))
@@ -344,7 +305,7 @@ async fn sign_in_flow(host: &Host) {
             .iter()
             .all(|e| e["userId"] == user_id.as_str())
     );
-    assert!(!audit.to_string().contains(PASSWORD));
+    assert!(!audit.to_string().contains(USER_PASSWORD));
 }
 
 #[tokio::test]
@@ -366,7 +327,7 @@ async fn failed_logins_lock_the_name_for_a_while() {
     assert_eq!(locked.status(), 429);
     assert!(locked.headers().contains_key("retry-after"));
     // Even the right password waits; an unknown name locks the same way.
-    assert_eq!(login(&host, &username, PASSWORD).await.status(), 429);
+    assert_eq!(login(&host, &username, USER_PASSWORD).await.status(), 429);
     for _ in 0..2 {
         expect_problem(login(&host, "ghost-user", "Wrong-password-1").await, 401).await;
     }
@@ -377,7 +338,7 @@ async fn failed_logins_lock_the_name_for_a_while() {
         429
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    ok(login(&host, &username, PASSWORD).await, 200).await;
+    ok(login(&host, &username, USER_PASSWORD).await, 200).await;
 }
 
 #[tokio::test]
@@ -460,7 +421,7 @@ async fn password_reset_goes_through_the_mailbox_only() {
         401,
     )
     .await;
-    expect_problem(login(&host, &username, PASSWORD).await, 401).await;
+    expect_problem(login(&host, &username, USER_PASSWORD).await, 401).await;
     ok(login(&host, &username, new_password).await, 200).await;
 }
 
@@ -521,7 +482,9 @@ async fn profile_and_password_changes() {
             "PATCH",
             "/api/auth/me",
             Some(&access),
-            Some(json!({"username": other, "email": other_email, "currentPassword": PASSWORD})),
+            Some(
+                json!({"username": other, "email": other_email, "currentPassword": USER_PASSWORD}),
+            ),
         )
         .await,
         409,
@@ -554,7 +517,7 @@ async fn profile_and_password_changes() {
     };
     let wrong = expect_problem(change("Not-the-password-1", "Another-pass-3").await, 400).await;
     assert_eq!(wrong["errors"][0]["field"], "currentPassword");
-    let changed = ok(change(PASSWORD, "Another-pass-3").await, 200).await;
+    let changed = ok(change(USER_PASSWORD, "Another-pass-3").await, 200).await;
     // The old token is revoked; the new pair works.
     expect_problem(
         call(&host, "GET", "/api/auth/me", Some(&access), None).await,
@@ -721,7 +684,7 @@ async fn the_admin_role_gates_admin_routes() {
             "POST",
             "/api/auth/register",
             None,
-            Some(json!({"username": "root", "email": "x@example.com", "password": PASSWORD})),
+            Some(json!({"username": "root", "email": "x@example.com", "password": USER_PASSWORD})),
         )
         .await,
         409,
@@ -941,7 +904,7 @@ async fn accounts_that_are_not_active_are_shut_out() {
     for change in ["active = FALSE", "active = TRUE, deleted_at = 1"] {
         schema.psql(&format!("UPDATE auth_users SET {change} WHERE id = '{id}'"));
         assert_eq!(
-            expect_problem(login(&host, &username, PASSWORD).await, 401).await,
+            expect_problem(login(&host, &username, USER_PASSWORD).await, 401).await,
             wrong
         );
     }
@@ -1065,7 +1028,7 @@ async fn what_only_a_session_may_do_and_bad_input() {
             "POST",
             "/api/auth/me/password",
             Some(&key),
-            Some(json!({"currentPassword": PASSWORD, "newPassword": "Another-pass-3"})),
+            Some(json!({"currentPassword": USER_PASSWORD, "newPassword": "Another-pass-3"})),
         )
         .await,
         403,
@@ -1098,7 +1061,7 @@ async fn what_only_a_session_may_do_and_bad_input() {
             "PATCH",
             "/api/auth/me",
             Some(&access),
-            Some(json!({"email": new_email, "currentPassword": PASSWORD})),
+            Some(json!({"email": new_email, "currentPassword": USER_PASSWORD})),
         )
         .await,
         200,
@@ -1111,7 +1074,7 @@ async fn what_only_a_session_may_do_and_bad_input() {
     .await;
 
     // Bad input is a 4xx problem, never a 500.
-    expect_problem(login(&host, "nul\u{0}byte", PASSWORD).await, 400).await;
+    expect_problem(login(&host, "nul\u{0}byte", USER_PASSWORD).await, 400).await;
     expect_problem(
         call(
             &host,

@@ -6,15 +6,14 @@
 //! short and greedy.
 
 use lamina_tests::{
-    FileServer, Host, HostOptions, client, test_gguf, test_models_dir, test_python, unique,
-    workspace,
+    FileServer, Host, HostOptions, admin_poll, admin_token, client, register, test_gguf,
+    test_models_dir, test_python, workspace,
 };
 use serde_json::{Value, json};
 
 const MODEL: &str = "gemma3:270m";
 const EMBEDDER: &str = "all-minilm:l6-v2";
 const SECRET: &str = "inference-api-tests-secret-32-bytes-or-more";
-const ADMIN_PASSWORD: &str = "Admin-password-9";
 
 /// The application on the embedded defaults in `dir`, with the test
 /// models and these rate-limit classes (`None`: generous ones).
@@ -42,9 +41,7 @@ fn app_on(
                 models.display()
             ))
             .env("LAMINA_JWT_SECRET", SECRET)
-            .env("LAMINA_VAR_ADMIN_USERNAME", "root")
-            .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
-            .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            .with_admin(),
     )
 }
 
@@ -56,16 +53,7 @@ async fn api_key(host: &Host) -> (String, String) {
 
 /// `n` API keys of one fresh user, and the user's id.
 async fn api_keys(host: &Host, n: usize) -> (Vec<String>, String) {
-    let name = unique("client");
-    let registered: Value = client()
-        .post(host.at("/api/auth/register"))
-        .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": "Correct-horse-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, _, registered) = register(host).await;
     let access = registered["accessToken"].as_str().unwrap();
     let mut keys = Vec::new();
     for i in 0..n {
@@ -261,6 +249,15 @@ async fn ollama_endpoints_speak_ollamas_wire_format() {
     )
     .await;
     assert_eq!(format.status(), 400);
+    // `"format": ""` is no format, as in Ollama.
+    let no_format = post(
+        &host,
+        &key,
+        "/api/chat",
+        json!({"model": MODEL, "messages": [], "format": ""}),
+    )
+    .await;
+    assert_eq!(no_format.status(), 200);
 
     // Structured output: the reply parses and matches the schema.
     let schema = json!({"type": "object", "properties": {"color": {"type": "string", "enum": ["red", "green", "blue"]}}, "required": ["color"]});
@@ -437,8 +434,7 @@ async fn openai_endpoints_speak_openais_wire_format() {
     );
 
     // Every call's tokens are recorded for the caller.
-    let admin = admin_token(&host).await;
-    let rows = usage_rows(&host, &admin, &user_id, |rows| rows.len() >= 4).await;
+    let rows = usage_rows(&host, &user_id, |rows| rows.len() >= 4).await;
     assert!(
         rows.iter().any(|r| r["model"] == MODEL
             && r["completionTokens"] == 8
@@ -449,46 +445,11 @@ async fn openai_endpoints_speak_openais_wire_format() {
         && r["doneReason"].is_null()));
 }
 
-/// The built-in administrator's access token.
-async fn admin_token(host: &Host) -> String {
-    let admin: Value = client()
-        .post(host.at("/api/auth/login"))
-        .json(&json!({"login": "root", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    admin["accessToken"].as_str().unwrap().to_owned()
-}
-
-/// The usage rows recorded for `user_id`, polled (as `admin`) until
-/// `ready` accepts them; panics after 20 s.
-async fn usage_rows(
-    host: &Host,
-    admin: &str,
-    user_id: &str,
-    ready: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let usage: Value = client()
-            .get(host.at(&format!("/api/outbox/usage?userId={user_id}")))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let rows = usage.as_array().unwrap();
-        if ready(rows) {
-            return rows.clone();
-        }
-        assert!(std::time::Instant::now() < deadline, "{usage}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+/// The usage rows recorded for `user_id`, once `ready` accepts them.
+async fn usage_rows(host: &Host, user_id: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let path = format!("/api/outbox/usage?userId={user_id}");
+    let rows = admin_poll(host, &path, |rows| ready(rows.as_array().unwrap())).await;
+    rows.as_array().unwrap().clone()
 }
 
 /// A client that hangs up part-way still pays for what was generated: the
@@ -498,7 +459,6 @@ async fn a_generation_the_client_abandons_is_still_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let host = app(dir.path(), None);
     let (key, user_id) = api_key(&host).await;
-    let admin = admin_token(&host).await;
     for path in ["/api/generate", "/v1/completions"] {
         let body = if path == "/api/generate" {
             json!({"model": MODEL, "prompt": "Write a long story about a lighthouse keeper.", "options": greedy(4000)})
@@ -514,7 +474,7 @@ async fn a_generation_the_client_abandons_is_still_recorded() {
         }
         drop(response);
     }
-    let rows = usage_rows(&host, &admin, &user_id, |rows| rows.len() >= 2).await;
+    let rows = usage_rows(&host, &user_id, |rows| rows.len() >= 2).await;
     for row in &rows {
         assert_eq!(row["doneReason"], "cancelled", "{row}");
         let completion = row["completionTokens"].as_u64().unwrap();

@@ -129,7 +129,9 @@ fn options(
     let keep = keep_alive(keep).map_err(|e| (400, e))?;
     let mut options = options.into_options(keep);
     options.format = match format {
+        // `""` is what clients send for "no format" (ollama-python's type allows it).
         None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) if s == "json" => Some(s),
         Some(schema @ Value::Object(_)) => Some(schema.to_string()),
         Some(other) => {

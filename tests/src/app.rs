@@ -1,0 +1,84 @@
+//! Helpers for tests of the application itself (the repo's spin.toml and
+//! its auth service): the built-in administrator and fresh users.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Host, HostOptions, client, unique};
+
+/// The built-in administrator's username and password
+/// (`LAMINA_VAR_ADMIN_*`, see [`HostOptions::with_admin`]).
+pub const ADMIN_LOGIN: &str = "root";
+/// See [`ADMIN_LOGIN`].
+pub const ADMIN_PASSWORD: &str = "Admin-password-9";
+/// The password every [`register`]ed user gets.
+pub const USER_PASSWORD: &str = "Correct-horse-1";
+
+impl HostOptions {
+    /// Gives the application its first administrator ([`ADMIN_LOGIN`]).
+    pub fn with_admin(self) -> Self {
+        self.env("LAMINA_VAR_ADMIN_USERNAME", ADMIN_LOGIN)
+            .env("LAMINA_VAR_ADMIN_EMAIL", "root@example.com")
+            .env("LAMINA_VAR_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    }
+}
+
+/// Registers a fresh user with [`USER_PASSWORD`] (its email in mixed case,
+/// as users type it); returns the username, the email as stored (lower
+/// case) and the 201 body (tokens and user).
+pub async fn register(host: &Host) -> (String, String, Value) {
+    let username = unique("user").replace('-', "_");
+    let email = format!("{username}@Example.com");
+    let response = client()
+        .post(host.at("/api/auth/register"))
+        .json(&json!({"username": username, "email": email, "password": USER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    (
+        username,
+        email.to_ascii_lowercase(),
+        serde_json::from_str(&text).unwrap(),
+    )
+}
+
+/// The administrator's access token.
+pub async fn admin_token(host: &Host) -> String {
+    let response = client()
+        .post(host.at("/api/auth/login"))
+        .json(&json!({"login": ADMIN_LOGIN, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    body["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {body}"))
+        .to_owned()
+}
+
+/// GETs `path` as the administrator until `until` holds (what the outbox
+/// records arrives through the queue); panics after 20 s.
+pub async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let admin = admin_token(host).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = client()
+            .get(host.at(path))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let value: Value = response.json().await.unwrap();
+        if until(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{path}: {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
