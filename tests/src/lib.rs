@@ -454,19 +454,31 @@ impl PgSchema {
     /// Runs SQL in this schema with `psql` (what an operator would do);
     /// panics if it fails.
     pub fn psql(&self, sql: &str) {
-        let status = Command::new("psql")
+        self.psql_value(sql);
+    }
+
+    /// The single value a query selects in this schema, as psql prints it
+    /// (empty for statements); panics if it fails.
+    pub fn psql_value(&self, sql: &str) -> String {
+        let output = Command::new("psql")
             .arg(POSTGRES_URL)
             .args([
                 "-q",
+                "-t",
+                "-A",
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-c",
                 &format!("SET search_path TO \"{}\"; {sql}", self.name),
             ])
-            .stdout(Stdio::null())
-            .status()
+            .output()
             .expect("psql runs");
-        assert!(status.success(), "psql failed: {sql}");
+        assert!(
+            output.status.success(),
+            "psql failed: {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 }
 

@@ -308,6 +308,73 @@ async fn sign_in_flow(host: &Host) {
     assert!(!audit.to_string().contains(USER_PASSWORD));
 }
 
+/// Logins and refreshes delete dead rows (expired refresh tokens,
+/// long-idle sessions with none left, expired reset tokens, spent
+/// login-failure counters) and leave live ones alone.
+#[tokio::test]
+async fn dead_rows_are_swept_by_logins_and_refreshes() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let (username, _, registered) = register(&host).await;
+    let user = registered["user"]["id"].as_str().unwrap().to_owned();
+    let dead_session = |name: &str| {
+        format!(
+            "INSERT INTO auth_sessions (id, user_id, created_at, last_used_at, revoked_at) \
+             VALUES ('{name}', '{user}', 1, 1, NULL); \
+             INSERT INTO auth_refresh_tokens (token_hash, user_id, session_id, access_token_id, \
+             access_expires_at, created_at, expires_at, revoked_at) \
+             VALUES ('{name}-token', '{user}', '{name}', '{name}-jti', 2, 1, 2, NULL);"
+        )
+    };
+    schema.psql(&format!(
+        "{} \
+         INSERT INTO auth_password_resets (token_hash, user_id, expires_at, used_at) \
+         VALUES ('old-reset', '{user}', 2, NULL); \
+         INSERT INTO auth_login_failures (login_key, failures, window_ends, locked_until) \
+         VALUES ('old-name', 3, 2, NULL), ('locked-name', 5, 2, 9999999999);",
+        dead_session("old")
+    ));
+    let count = |table: &str, condition: &str| {
+        schema.psql_value(&format!("SELECT count(*) FROM {table} WHERE {condition}"))
+    };
+    let session = ok(login(&host, &username, USER_PASSWORD).await, 200).await;
+    assert_eq!(count("auth_refresh_tokens", "session_id = 'old'"), "0");
+    assert_eq!(count("auth_sessions", "id = 'old'"), "0");
+    assert_eq!(
+        count("auth_password_resets", "token_hash = 'old-reset'"),
+        "0"
+    );
+    assert_eq!(count("auth_login_failures", "login_key = 'old-name'"), "0");
+    // Still locked: kept.
+    assert_eq!(
+        count("auth_login_failures", "login_key = 'locked-name'"),
+        "1"
+    );
+    // The registration's and the login's sessions, each with its token.
+    assert_eq!(count("auth_sessions", &format!("user_id = '{user}'")), "2");
+    assert_eq!(
+        count("auth_refresh_tokens", &format!("user_id = '{user}'")),
+        "2"
+    );
+
+    schema.psql(&dead_session("older"));
+    let refreshed = call(
+        &host,
+        "POST",
+        "/api/auth/refresh",
+        None,
+        Some(json!({"refreshToken": token(&session, "refreshToken")})),
+    )
+    .await;
+    ok(refreshed, 200).await;
+    assert_eq!(count("auth_sessions", "id = 'older'"), "0");
+    // The rotated-out token stays until it expires (reuse is detected).
+    assert_eq!(
+        count("auth_refresh_tokens", &format!("user_id = '{user}'")),
+        "3"
+    );
+}
+
 #[tokio::test]
 async fn failed_logins_lock_the_name_for_a_while() {
     let schema = PgSchema::new();

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::config::{Admin, Config};
 use crate::users::{self, ADMIN, USER, User};
 use crate::validate::Checks;
-use crate::{BODY_LIMIT, events, lockout, password, resets, sessions};
+use crate::{BODY_LIMIT, events, lockout, password, resets, sessions, sweep};
 
 /// The same answer for every failed login: nothing about which part failed.
 fn refused() -> ApiError {
@@ -227,6 +227,7 @@ pub fn login(request: &Request) -> Result<Reply, ApiError> {
     };
     lockout::succeeded(&db, &body.login)?;
     let issued = sessions::start(&db, &config, &user)?;
+    sweep::sweep(&db, &config);
     let root = users::root_folder(&db, &user.id)?;
     events::audit(request, "login", Some(&user.id), json!({}));
     Ok(sessions::reply(200, &config, &user, issued, root))

@@ -12,6 +12,8 @@
 //! | `POST /refresh`, `POST /logout` | [`sessions`] |
 //! | `POST /password/forgot`, `POST /password/reset` | [`resets`] |
 //! | `POST`/`GET /api-keys`, `DELETE /api-keys/{id}` | [`api_keys`] |
+//!
+//! Logins and refreshes also [`sweep`] away a batch of expired rows.
 
 mod accounts;
 mod api_keys;
@@ -21,6 +23,7 @@ mod lockout;
 mod password;
 mod resets;
 mod sessions;
+mod sweep;
 mod users;
 mod validate;
 

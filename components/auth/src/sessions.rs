@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::users::{self, User};
-use crate::{BODY_LIMIT, MOUNT, events};
+use crate::{BODY_LIMIT, MOUNT, events, sweep};
 
 /// The refresh-token cookie.
 const COOKIE: &str = "lamina_refresh";
@@ -206,6 +206,7 @@ pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
         reused(request, &db, &row)?;
         return Err(invalid());
     };
+    sweep::sweep(&db, &config);
     let root = users::root_folder(&db, &user.id)?;
     Ok(reply(200, &config, &user, issued, root))
 }
