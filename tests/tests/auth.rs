@@ -308,6 +308,121 @@ async fn sign_in_flow(host: &Host) {
     assert!(!audit.to_string().contains(USER_PASSWORD));
 }
 
+/// The tokens of the confirmation links mailed to `email`, once there
+/// are `n` of them.
+async fn confirmation_tokens(host: &Host, email: &str, n: usize) -> Vec<String> {
+    let is_confirmation = |m: &Value| m["subject"].as_str().unwrap().contains("Confirm");
+    let mail = admin_poll(host, &format!("/api/outbox/mail?to={email}"), |m| {
+        m.as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| is_confirmation(m))
+            .count()
+            >= n
+    })
+    .await;
+    mail.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| is_confirmation(m))
+        .map(|m| {
+            let body = m["body"].as_str().unwrap();
+            let token = link_token(body);
+            assert_eq!(token.len(), 64, "{body}");
+            token
+        })
+        .collect()
+}
+
+async fn confirm(host: &Host, token: &str) -> reqwest::Response {
+    call(
+        host,
+        "POST",
+        "/api/auth/email/confirm",
+        None,
+        Some(json!({ "token": token })),
+    )
+    .await
+}
+
+/// The token of the link in a mail's text (`…?token=<64 hex>`).
+fn link_token(text: &str) -> String {
+    text.split("token=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no link in {text}"))
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+/// `PATCH /me` to a new address, with the current password.
+async fn change_email(host: &Host, access: &str, email: &str) -> reqwest::Response {
+    call(
+        host,
+        "PATCH",
+        "/api/auth/me",
+        Some(access),
+        Some(json!({"email": email, "currentPassword": USER_PASSWORD})),
+    )
+    .await
+}
+
+/// Registration mails a confirmation link (never in a response) that
+/// confirms the address once; a new address needs a new confirmation; with
+/// `require_confirmed_email` only confirmed accounts log in, and a new
+/// link needs the password (not a session).
+#[tokio::test]
+async fn email_addresses_are_confirmed_by_mail() {
+    let schema = PgSchema::new();
+    let host = app(
+        &schema,
+        "",
+        &[("LAMINA_VAR_REQUIRE_CONFIRMED_EMAIL", "true")],
+    );
+    let (username, email, registered) = register(&host).await;
+    assert_eq!(registered["user"]["emailConfirmed"], false);
+    expect_problem(login(&host, &username, USER_PASSWORD).await, 403).await;
+    let tokens = confirmation_tokens(&host, &email, 1).await;
+    assert!(!registered.to_string().contains(&tokens[0]));
+    expect_problem(confirm(&host, "00").await, 400).await;
+    expect_problem(confirm(&host, &"0".repeat(64)).await, 400).await;
+    assert_eq!(
+        ok(confirm(&host, &tokens[0]).await, 200).await,
+        json!({"emailConfirmed": true})
+    );
+    expect_problem(confirm(&host, &tokens[0]).await, 400).await; // used up
+    let session = ok(login(&host, &username, USER_PASSWORD).await, 200).await;
+    assert_eq!(session["user"]["emailConfirmed"], true);
+
+    // A new address is unconfirmed until its own link is used.
+    let access = token(&session, "accessToken");
+    let new_email = format!("new-{email}");
+    let moved = ok(change_email(&host, &access, &new_email).await, 200).await;
+    assert_eq!(moved["emailConfirmed"], false);
+    expect_problem(login(&host, &username, USER_PASSWORD).await, 403).await;
+    let resend = |password: &'static str| {
+        call(
+            &host,
+            "POST",
+            "/api/auth/email/confirm/resend",
+            None,
+            Some(json!({"login": username, "password": password})),
+        )
+    };
+    expect_problem(resend("Wrong-password-1").await, 401).await;
+    ok(resend(USER_PASSWORD).await, 202).await;
+    // The change's link and the resent one: only the newest still works.
+    let tokens = confirmation_tokens(&host, &new_email, 2).await;
+    let mut statuses = Vec::new();
+    for t in &tokens {
+        statuses.push(confirm(&host, t).await.status().as_u16());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400]);
+    ok(login(&host, &username, USER_PASSWORD).await, 200).await;
+    ok(resend(USER_PASSWORD).await, 200).await; // already confirmed
+}
+
 /// Logins and refreshes delete dead rows (expired refresh tokens,
 /// long-idle sessions with none left, expired reset tokens, spent
 /// login-failure counters) and leave live ones alone.
@@ -459,13 +574,7 @@ async fn password_reset_goes_through_the_mailbox_only() {
         .as_str()
         .unwrap()
         .to_owned();
-    let reset_token: String = body
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
+    let reset_token = link_token(&body);
     assert_eq!(reset_token.len(), 64);
     assert!(!known.to_string().contains(&reset_token));
 
@@ -517,13 +626,7 @@ async fn reset_tokens_expire() {
     })
     .await;
     let body = mail.to_string();
-    let reset_token: String = body
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
+    let reset_token = link_token(&body);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let expired = call(
         &host,
@@ -933,13 +1036,7 @@ async fn with_smtp_configured_mail_is_sent_not_kept() {
     assert!(welcome.unwrap().contains(&username));
     // Quoted-printable: soft line breaks and `=` escaped.
     let reset = reset.unwrap().replace("=\n", "").replace("=3D", "=");
-    let reset_token: String = reset
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(char::is_ascii_hexdigit)
-        .collect();
+    let reset_token = link_token(&reset);
     assert_eq!(reset_token.len(), 64, "{reset}");
     ok(
         call(
@@ -1122,18 +1219,7 @@ async fn what_only_a_session_may_do_and_bad_input() {
     )
     .await;
     assert_eq!(problem["errors"][0]["field"], "currentPassword");
-    let moved = ok(
-        call(
-            &host,
-            "PATCH",
-            "/api/auth/me",
-            Some(&access),
-            Some(json!({"email": new_email, "currentPassword": USER_PASSWORD})),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let moved = ok(change_email(&host, &access, &new_email).await, 200).await;
     assert_eq!(moved["email"], new_email);
     admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
         m.to_string().contains("email address changed")

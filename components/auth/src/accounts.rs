@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::config::{Admin, Config};
 use crate::users::{self, ADMIN, USER, User};
 use crate::validate::Checks;
-use crate::{BODY_LIMIT, events, lockout, password, resets, sessions, sweep};
+use crate::{BODY_LIMIT, confirmations, events, lockout, password, resets, sessions, sweep};
 
 /// The same answer for every failed login: nothing about which part failed.
 fn refused() -> ApiError {
@@ -61,8 +61,12 @@ pub fn register(request: &Request) -> Result<Reply, ApiError> {
         locked_until: None,
         deleted_at: None,
         created_at: now(),
+        email_confirmed_at: None,
     };
     let root = db.transaction(|tx| create(tx, &user))?;
+    if let Err(e) = confirmations::send(&db, &config, &user) {
+        eprintln!("confirmation not sent: {e:?}");
+    }
     let issued = sessions::start(&db, &config, &user)?;
     let event = json!({"userId": user.id, "username": user.username, "email": user.email});
     if let Err(e) = lamina_sdk::queue::publish("user.registered", event.to_string().as_bytes()) {
@@ -88,8 +92,8 @@ fn conflict(e: lamina_sdk::sql::Error) -> ApiError {
 fn create(tx: &Transaction, user: &User) -> Result<String, ApiError> {
     tx.execute(
         "INSERT INTO auth_users (id, username, username_key, email, password_hash, roles, \
-         active, locked_until, deleted_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $8)",
+         active, locked_until, deleted_at, created_at, updated_at, email_confirmed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $8, $9)",
         &[
             user.id.as_str().into(),
             user.username.as_str().into(),
@@ -99,6 +103,7 @@ fn create(tx: &Transaction, user: &User) -> Result<String, ApiError> {
             user.roles.as_str().into(),
             true.into(),
             user.created_at.into(),
+            user.email_confirmed_at.into(),
         ],
     )
     .map_err(conflict)?;
@@ -180,6 +185,8 @@ fn ensure_admin(db: &Database, config: &Config) -> Result<(), ApiError> {
         locked_until: None,
         deleted_at: None,
         created_at: now(),
+        // The operator chose the address.
+        email_confirmed_at: Some(now()),
     };
     match db.transaction(|tx| create(tx, &admin)) {
         // Another request created it first, or a user took the name.
@@ -191,41 +198,71 @@ fn ensure_admin(db: &Database, config: &Config) -> Result<(), ApiError> {
     }
 }
 
+/// A login name (email or username) and password, as `/login` and
+/// `/email/confirm/resend` take them.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Login {
+pub struct Credentials {
     /// Email or username.
     #[serde(alias = "email", alias = "username")]
     login: String,
     password: String,
 }
 
+impl Credentials {
+    /// Reads and checks the request's body.
+    pub fn read(request: &Request) -> Result<Credentials, ApiError> {
+        let body: Credentials = read_json(request, BODY_LIMIT)?;
+        let mut checks = Checks::default();
+        checks.text("login", &body.login, 254);
+        checks.text("password", &body.password, 128);
+        checks.finish()?;
+        Ok(body)
+    }
+
+    /// The account they name, if the password is its and it may sign in;
+    /// else one 401 for every failure. Counted against the login lockout
+    /// before the password is checked, and audited.
+    pub fn authenticate(
+        &self,
+        request: &Request,
+        db: &Database,
+        config: &Config,
+    ) -> Result<User, ApiError> {
+        lockout::attempt(db, config, &self.login)?;
+        let user = users::by_login(db, &self.login)?;
+        let who = user.as_ref().map(|u| u.id.clone());
+        let matches = password::verify(
+            &self.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        );
+        let Some(user) = user.filter(|u| matches && u.may_sign_in(now())) else {
+            events::audit(request, "login.failed", who.as_deref(), json!({}));
+            if let Err(locked) = lockout::failed(db, config, &self.login) {
+                events::audit(request, "lockout", who.as_deref(), json!({}));
+                return Err(locked);
+            }
+            return Err(refused());
+        };
+        lockout::succeeded(db, &self.login)?;
+        Ok(user)
+    }
+}
+
 /// `POST /login`.
 pub fn login(request: &Request) -> Result<Reply, ApiError> {
-    let body: Login = read_json(request, BODY_LIMIT)?;
-    let mut checks = Checks::default();
-    checks.text("login", &body.login, 254);
-    checks.text("password", &body.password, 128);
-    checks.finish()?;
+    let credentials = Credentials::read(request)?;
     let config = Config::load()?;
     let db = Database::open("default")?;
     ensure_admin(&db, &config)?;
-    lockout::attempt(&db, &config, &body.login)?;
-    let user = users::by_login(&db, &body.login)?;
-    let who = user.as_ref().map(|u| u.id.clone());
-    let matches = password::verify(
-        &body.password,
-        user.as_ref().map(|u| u.password_hash.as_str()),
-    );
-    let Some(user) = user.filter(|u| matches && u.may_sign_in(now())) else {
-        events::audit(request, "login.failed", who.as_deref(), json!({}));
-        if let Err(locked) = lockout::failed(&db, &config, &body.login) {
-            events::audit(request, "lockout", who.as_deref(), json!({}));
-            return Err(locked);
-        }
-        return Err(refused());
-    };
-    lockout::succeeded(&db, &body.login)?;
+    let user = credentials.authenticate(request, &db, &config)?;
+    if config.require_confirmed_email && user.email_confirmed_at.is_none() {
+        return Err(ApiError::new(
+            403,
+            "email not confirmed",
+            "confirm your email address first (POST /api/auth/email/confirm/resend sends a new link)",
+        ));
+    }
     let issued = sessions::start(&db, &config, &user)?;
     sweep::sweep(&db, &config);
     let root = users::root_folder(&db, &user.id)?;
@@ -285,20 +322,24 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
     }
     if let Some(email) = &new_email {
         user.email = email.clone();
+        user.email_confirmed_at = None;
     }
     db.execute(
-        "UPDATE auth_users SET username = $1, username_key = $2, email = $3, updated_at = $4 WHERE id = $5",
+        "UPDATE auth_users SET username = $1, username_key = $2, email = $3, updated_at = $4, \
+         email_confirmed_at = $5 WHERE id = $6",
         &[
             user.username.as_str().into(),
             user.username.to_ascii_lowercase().into(),
             user.email.as_str().into(),
             now().into(),
+            user.email_confirmed_at.into(),
             user.id.as_str().into(),
         ],
     )
     .map_err(conflict)?;
     if new_email.is_some() {
         resets::cancel(&db, &user.id)?;
+        confirmations::send(&db, &config, &user)?;
         let text = format!(
             "Hello {},\n\nthe email address of your Lamina account was changed to {}. \
              If you did not do this, contact an administrator.\n",

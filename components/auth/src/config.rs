@@ -18,6 +18,12 @@ pub struct Config {
     pub reset_ttl: i64,
     /// The page the reset mail links to; `?token=…` is appended.
     pub reset_url: String,
+    /// Seconds an email-confirmation link is valid (default 48 h).
+    pub confirmation_ttl: i64,
+    /// The page the confirmation mail links to; `?token=…` is appended.
+    pub confirmation_url: String,
+    /// Whether an account must confirm its address before it logs in.
+    pub require_confirmed_email: bool,
     /// Whether the refresh-token cookie is `Secure` (HTTPS only).
     pub cookie_secure: bool,
     /// The first administrator, created on first use when all three are set.
@@ -58,6 +64,10 @@ impl Config {
             reset_ttl: number("password_reset_ttl", 1800)?,
             reset_url: get("password_reset_url")
                 .unwrap_or_else(|_| "http://127.0.0.1:3000/reset-password".to_owned()),
+            confirmation_ttl: number("email_confirmation_ttl", 48 * 3600)?,
+            confirmation_url: get("email_confirmation_url")
+                .unwrap_or_else(|_| "http://127.0.0.1:3000/confirm-email".to_owned()),
+            require_confirmed_email: get("require_confirmed_email").is_ok_and(|v| v == "true"),
             cookie_secure: get("cookie_secure").map_or(true, |v| v != "false"),
             admin,
         })

@@ -11,6 +11,7 @@
 //! | `POST /register`, `POST /login`, `GET`/`PATCH /me`, `POST /me/password` | [`accounts`] |
 //! | `POST /refresh`, `POST /logout` | [`sessions`] |
 //! | `POST /password/forgot`, `POST /password/reset` | [`resets`] |
+//! | `POST /email/confirm`, `POST /email/confirm/resend` | [`confirmations`] |
 //! | `POST`/`GET /api-keys`, `DELETE /api-keys/{id}` | [`api_keys`] |
 //!
 //! Logins and refreshes also [`sweep`] away a batch of expired rows.
@@ -18,6 +19,7 @@
 mod accounts;
 mod api_keys;
 mod config;
+mod confirmations;
 mod events;
 mod lockout;
 mod password;
@@ -61,6 +63,8 @@ fn route(request: &Request) -> Result<Reply, ApiError> {
         ("POST", "/logout") => sessions::logout(request),
         ("POST", "/password/forgot") => resets::forgot(request),
         ("POST", "/password/reset") => resets::reset(request),
+        ("POST", "/email/confirm") => confirmations::confirm(request),
+        ("POST", "/email/confirm/resend") => confirmations::resend(request),
         ("POST", "/api-keys") => api_keys::create(request),
         ("GET", "/api-keys") => api_keys::list(request),
         ("DELETE", id) if id.starts_with("/api-keys/") => {
@@ -76,6 +80,8 @@ fn route(request: &Request) -> Result<Reply, ApiError> {
                 "/logout",
                 "/password/forgot",
                 "/password/reset",
+                "/email/confirm",
+                "/email/confirm/resend",
                 "/api-keys",
             ]
             .contains(&known) =>

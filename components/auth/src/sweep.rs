@@ -2,9 +2,10 @@
 //! the requests that create such rows (login and refresh): the tables stay
 //! proportional to live sessions without a scheduler. In order: expired
 //! refresh tokens, then sessions idle for a whole refresh lifetime with no
-//! token left, expired reset tokens, and login-failure counters whose
-//! window and lock are over. Each condition has its own index
-//! (migration 0004), so a call with nothing to do costs four index probes.
+//! token left, expired reset and email-confirmation tokens, and
+//! login-failure counters whose window and lock are over. Each condition
+//! has its own index (migrations 0004, 0005), so a call with nothing to do
+//! costs five index probes.
 
 use lamina_sdk::api::now;
 use lamina_sdk::sql::{Database, Sql};
@@ -19,7 +20,7 @@ const BATCH: i64 = 100;
 pub fn sweep(db: &Database, config: &Config) {
     let now = now();
     let idle_since = now - config.refresh_ttl as i64;
-    let statements: [(&str, i64); 4] = [
+    let statements: [(&str, i64); 5] = [
         (
             "DELETE FROM auth_refresh_tokens WHERE token_hash IN \
              (SELECT token_hash FROM auth_refresh_tokens WHERE expires_at <= $1 LIMIT $2)",
@@ -36,6 +37,11 @@ pub fn sweep(db: &Database, config: &Config) {
         (
             "DELETE FROM auth_password_resets WHERE token_hash IN \
              (SELECT token_hash FROM auth_password_resets WHERE expires_at <= $1 LIMIT $2)",
+            now,
+        ),
+        (
+            "DELETE FROM auth_email_confirmations WHERE token_hash IN \
+             (SELECT token_hash FROM auth_email_confirmations WHERE expires_at <= $1 LIMIT $2)",
             now,
         ),
         (

@@ -23,6 +23,8 @@ pub struct User {
     pub locked_until: Option<i64>,
     pub deleted_at: Option<i64>,
     pub created_at: i64,
+    /// When the current address was confirmed (`None`: not yet).
+    pub email_confirmed_at: Option<i64>,
 }
 
 impl User {
@@ -46,14 +48,15 @@ impl User {
             "id": self.id,
             "username": self.username,
             "email": self.email,
+            "emailConfirmed": self.email_confirmed_at.is_some(),
             "roles": self.roles(),
             "createdAt": self.created_at,
         })
     }
 }
 
-const COLUMNS: &str =
-    "id, username, email, password_hash, roles, active, locked_until, deleted_at, created_at";
+const COLUMNS: &str = "id, username, email, password_hash, roles, active, locked_until, \
+                       deleted_at, created_at, email_confirmed_at";
 
 /// The account with this id.
 pub fn by_id(db: &Database, id: &str) -> Result<Option<User>, ApiError> {
