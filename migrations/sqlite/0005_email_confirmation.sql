@@ -12,3 +12,8 @@ CREATE TABLE auth_email_confirmations (
 );
 CREATE INDEX auth_email_confirmations_user ON auth_email_confirmations (user_id);
 CREATE INDEX auth_email_confirmations_expires ON auth_email_confirmations (expires_at);
+
+-- Administrators from before confirmation existed keep access when
+-- `require_confirmed_email` is turned on (the operator chose their
+-- addresses); other existing accounts confirm through a new link.
+UPDATE auth_users SET email_confirmed_at = updated_at WHERE roles LIKE '%Admin%';

@@ -369,18 +369,24 @@ async fn change_email(host: &Host, access: &str, email: &str) -> reqwest::Respon
 
 /// Registration mails a confirmation link (never in a response) that
 /// confirms the address once; a new address needs a new confirmation; with
-/// `require_confirmed_email` only confirmed accounts log in, and a new
-/// link needs the password (not a session).
+/// `require_confirmed_email` an unconfirmed account gets no session (no
+/// tokens at registration, 403 on login and refresh), and a new link needs
+/// the password, at most one per resend interval.
 #[tokio::test]
 async fn email_addresses_are_confirmed_by_mail() {
     let schema = PgSchema::new();
     let host = app(
         &schema,
         "",
-        &[("LAMINA_VAR_REQUIRE_CONFIRMED_EMAIL", "true")],
+        &[
+            ("LAMINA_VAR_REQUIRE_CONFIRMED_EMAIL", "true"),
+            ("LAMINA_VAR_EMAIL_CONFIRMATION_RESEND_INTERVAL", "2"),
+        ],
     );
     let (username, email, registered) = register(&host).await;
     assert_eq!(registered["user"]["emailConfirmed"], false);
+    assert!(registered.get("accessToken").is_none(), "{registered}");
+    assert!(registered.get("refreshToken").is_none(), "{registered}");
     expect_problem(login(&host, &username, USER_PASSWORD).await, 403).await;
     let tokens = confirmation_tokens(&host, &email, 1).await;
     assert!(!registered.to_string().contains(&tokens[0]));
@@ -394,11 +400,15 @@ async fn email_addresses_are_confirmed_by_mail() {
     let session = ok(login(&host, &username, USER_PASSWORD).await, 200).await;
     assert_eq!(session["user"]["emailConfirmed"], true);
 
-    // A new address is unconfirmed until its own link is used.
+    // A new address is unconfirmed until its own link is used; meanwhile
+    // the session cannot be refreshed, nor a new one started.
     let access = token(&session, "accessToken");
     let new_email = format!("new-{email}");
     let moved = ok(change_email(&host, &access, &new_email).await, 200).await;
     assert_eq!(moved["emailConfirmed"], false);
+    let refresh = json!({"refreshToken": token(&session, "refreshToken")});
+    let refreshed = call(&host, "POST", "/api/auth/refresh", None, Some(refresh)).await;
+    expect_problem(refreshed, 403).await;
     expect_problem(login(&host, &username, USER_PASSWORD).await, 403).await;
     let resend = |password: &'static str| {
         call(
@@ -410,9 +420,13 @@ async fn email_addresses_are_confirmed_by_mail() {
         )
     };
     expect_problem(resend("Wrong-password-1").await, 401).await;
+    // Right after the change's link: the same answer, no second mail.
     ok(resend(USER_PASSWORD).await, 202).await;
-    // The change's link and the resent one: only the newest still works.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    ok(resend(USER_PASSWORD).await, 202).await;
+    // The change's link and the one resent later: only the newest works.
     let tokens = confirmation_tokens(&host, &new_email, 2).await;
+    assert_eq!(tokens.len(), 2);
     let mut statuses = Vec::new();
     for t in &tokens {
         statuses.push(confirm(&host, t).await.status().as_u16());

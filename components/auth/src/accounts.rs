@@ -39,7 +39,8 @@ struct Registration {
 }
 
 /// `POST /register`: creates the account and its root folder in one
-/// transaction, then signs in.
+/// transaction, then signs in (with `require_confirmed_email`, only once
+/// the address is confirmed: the answer then carries no tokens).
 pub fn register(request: &Request) -> Result<Reply, ApiError> {
     let body: Registration = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
@@ -67,12 +68,18 @@ pub fn register(request: &Request) -> Result<Reply, ApiError> {
     if let Err(e) = confirmations::send(&db, &config, &user) {
         eprintln!("confirmation not sent: {e:?}");
     }
-    let issued = sessions::start(&db, &config, &user)?;
     let event = json!({"userId": user.id, "username": user.username, "email": user.email});
     if let Err(e) = lamina_sdk::queue::publish("user.registered", event.to_string().as_bytes()) {
         eprintln!("user.registered not published: {e:?}");
     }
     events::audit(request, "register", Some(&user.id), json!({}));
+    if config.require_confirmed_email {
+        return Ok(Reply::json(
+            201,
+            json!({"user": user.public(), "rootFolderId": root}),
+        ));
+    }
+    let issued = sessions::start(&db, &config, &user)?;
     Ok(sessions::reply(201, &config, &user, issued, Some(root)))
 }
 
@@ -256,13 +263,7 @@ pub fn login(request: &Request) -> Result<Reply, ApiError> {
     let db = Database::open("default")?;
     ensure_admin(&db, &config)?;
     let user = credentials.authenticate(request, &db, &config)?;
-    if config.require_confirmed_email && user.email_confirmed_at.is_none() {
-        return Err(ApiError::new(
-            403,
-            "email not confirmed",
-            "confirm your email address first (POST /api/auth/email/confirm/resend sends a new link)",
-        ));
-    }
+    confirmations::required(&config, &user)?;
     let issued = sessions::start(&db, &config, &user)?;
     sweep::sweep(&db, &config);
     let root = users::root_folder(&db, &user.id)?;
@@ -324,22 +325,23 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
         user.email = email.clone();
         user.email_confirmed_at = None;
     }
+    // A new address is unconfirmed; otherwise the confirmation is left
+    // alone (a confirm running meanwhile is not undone).
     db.execute(
         "UPDATE auth_users SET username = $1, username_key = $2, email = $3, updated_at = $4, \
-         email_confirmed_at = $5 WHERE id = $6",
+         email_confirmed_at = CASE WHEN email = $3 THEN email_confirmed_at ELSE NULL END \
+         WHERE id = $5",
         &[
             user.username.as_str().into(),
             user.username.to_ascii_lowercase().into(),
             user.email.as_str().into(),
             now().into(),
-            user.email_confirmed_at.into(),
             user.id.as_str().into(),
         ],
     )
     .map_err(conflict)?;
     if new_email.is_some() {
         resets::cancel(&db, &user.id)?;
-        confirmations::send(&db, &config, &user)?;
         let text = format!(
             "Hello {},\n\nthe email address of your Lamina account was changed to {}. \
              If you did not do this, contact an administrator.\n",
@@ -347,6 +349,9 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
         );
         if let Err(e) = events::mail(&old_email, "Your Lamina email address changed", &text) {
             eprintln!("email-change notice not queued: {e:?}");
+        }
+        if let Err(e) = confirmations::send(&db, &config, &user) {
+            eprintln!("confirmation not sent: {e:?}");
         }
     }
     events::audit(request, "profile.changed", Some(&user.id), json!({}));

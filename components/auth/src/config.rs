@@ -22,6 +22,8 @@ pub struct Config {
     pub confirmation_ttl: i64,
     /// The page the confirmation mail links to; `?token=…` is appended.
     pub confirmation_url: String,
+    /// Seconds before `/email/confirm/resend` sends another link (5 min).
+    pub confirmation_resend_interval: i64,
     /// Whether an account must confirm its address before it logs in.
     pub require_confirmed_email: bool,
     /// Whether the refresh-token cookie is `Secure` (HTTPS only).
@@ -67,6 +69,7 @@ impl Config {
             confirmation_ttl: number("email_confirmation_ttl", 48 * 3600)?,
             confirmation_url: get("email_confirmation_url")
                 .unwrap_or_else(|_| "http://127.0.0.1:3000/confirm-email".to_owned()),
+            confirmation_resend_interval: number("email_confirmation_resend_interval", 300)?,
             require_confirmed_email: get("require_confirmed_email").is_ok_and(|v| v == "true"),
             cookie_secure: get("cookie_secure").map_or(true, |v| v != "false"),
             admin,

@@ -2,9 +2,11 @@
 //! SHA-256, bound to the address it was sent to) mailed through
 //! `email.send` at registration and after an email change; `POST
 //! /email/confirm` {token} marks the address confirmed. With
-//! `require_confirmed_email` an unconfirmed account cannot log in (it can
-//! still ask for a new link through `POST /email/confirm/resend`, which
-//! needs its password, not a session).
+//! `require_confirmed_email` an unconfirmed account gets no session:
+//! registration answers without tokens, login and refresh with 403. It
+//! can still ask for a new link through `POST /email/confirm/resend`,
+//! which needs its password, not a session, and sends at most one link
+//! per `email_confirmation_resend_interval`.
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, now, random_bytes, read_json};
@@ -16,6 +18,19 @@ use crate::accounts::Credentials;
 use crate::config::Config;
 use crate::users::User;
 use crate::{BODY_LIMIT, events, sessions};
+
+/// 403 while `require_confirmed_email` is on and `user`'s address is not
+/// confirmed.
+pub fn required(config: &Config, user: &User) -> Result<(), ApiError> {
+    if config.require_confirmed_email && user.email_confirmed_at.is_none() {
+        return Err(ApiError::new(
+            403,
+            "email not confirmed",
+            "confirm your email address first (POST /api/auth/email/confirm/resend sends a new link)",
+        ));
+    }
+    Ok(())
+}
 
 /// Mails `user` a link confirming its current address; earlier links are
 /// voided. A failure to queue the mail is logged (the link can be sent
@@ -86,17 +101,21 @@ pub fn confirm(request: &Request) -> Result<Reply, ApiError> {
     let now = now();
     let confirmed = db.transaction(|tx| {
         let row: Option<Row> = tx.query_one(
-            "SELECT user_id, email FROM auth_email_confirmations \
-             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
-            &[hash.as_str().into(), now.into()],
+            "SELECT user_id, email FROM auth_email_confirmations WHERE token_hash = $1",
+            &[hash.as_str().into()],
         )?;
         let Some(row) = row else {
             return Ok(None);
         };
-        tx.execute(
-            "UPDATE auth_email_confirmations SET used_at = $1 WHERE token_hash = $2",
+        // The claim: of two confirms with one link, one uses it.
+        let claimed = tx.execute(
+            "UPDATE auth_email_confirmations SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1",
             &[now.into(), hash.as_str().into()],
         )?;
+        if claimed == 0 {
+            return Ok(None);
+        }
         let changed = tx.execute(
             "UPDATE auth_users SET email_confirmed_at = $1, updated_at = $1 \
              WHERE id = $2 AND email = $3 AND deleted_at IS NULL",
@@ -114,7 +133,8 @@ pub fn confirm(request: &Request) -> Result<Reply, ApiError> {
 }
 
 /// `POST /email/confirm/resend` {login, password}: a new link, for an
-/// account that may not be able to log in before it confirms. The
+/// account that may not be able to log in before it confirms, unless one
+/// went out less than `email_confirmation_resend_interval` ago. The
 /// credentials are checked (and counted towards the lockout) as a login's.
 pub fn resend(request: &Request) -> Result<Reply, ApiError> {
     let credentials = Credentials::read(request)?;
@@ -124,7 +144,20 @@ pub fn resend(request: &Request) -> Result<Reply, ApiError> {
     if user.email_confirmed_at.is_some() {
         return Ok(Reply::json(200, json!({"emailConfirmed": true})));
     }
-    send(&db, &config, &user)?;
+    // At most one link per interval (the answer is the same), so a
+    // password cannot be used to flood the address.
+    let recent: Option<serde_json::Value> = db.query_one(
+        "SELECT user_id FROM auth_email_confirmations \
+         WHERE user_id = $1 AND email = $2 AND used_at IS NULL AND expires_at > $3 LIMIT 1",
+        &[
+            user.id.as_str().into(),
+            user.email.as_str().into(),
+            (now() + config.confirmation_ttl - config.confirmation_resend_interval).into(),
+        ],
+    )?;
+    if recent.is_none() {
+        send(&db, &config, &user)?;
+    }
     Ok(Reply::json(
         202,
         json!({"emailConfirmed": false, "message": "a confirmation link is on its way"}),

@@ -183,6 +183,9 @@ pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
         revoke_session(&db, &row.session_id)?;
         return Err(invalid());
     };
+    // A session from before `require_confirmed_email`, or from before an
+    // email change, waits for the new confirmation too.
+    crate::confirmations::required(&config, &user)?;
     let issued = db.transaction(|tx| {
         // Locks the session: a revocation waits for this to commit.
         let live = tx.execute(
