@@ -4,10 +4,9 @@
 //! once per version pin.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use crate::Result;
-use crate::models::{cache_dir, run_checked};
+use crate::models::{cache_dir, venv_with};
 
 /// Pinned client versions: a new pin rebuilds the virtualenv.
 const PACKAGES: [&str; 4] = [
@@ -27,20 +26,7 @@ pub fn python() -> Result<PathBuf> {
         return Ok(python);
     }
     eprintln!("xtask: installing the Python clients the tests drive ({wanted})");
-    if !python.is_file() {
-        run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run_checked(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PACKAGES),
-    )?;
+    let python = venv_with(&venv, &PACKAGES)?;
     std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
     Ok(python)
 }

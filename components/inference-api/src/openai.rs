@@ -4,7 +4,7 @@
 
 use lamina_sdk::api::{new_id, now, read_json};
 use lamina_sdk::inference::{self, DoneReason, Error, Generation, Message, Options, Stats};
-use lamina_sdk::{BodyWriter, Request, respond};
+use lamina_sdk::{BodyWriter, Request};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
@@ -66,9 +66,9 @@ pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
         }),
     };
     match result {
-        Ok(Answer::Json(value)) => send(out, 200, &value),
+        Ok(Answer::Json(value)) => lamina_sdk::json(out, 200, &value),
         Ok(Answer::Completion(run)) => present(request, out, run),
-        Err(f) => send(
+        Err(f) => lamina_sdk::json(
             out,
             f.status,
             &json!({"error": {
@@ -79,15 +79,6 @@ pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
             }}),
         ),
     }
-}
-
-fn send(out: ResponseOutparam, status: u16, value: &Value) {
-    respond(
-        out,
-        status,
-        &[("content-type", "application/json")],
-        value.to_string().as_bytes(),
-    );
 }
 
 fn parse<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Failure> {
