@@ -75,6 +75,16 @@ impl Admin {
             );
             return response;
         }
+        if request.method() == Method::GET && path == "/ready" {
+            // Which backend fails and why: for the operator, not the public.
+            let (ready, report) = crate::trigger::http::readiness(&self.app).await;
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            return json(status, &report);
+        }
         if let Err(problem) = self.authorize(&request) {
             return problem.with_instance(path).into_response();
         }
@@ -147,6 +157,8 @@ impl Admin {
         }
     }
 
+    /// Dead letters of `topic`, oldest first; payloads of a topic marked
+    /// `sensitive` are not shown (replay still delivers them whole).
     async fn dead_letters(&self, topic: &str, limit: usize, path: &str) -> Response<HostBody> {
         match self
             .app
@@ -155,7 +167,19 @@ impl Admin {
             .dead_letters(topic, limit)
             .await
         {
-            Ok(items) => json(StatusCode::OK, &json!({ "items": items })),
+            Ok(mut items) => {
+                let sensitive = self
+                    .app
+                    .queue_triggers()
+                    .iter()
+                    .any(|t| t.topic == topic && t.sensitive);
+                if sensitive {
+                    for item in &mut items {
+                        item.payload = REDACTED.to_owned();
+                    }
+                }
+                json(StatusCode::OK, &json!({ "items": items }))
+            }
             Err(error) => queue_unavailable(error, path),
         }
     }
@@ -240,6 +264,9 @@ impl Admin {
         }
     }
 }
+
+/// What a sensitive topic's dead letters show instead of their payload.
+const REDACTED: &str = "(redacted: the topic is marked sensitive)";
 
 fn queue_unavailable(
     error: crate::capabilities::queue::QueueError,

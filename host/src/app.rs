@@ -14,10 +14,11 @@ use crate::capabilities::{Capabilities, CapabilityCtx, Grants};
 use crate::engine::executor::{ComponentSpec, RequiredExports};
 use crate::engine::{AllowedHosts, Engine, LoadedComponent, RequestLimits};
 use crate::gateway::auth::Authenticator;
+use crate::gateway::client_ip::ClientAddress;
 use crate::gateway::concurrency::InFlight;
 use crate::gateway::rate_limit::RateLimiter;
-use crate::manifest::{AuthPolicy, Manifest, QueueTrigger};
-use crate::router::{RouteMatch, RoutePattern, Router};
+use crate::manifest::{AuthPolicy, Credentials, Manifest, QueueTrigger};
+use crate::router::{RoutePattern, Routed, Router};
 use crate::runtime_config::RuntimeConfig;
 
 /// What a route points at.
@@ -29,6 +30,10 @@ pub struct RouteTarget {
     pub limits: RequestLimits,
     /// Who may call the route.
     pub auth: AuthPolicy,
+    /// Which credentials it accepts.
+    pub credentials: Credentials,
+    /// Largest request body.
+    pub max_body_size: u64,
     /// Roles of which the caller needs one (empty: any authenticated caller).
     pub roles: Vec<String>,
     /// Rate-limit class (the route's own, else `default` if configured).
@@ -55,7 +60,7 @@ pub struct App {
     authenticator: Authenticator,
     limiter: RateLimiter,
     in_flight: InFlight,
-    max_body_size: u64,
+    client_address: ClientAddress,
 }
 
 /// Why a hot deploy was refused.
@@ -151,12 +156,17 @@ impl App {
                         .unwrap_or(config.http.execution_deadline),
                 },
                 auth: route.auth,
+                credentials: route.credentials,
+                max_body_size: route
+                    .max_body_size
+                    .unwrap_or(config.http.max_body_size)
+                    .bytes(),
                 roles: route.roles.clone(),
                 rate_limit: limiter
                     .class_for(route.rate_limit.as_deref())
                     .map(str::to_owned),
             };
-            (route.route.clone(), target)
+            (route.route.clone(), route.methods.clone(), target)
         }));
         Ok(App {
             name: manifest.application.name.clone(),
@@ -168,7 +178,7 @@ impl App {
             authenticator,
             limiter,
             in_flight,
-            max_body_size: config.http.max_body_size.bytes(),
+            client_address: ClientAddress::new(&config.http.trusted_proxies),
         })
     }
 
@@ -192,14 +202,14 @@ impl App {
         &self.authenticator
     }
 
-    /// Largest request body accepted.
-    pub fn max_body_size(&self) -> u64 {
-        self.max_body_size
-    }
-
     /// Per-caller concurrency limits.
     pub fn in_flight(&self) -> &InFlight {
         &self.in_flight
+    }
+
+    /// How a request's client address is found.
+    pub fn client_address(&self) -> &ClientAddress {
+        &self.client_address
     }
 
     /// The rate limiter.
@@ -212,9 +222,9 @@ impl App {
         &self.capabilities
     }
 
-    /// The most specific route for a request path.
-    pub fn route<'p>(&self, path: &'p str) -> Option<RouteMatch<'_, 'p, RouteTarget>> {
-        self.router.route(path)
+    /// The most specific route for a request's method and path.
+    pub fn route<'p>(&self, method: &http::Method, path: &'p str) -> Routed<'_, 'p, RouteTarget> {
+        self.router.route(method, path)
     }
 
     /// The version of a component serving new requests right now.
@@ -227,11 +237,11 @@ impl App {
         self.slots.values().map(|slot| slot.current.load_full())
     }
 
-    /// Routes as `(pattern, component id)`, most specific first.
-    pub fn routes(&self) -> impl Iterator<Item = (&RoutePattern, &str)> {
+    /// Routes as `(pattern, methods, component id)`, most specific first.
+    pub fn routes(&self) -> impl Iterator<Item = (&RoutePattern, &[http::Method], &str)> {
         self.router
             .entries()
-            .map(|(pattern, target)| (pattern, target.component.as_str()))
+            .map(|(pattern, methods, target)| (pattern, methods, target.component.as_str()))
     }
 
     /// Whether the pooling allocator is in use.

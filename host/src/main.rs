@@ -48,7 +48,7 @@ enum Command {
     Build(BuildArgs),
     /// Hot-deploy a new version of one component to a running host.
     Deploy(commands::deploy::DeployArgs),
-    /// Apply the application's SQL migrations to the `default` database.
+    /// Apply the application's SQL migrations to its databases.
     Migrate(commands::migrate::MigrateArgs),
     /// Install, list, show, remove or try models (the inference store).
     Models(commands::models::ModelsArgs),

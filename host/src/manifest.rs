@@ -130,15 +130,35 @@ pub enum AuthPolicy {
     Required,
 }
 
+/// Which credentials a route accepts (when it looks at one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentials {
+    /// A JWT access token or an API key.
+    #[default]
+    Any,
+    /// A JWT from a login session only: API keys get 403. For routes that
+    /// manage an account, its keys or its mail, so a leaked key cannot
+    /// take the account over.
+    Session,
+}
+
 /// One `[[trigger.http]]` entry.
 #[derive(Debug, Clone)]
 pub struct HttpRoute {
-    /// The route pattern as written (`/api/about`, `/api/explore/...`).
+    /// The route pattern as written (`/api/about`, `/api/explore/...`,
+    /// `/api/items/:id`).
     pub route: RoutePattern,
+    /// The methods the route takes (empty: all).
+    pub methods: Vec<http::Method>,
     /// Component id.
     pub component: String,
     /// Gateway authentication policy.
     pub auth: AuthPolicy,
+    /// Which credentials are accepted.
+    pub credentials: Credentials,
+    /// Largest request body on this route (default: `[http] max_body_size`).
+    pub max_body_size: Option<ByteSize>,
     /// Roles of which the caller must hold at least one.
     pub roles: Vec<String>,
     /// Rate-limit class (runtime-config names the classes).
@@ -153,9 +173,15 @@ pub struct HttpRoute {
 #[serde(deny_unknown_fields)]
 struct RawHttpRoute {
     route: String,
+    #[serde(default)]
+    methods: Vec<String>,
     component: String,
     #[serde(default)]
     auth: AuthPolicy,
+    #[serde(default)]
+    credentials: Credentials,
+    #[serde(default)]
+    max_body_size: Option<ByteSize>,
     #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
@@ -180,6 +206,10 @@ pub struct QueueTrigger {
     /// Longest one `handle` call may take before it counts as failed.
     #[serde(default = "default_handler_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The topic's payloads hold secrets (mail with password-reset links):
+    /// dead letters are listed without them.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 fn default_handler_timeout() -> Duration {
@@ -440,14 +470,49 @@ impl Manifest {
             let key = |field: &str| format!("trigger.http[{index}].{field}");
             let pattern = RoutePattern::parse(&route.route)
                 .map_err(|problem| ManifestError::new(path, key("route"), problem))?;
-            if let Some(earlier) = http_routes.iter().position(|r| r.route == pattern) {
+            let mut methods: Vec<http::Method> = Vec::new();
+            for name in &route.methods {
+                let method = http::Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| {
+                        ManifestError::new(
+                            path,
+                            key("methods"),
+                            format!("{name:?} is no HTTP method"),
+                        )
+                    })?;
+                if !methods.contains(&method) {
+                    methods.push(method);
+                }
+            }
+            // Two routes on one path must not both take a method.
+            let overlap = |other: &[http::Method]| {
+                methods.is_empty() || other.is_empty() || methods.iter().any(|m| other.contains(m))
+            };
+            if let Some(earlier) = http_routes
+                .iter()
+                .position(|r| r.route == pattern && overlap(&r.methods))
+            {
                 return Err(ManifestError::new(
                     path,
                     key("route"),
                     format!(
-                        "duplicate route {:?} (also trigger.http[{earlier}])",
+                        "duplicate route {:?} (also trigger.http[{earlier}], for the same methods)",
                         route.route
                     ),
+                ));
+            }
+            if route.max_body_size.is_some_and(|size| size.bytes() == 0) {
+                return Err(ManifestError::new(
+                    path,
+                    key("max_body_size"),
+                    "must be greater than zero",
+                ));
+            }
+            if route.credentials == Credentials::Session && route.auth == AuthPolicy::None {
+                return Err(ManifestError::new(
+                    path,
+                    key("credentials"),
+                    "credentials need auth = \"required\" or \"optional\"",
                 ));
             }
             if !raw.component.contains_key(&route.component) {
@@ -487,8 +552,11 @@ impl Manifest {
             }
             http_routes.push(HttpRoute {
                 route: pattern,
+                methods,
                 component: route.component,
                 auth: route.auth,
+                credentials: route.credentials,
+                max_body_size: route.max_body_size,
                 roles: route.roles,
                 rate_limit: route.rate_limit,
                 timeout: route.timeout,
@@ -656,6 +724,52 @@ mod tests {
             err.contains("variables.key: a variable needs a default"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn methods_split_a_path_and_overlaps_are_refused() {
+        let route = |methods: &str| {
+            format!(
+                "[[trigger.http]]\nroute = \"/x/:id\"\ncomponent = \"a\"\nmethods = {methods}\n"
+            )
+        };
+        let m = parse(&format!(
+            "{HEADER}{}{}[component.a]\nsource = \"a.wasm\"\n",
+            route("[\"get\"]"),
+            route("[\"POST\", \"PATCH\"]")
+        ))
+        .unwrap();
+        assert_eq!(m.http_routes[0].methods, [http::Method::GET]);
+        assert_eq!(
+            m.http_routes[1].methods,
+            [http::Method::POST, http::Method::PATCH]
+        );
+        let err = parse(&format!(
+            "{HEADER}{}{}[component.a]\nsource = \"a.wasm\"\n",
+            route("[\"GET\"]"),
+            route("[]")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("trigger.http[1].route: duplicate route"),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{HEADER}{}[component.a]\nsource = \"a.wasm\"\n",
+            route("[\"G T\"]")
+        ))
+        .unwrap_err();
+        assert!(err.contains("trigger.http[0].methods"), "{err}");
+    }
+
+    #[test]
+    fn session_credentials_need_auth() {
+        let err = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"a\"\ncredentials = \"session\"\n\
+             [component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("credentials need auth"), "{err}");
     }
 
     #[test]

@@ -95,8 +95,11 @@ pub struct HttpConfig {
     /// Open connections beyond this wait to be accepted.
     pub max_connections: usize,
     /// Largest request body; a larger declared length is refused with 413,
-    /// a longer stream is cut off.
+    /// a longer stream is cut off. A route may set its own.
     pub max_body_size: ByteSize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For`/`Forwarded` headers name
+    /// the client; from any other peer those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -109,6 +112,7 @@ impl Default for HttpConfig {
             drain_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_body_size: ByteSize::mib(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct HostOptions {
     pub manifest: String,
     /// Extra runtime-config TOML appended after `[data]`.
     pub runtime_config: String,
+    /// The `[databases.*]` tables of the runtime config (the application's
+    /// own declare its services' SQLite files; see [`HostOptions::databases`]).
+    pub databases: String,
     /// Environment for the host process.
     pub env: Vec<(String, String)>,
     /// State dir; default: [`shared_data_dir`].
@@ -87,6 +90,7 @@ impl HostOptions {
         HostOptions {
             manifest: manifest.to_owned(),
             runtime_config: String::new(),
+            databases: String::new(),
             env: Vec::new(),
             data_dir: None,
             files: Vec::new(),
@@ -105,12 +109,14 @@ impl HostOptions {
     pub fn app() -> Self {
         Self::app_with_rate_limits(
             "[rate_limit.classes.auth]\nrequests = 100000\nper = \"1m\"\n\
+             [rate_limit.classes.login]\nrequests = 100000\nper = \"1m\"\n\
+             [rate_limit.classes.api]\nrequests = 100000\nper = \"1m\"\n\
              [rate_limit.classes.inference]\nrequests = 100000\nper = \"1m\"\n",
         )
     }
 
-    /// [`HostOptions::app`] with its own `[rate_limit.classes.*]` (both
-    /// `auth` and `inference` must be defined).
+    /// [`HostOptions::app`] with its own `[rate_limit.classes.*]` (`auth`,
+    /// `login`, `api` and `inference` must be defined).
     pub fn app_with_rate_limits(classes: &str) -> Self {
         let text = std::fs::read_to_string(workspace().join("spin.toml")).unwrap();
         let wasm_dir = target_dir().join("wasm32-wasip2/release");
@@ -120,7 +126,18 @@ impl HostOptions {
         );
         HostOptions::manifest(&manifest)
             .with_migrations(&workspace().join("migrations"))
+            .databases(
+                "[databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n",
+            )
             .runtime_config(classes)
+    }
+
+    /// Declares the databases (`[databases.*]` TOML), in place of any
+    /// declared before: e.g. [`PgSchema::databases`] to run the
+    /// application on PostgreSQL.
+    pub fn databases(mut self, toml: &str) -> Self {
+        self.databases = toml.to_owned();
+        self
     }
 
     /// Rewrites the manifest (for a variant of the application's own).
@@ -129,13 +146,22 @@ impl HostOptions {
         self
     }
 
+    /// Copies a migrations tree (`<database>/<dialect>/<file>.sql`) next to
+    /// the manifest.
     fn with_migrations(mut self, source: &Path) -> Self {
-        for dialect in ["sqlite", "postgres"] {
-            for entry in std::fs::read_dir(source.join(dialect)).unwrap() {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                self.files
-                    .push((format!("migrations/{dialect}/{name}"), path));
+        for database in std::fs::read_dir(source).unwrap() {
+            let database = database.unwrap().path();
+            if !database.is_dir() {
+                continue;
+            }
+            let db = database.file_name().unwrap().to_string_lossy().into_owned();
+            for dialect in ["sqlite", "postgres"] {
+                for entry in std::fs::read_dir(database.join(dialect)).unwrap() {
+                    let path = entry.unwrap().path();
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    self.files
+                        .push((format!("migrations/{db}/{dialect}/{name}"), path));
+                }
             }
         }
         self
@@ -211,8 +237,9 @@ impl Host {
         std::fs::write(
             &config,
             format!(
-                "[data]\ndir = {:?}\n{}",
+                "[data]\ndir = {:?}\n{}{}",
                 data_dir.display().to_string(),
+                options.databases,
                 options.runtime_config
             ),
         )
@@ -441,25 +468,42 @@ impl PgSchema {
         }
     }
 
-    /// runtime-config TOML making it the `default` database.
-    pub fn default_database(&self) -> String {
-        format!(
-            "[databases.default]\ntype = \"postgres\"\nurl = \"{POSTGRES_URL}\"\nschema = \"{}\"\n",
-            self.name
-        )
+    /// The schema holding database `db`: the test's name for `default`,
+    /// `<name>_<db>` for the others.
+    pub fn schema(&self, db: &str) -> String {
+        if db == "default" {
+            self.name.clone()
+        } else {
+            format!("{}_{db}", self.name)
+        }
+    }
+
+    /// runtime-config TOML putting the application's databases
+    /// (`default`, the services' `auth` and `outbox`, and the host's own
+    /// `host`) on PostgreSQL, each in a schema of its own.
+    pub fn databases(&self) -> String {
+        ["default", "host", "auth", "outbox"]
+            .iter()
+            .map(|db| {
+                format!(
+                    "[databases.{db}]\ntype = \"postgres\"\nurl = \"{POSTGRES_URL}\"\nschema = \"{}\"\n",
+                    self.schema(db)
+                )
+            })
+            .collect()
     }
 }
 
 impl PgSchema {
-    /// Runs SQL in this schema with `psql` (what an operator would do);
-    /// panics if it fails.
-    pub fn psql(&self, sql: &str) {
-        self.psql_value(sql);
+    /// Runs SQL in the schema of database `db` with `psql` (what an
+    /// operator would do); panics if it fails.
+    pub fn psql(&self, db: &str, sql: &str) {
+        self.psql_value(db, sql);
     }
 
-    /// The single value a query selects in this schema, as psql prints it
-    /// (empty for statements); panics if it fails.
-    pub fn psql_value(&self, sql: &str) -> String {
+    /// The single value a query selects in the schema of database `db`,
+    /// as psql prints it (empty for statements); panics if it fails.
+    pub fn psql_value(&self, db: &str, sql: &str) -> String {
         let output = Command::new("psql")
             .arg(POSTGRES_URL)
             .args([
@@ -469,7 +513,7 @@ impl PgSchema {
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-c",
-                &format!("SET search_path TO \"{}\"; {sql}", self.name),
+                &format!("SET search_path TO \"{}\"; {sql}", self.schema(db)),
             ])
             .output()
             .expect("psql runs");
@@ -495,7 +539,12 @@ impl Drop for PgSchema {
             .args([
                 "-q",
                 "-c",
-                &format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name),
+                &format!(
+                    "DO $$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace \
+                     WHERE nspname = '{0}' OR nspname LIKE '{0}\\_%' LOOP \
+                     EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END $$",
+                    self.name
+                ),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -664,7 +713,13 @@ pub const STALL_AFTER: u64 = 64 << 20;
 impl FileServer {
     /// Serves `file` on a loopback port.
     pub async fn start(file: &Path) -> FileServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1", file).await
+    }
+
+    /// Serves `file` on a free port of `ip` (e.g. another loopback address,
+    /// `127.0.0.2`).
+    pub async fn start_on(ip: &str, file: &Path) -> FileServer {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let server = FileServer {
             url: format!("http://{}", listener.local_addr().unwrap()),
             starts: Arc::default(),
@@ -735,4 +790,33 @@ async fn serve_one(
         std::future::pending::<()>().await;
     }
     tokio::io::copy(&mut source, &mut socket).await.map(drop)
+}
+
+/// A loopback server that answers every request with a `302` to `target`.
+pub struct Redirector {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Redirector {
+    /// Redirects to `target` from a loopback port.
+    pub async fn start(target: &str) -> Redirector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let answer = format!(
+            "HTTP/1.1 302 Found\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        Redirector { url }
+    }
 }

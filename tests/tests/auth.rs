@@ -16,9 +16,10 @@ const SECRET: &str = "auth-tests-secret-at-least-32-bytes-long";
 /// extra runtime-config / environment.
 fn app(schema: &PgSchema, config: &str, env: &[(&str, &str)]) -> Host {
     let mut options = HostOptions::app()
-        .runtime_config(&schema.default_database())
+        .databases(&schema.databases())
         .runtime_config(config)
         .env("LAMINA_JWT_SECRET", SECRET)
+        .env("LAMINA_VAR_DEV_MAILBOX", "true")
         .with_admin();
     for (key, value) in env {
         options = options.env(key, value);
@@ -33,6 +34,7 @@ fn embedded(dir: &std::path::Path) -> Host {
         HostOptions::app()
             .data_dir(dir)
             .env("LAMINA_JWT_SECRET", SECRET)
+            .env("LAMINA_VAR_DEV_MAILBOX", "true")
             .with_admin(),
     )
 }
@@ -102,7 +104,8 @@ async fn sign_in_flow(host: &Host) {
     assert_eq!(registered["user"]["username"], username);
     assert_eq!(registered["user"]["email"], email);
     assert_eq!(registered["user"]["roles"], json!(["User"]));
-    assert!(registered["rootFolderId"].is_string(), "{registered}");
+    // Folders belong to the conversation service: no folder here.
+    assert!(registered.get("rootFolderId").is_none(), "{registered}");
     assert_eq!(registered["tokenType"], "Bearer");
 
     // Every bad field is named; names and addresses are taken once.
@@ -149,7 +152,7 @@ async fn sign_in_flow(host: &Host) {
     // Log in by email or username; a wrong password and an unknown user get
     // the very same answer.
     let by_email = ok(login(host, &email.to_uppercase(), USER_PASSWORD).await, 200).await;
-    assert_eq!(by_email["rootFolderId"], registered["rootFolderId"]);
+    assert_eq!(by_email["user"]["id"], registered["user"]["id"]);
     ok(login(host, &username, USER_PASSWORD).await, 200).await;
     let wrong = expect_problem(login(host, &username, "Wrong-password-1").await, 401).await;
     let unknown = expect_problem(login(host, "nobody-at-all", "Wrong-password-1").await, 401).await;
@@ -455,16 +458,22 @@ async fn dead_rows_are_swept_by_logins_and_refreshes() {
              VALUES ('{name}-token', '{user}', '{name}', '{name}-jti', 2, 1, 2, NULL);"
         )
     };
-    schema.psql(&format!(
-        "{} \
+    schema.psql(
+        "auth",
+        &format!(
+            "{} \
          INSERT INTO auth_password_resets (token_hash, user_id, expires_at, used_at) \
          VALUES ('old-reset', '{user}', 2, NULL); \
          INSERT INTO auth_login_failures (login_key, failures, window_ends, locked_until) \
          VALUES ('old-name', 3, 2, NULL), ('locked-name', 5, 2, 9999999999);",
-        dead_session("old")
-    ));
+            dead_session("old")
+        ),
+    );
     let count = |table: &str, condition: &str| {
-        schema.psql_value(&format!("SELECT count(*) FROM {table} WHERE {condition}"))
+        schema.psql_value(
+            "auth",
+            &format!("SELECT count(*) FROM {table} WHERE {condition}"),
+        )
     };
     let session = ok(login(&host, &username, USER_PASSWORD).await, 200).await;
     assert_eq!(count("auth_refresh_tokens", "session_id = 'old'"), "0");
@@ -486,7 +495,7 @@ async fn dead_rows_are_swept_by_logins_and_refreshes() {
         "2"
     );
 
-    schema.psql(&dead_session("older"));
+    schema.psql("auth", &dead_session("older"));
     let refreshed = call(
         &host,
         "POST",
@@ -504,37 +513,78 @@ async fn dead_rows_are_swept_by_logins_and_refreshes() {
     );
 }
 
+/// Failed logins delay the name (known or not) after each round of
+/// `lockout_threshold`, twice as long each time in a row, never for good:
+/// the owner's right password works once the delay is over, and clears
+/// the escalation.
 #[tokio::test]
-async fn failed_logins_lock_the_name_for_a_while() {
+async fn failed_logins_delay_the_name_longer_each_time() {
     let schema = PgSchema::new();
     let host = app(
         &schema,
         "",
         &[
             ("LAMINA_VAR_LOCKOUT_THRESHOLD", "3"),
-            ("LAMINA_VAR_LOCKOUT_WINDOW", "2"),
+            ("LAMINA_VAR_LOCKOUT_DELAY", "1"),
+            ("LAMINA_VAR_LOCKOUT_WINDOW", "60"),
         ],
     );
     let (username, _, _) = register(&host).await;
-    for _ in 0..2 {
-        expect_problem(login(&host, &username, "Wrong-password-1").await, 401).await;
-    }
-    let locked = login(&host, &username, "Wrong-password-1").await;
-    assert_eq!(locked.status(), 429);
-    assert!(locked.headers().contains_key("retry-after"));
-    // Even the right password waits; an unknown name locks the same way.
+    let round = |name: String| {
+        let host = &host;
+        async move {
+            for _ in 0..2 {
+                expect_problem(login(host, &name, "Wrong-password-1").await, 401).await;
+            }
+            let delayed = login(host, &name, "Wrong-password-1").await;
+            assert_eq!(delayed.status(), 429);
+            delayed.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        }
+    };
+    assert_eq!(round(username.clone()).await, 1);
+    // Even the right password waits.
     assert_eq!(login(&host, &username, USER_PASSWORD).await.status(), 429);
-    for _ in 0..2 {
-        expect_problem(login(&host, "ghost-user", "Wrong-password-1").await, 401).await;
-    }
-    assert_eq!(
-        login(&host, "ghost-user", "Wrong-password-1")
-            .await
-            .status(),
-        429
-    );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The next round's delay is twice as long.
+    assert!((1..=2).contains(&round(username.clone()).await));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(login(&host, &username, USER_PASSWORD).await.status(), 429);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     ok(login(&host, &username, USER_PASSWORD).await, 200).await;
+    // The success forgot the escalation: back to the first delay.
+    assert_eq!(round(username.clone()).await, 1);
+    // An unknown name is delayed the very same way.
+    assert_eq!(round("ghost-user".to_owned()).await, 1);
+}
+
+/// One client address cannot spread its guesses over many names: past
+/// `client_lockout_threshold` failures it is delayed whatever name it
+/// tries, while the names themselves are far from their own limit.
+#[tokio::test]
+async fn one_client_cannot_spread_guesses_over_many_names() {
+    let schema = PgSchema::new();
+    let host = app(
+        &schema,
+        "",
+        &[
+            ("LAMINA_VAR_LOCKOUT_THRESHOLD", "100"),
+            ("LAMINA_VAR_CLIENT_LOCKOUT_THRESHOLD", "4"),
+        ],
+    );
+    for n in 0..3 {
+        let name = format!("name-{n}");
+        expect_problem(login(&host, &name, "Wrong-password-1").await, 401).await;
+    }
+    // The fourth failure starts the client's delay...
+    expect_problem(login(&host, "name-3", "Wrong-password-1").await, 429).await;
+    // ...which holds for a name it never tried.
+    let delayed = login(&host, "name-new", "Wrong-password-1").await;
+    assert_eq!(delayed.status(), 429);
+    assert!(delayed.headers().contains_key("retry-after"));
 }
 
 #[tokio::test]
@@ -591,6 +641,28 @@ async fn password_reset_goes_through_the_mailbox_only() {
     let reset_token = link_token(&body);
     assert_eq!(reset_token.len(), 64);
     assert!(!known.to_string().contains(&reset_token));
+    // Asked again at once: the same answer, and no second mail.
+    ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |_| true).await;
+    let resets = mail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["subject"].as_str().unwrap().contains("Reset"))
+        .count();
+    assert_eq!(resets, 1, "{mail}");
 
     let new_password = "Brand-new-pass-2";
     let reset = |password: &'static str| {
@@ -762,6 +834,22 @@ async fn api_keys_work_as_bearers_until_revoked() {
         403,
     )
     .await;
+    // Nor see or revoke the account's other keys: the gateway refuses keys
+    // on those routes (`credentials = "session"`), whatever the component
+    // would do.
+    for (method, path) in [
+        ("GET", "/api/auth/api-keys"),
+        ("DELETE", "/api/auth/api-keys/anything"),
+    ] {
+        let refused = expect_problem(call(&host, method, path, Some(&key), None).await, 403).await;
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("login session"),
+            "{method} {path}: {refused}"
+        );
+    }
     // The listing shows when the key was last used (recorded in the
     // background).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -949,7 +1037,7 @@ async fn works_on_the_embedded_defaults() {
     )
     .await;
     assert_eq!(me["username"], username);
-    assert_eq!(me["rootFolderId"], registered["rootFolderId"]);
+    assert_eq!(me["id"], registered["user"]["id"]);
     expect_problem(
         call(&host, "POST", "/api/auth/nowhere", None, None).await,
         404,
@@ -1075,12 +1163,28 @@ async fn accounts_that_are_not_active_are_shut_out() {
     let host = app(&schema, "", &[]);
     let (username, _, registered) = register(&host).await;
     let id = registered["user"]["id"].as_str().unwrap().to_owned();
+    let key = ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/api-keys",
+            Some(&token(&registered, "accessToken")),
+            Some(json!({"name": "client"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let key = token(&key, "key");
     let wrong = expect_problem(login(&host, &username, "Wrong-password-1").await, 401).await;
     // Deactivated (as the admin service will do), then deleted: the right
     // password gets the very answer a wrong one does, the session cannot
     // be refreshed, and what the old token asks for is refused.
     for change in ["active = FALSE", "active = TRUE, deleted_at = 1"] {
-        schema.psql(&format!("UPDATE auth_users SET {change} WHERE id = '{id}'"));
+        schema.psql(
+            "auth",
+            &format!("UPDATE auth_users SET {change} WHERE id = '{id}'"),
+        );
         assert_eq!(
             expect_problem(login(&host, &username, USER_PASSWORD).await, 401).await,
             wrong
@@ -1104,6 +1208,23 @@ async fn accounts_that_are_not_active_are_shut_out() {
         401,
     )
     .await;
+    // The API key still reaches the service, which notices and disables
+    // the account at the gateway: from then on its tokens and keys are
+    // refused before any component (the inference API included) sees them.
+    let noticed = expect_problem(
+        call(&host, "GET", "/api/auth/me", Some(&key), None).await,
+        401,
+    )
+    .await;
+    assert_eq!(noticed["detail"], "the account is not active");
+    for credential in [&access, &key] {
+        let refused = expect_problem(
+            call(&host, "GET", "/api/auth/me", Some(credential), None).await,
+            401,
+        )
+        .await;
+        assert_eq!(refused["detail"], "the credential has been revoked");
+    }
     expect_problem(
         call(
             &host,
@@ -1214,7 +1335,7 @@ async fn what_only_a_session_may_do_and_bad_input() {
     .await;
     expect_problem(
         call(&host, "POST", "/api/auth/logout", Some(&key), None).await,
-        400,
+        403,
     )
     .await;
 
@@ -1261,4 +1382,205 @@ async fn what_only_a_session_may_do_and_bad_input() {
     let name = unique("intl");
     ok(call(&host, "POST", "/api/auth/register", None, Some(json!({"username": name, "email": format!("{name}@example.com"), "password": non_ascii}))).await, 201).await;
     ok(login(&host, &name, non_ascii).await, 200).await;
+}
+
+/// An administrator's API key is an Admin credential, but not one that
+/// reaches mail: with it, a thief cannot read a reset link from the dev
+/// mailbox and take an account over.
+#[tokio::test]
+async fn a_leaked_admin_api_key_cannot_read_mail() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[]);
+    let admin = lamina_tests::admin_token(&host).await;
+    let created = ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/api-keys",
+            Some(&admin),
+            Some(json!({"name": "ci"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let key = token(&created, "key");
+    let (_, email, _) = register(&host).await;
+    ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    // The session reads the mailbox (development mode is on here)...
+    let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
+        m.to_string().contains("reset-password")
+    })
+    .await;
+    assert!(mail.to_string().contains("token="), "{mail}");
+    // ...the key reads nothing there, nor anything else of the outbox.
+    for path in [
+        format!("/api/outbox/mail?to={email}"),
+        "/api/outbox/audit".to_owned(),
+    ] {
+        expect_problem(call(&host, "GET", &path, Some(&key), None).await, 403).await;
+    }
+}
+
+/// With the dev mailbox off (the default), no API shows a live reset
+/// link: the mailbox answers 404, and mail that cannot be delivered is
+/// dead-lettered without its payload in the operator's listing.
+#[tokio::test]
+async fn without_the_dev_mailbox_no_api_shows_a_reset_link() {
+    let schema = PgSchema::new();
+    let deploy_token = "dead-letter-reader-token";
+    let host = app(
+        &schema,
+        "[queue]\nmax_attempts = 1\n",
+        &[
+            ("LAMINA_VAR_DEV_MAILBOX", "false"),
+            ("LAMINA_DEPLOY_TOKEN", deploy_token),
+        ],
+    );
+    let (_, email, _) = register(&host).await;
+    ok(
+        call(
+            &host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await,
+        202,
+    )
+    .await;
+    let admin = lamina_tests::admin_token(&host).await;
+    expect_problem(
+        call(&host, "GET", "/api/outbox/mail", Some(&admin), None).await,
+        404,
+    )
+    .await;
+    // No SMTP server and no mailbox: the mail fails once and is
+    // dead-lettered; the operator sees that it is there, not what it says.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let letters = loop {
+        let listed: Value = client()
+            .get(format!(
+                "{}/v1/queues/email.send/dead-letters",
+                host.admin_url
+            ))
+            .bearer_auth(deploy_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = listed["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= 2 || Instant::now() > deadline {
+            // the welcome mail and the reset mail
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(letters.len() >= 2, "{letters:?}");
+    for letter in &letters {
+        assert!(
+            letter["payload"].as_str().unwrap().starts_with("(redacted"),
+            "{letter}"
+        );
+        assert!(!letter.to_string().contains("token="), "{letter}");
+    }
+}
+
+/// Anonymous logins from many addresses (through a trusted proxy) cannot
+/// take every core: the `login` class admits one at a time for all callers
+/// together, the rest get 429 at once, and other requests stay served.
+#[tokio::test]
+async fn a_flood_of_anonymous_logins_leaves_other_requests_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        HostOptions::app_with_rate_limits(
+            "[rate_limit.classes.auth]\nrequests = 100000\nper = \"1m\"\n\
+             [rate_limit.classes.api]\nrequests = 100000\nper = \"1m\"\n\
+             [rate_limit.classes.inference]\nrequests = 100000\nper = \"1m\"\n\
+             [rate_limit.classes.login]\nrequests = 100\nper = \"1m\"\n\
+             [rate_limit.classes.login.all_callers]\nrequests = 100000\nper = \"1m\"\nconcurrent = 1\n\
+             [http]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+        )
+        .data_dir(dir.path())
+        .env("LAMINA_JWT_SECRET", SECRET),
+    );
+    let flood: Vec<_> = (0..40)
+        .map(|n| {
+            let url = host.at("/api/auth/login");
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("x-forwarded-for", format!("198.51.100.{n}"))
+                    .json(&json!({"login": format!("nobody{n}"), "password": "Wrong-password-1"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    // Meanwhile other routes answer as usual.
+    for _ in 0..10 {
+        let started = Instant::now();
+        let response = client().get(host.at("/api/about")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let mut statuses = Vec::new();
+    for login in flood {
+        statuses.push(login.await.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|s| [401, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.contains(&401), "{statuses:?}");
+}
+
+/// A login session ends at its absolute lifetime, however often it is
+/// refreshed: a stolen refresh token cannot be kept alive forever.
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime() {
+    let schema = PgSchema::new();
+    let host = app(&schema, "", &[("LAMINA_VAR_SESSION_LIFETIME", "2")]);
+    let (_, _, registered) = register(&host).await;
+    let refresh = |token: String| {
+        call(
+            &host,
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refreshToken": token})),
+        )
+    };
+    let refreshed = ok(refresh(token(&registered, "refreshToken")).await, 200).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let ended = expect_problem(refresh(token(&refreshed, "refreshToken")).await, 401).await;
+    assert!(
+        ended["detail"]
+            .as_str()
+            .unwrap()
+            .contains("maximum lifetime"),
+        "{ended}"
+    );
 }

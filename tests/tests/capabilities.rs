@@ -85,7 +85,7 @@ impl World {
     fn config(&self, sql: Sql, kv: Kv, queue: Queue) -> String {
         let mut config = String::new();
         if sql == Sql::Postgres {
-            config.push_str(&self.schema.default_database());
+            config.push_str(&self.schema.databases());
         }
         for store in ["default", "cache"] {
             match kv {
@@ -846,11 +846,11 @@ fn migrate_command_applies_pending_migrations_once() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("spin.toml");
     std::fs::write(&manifest, lamina_tests::expand(MANIFEST)).unwrap();
-    let migrations = dir.path().join("migrations/sqlite");
+    let migrations = dir.path().join("migrations/default/sqlite");
     std::fs::create_dir_all(&migrations).unwrap();
     std::fs::copy(
         lamina_tests::workspace()
-            .join("tests/fixtures/capabilities-fixture/migrations/sqlite/0001_fixture.sql"),
+            .join("tests/fixtures/capabilities-fixture/migrations/default/sqlite/0001_fixture.sql"),
         migrations.join("0001_fixture.sql"),
     )
     .unwrap();

@@ -394,6 +394,56 @@ async fn rate_limits_allow_the_burst_then_answer_429_with_headers() {
     assert_eq!(header(&other, "ratelimit-limit"), "100");
 }
 
+/// Behind a trusted proxy the client is the address it forwards, and an
+/// IPv6 client is limited by its /64: 100 addresses of one /64 share one
+/// budget. The same header from a peer that is not a trusted proxy changes
+/// nothing.
+#[tokio::test]
+async fn forwarded_clients_are_limited_by_address_and_ipv6_by_their_64() {
+    async fn status(host: &Host, forwarded: &str) -> u16 {
+        client()
+            .get(host.at("/tight/echo"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    let behind_proxy = limited_host("[http]\ntrusted_proxies = [\"127.0.0.0/8\"]\n");
+    let mut allowed = 0;
+    for n in 0..100 {
+        if status(&behind_proxy, &format!("2001:db8:1:2:{n:x}::1")).await == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3, "one /64, one budget");
+    assert_eq!(
+        status(&behind_proxy, "2001:db8:1:3::1").await,
+        200,
+        "another /64"
+    );
+    assert_eq!(
+        status(&behind_proxy, "198.51.100.7").await,
+        200,
+        "another client"
+    );
+    // A client's own forged entry left of the proxy's is not believed.
+    assert_eq!(
+        status(&behind_proxy, "198.51.100.99, 2001:db8:1:2::5").await,
+        429
+    );
+
+    let direct = limited_host("");
+    let mut allowed = 0;
+    for n in 0..5 {
+        if status(&direct, &format!("198.51.100.{n}")).await == 200 {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3, "an untrusted peer's header is ignored");
+}
+
 #[tokio::test]
 async fn a_redis_limit_holds_across_two_hosts() {
     let prefix = lamina_tests::RedisPrefix::new();
@@ -503,15 +553,18 @@ async fn health_ready_and_metrics() {
     let health = get(&host, "/health", None).await;
     assert_eq!(health.status(), 200);
     let ready: Value = get(&host, "/ready", None).await.json().await.unwrap();
-    assert_eq!(ready["status"], "ready");
-    assert!(
-        ready["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c == "sql:default"),
-        "{ready}"
+    assert_eq!(
+        ready,
+        json!({"status": "ready"}),
+        "the public sees no backend"
     );
+    let report = |host: &Host| {
+        let url = format!("{}/ready", host.admin_url);
+        async move { client().get(url).send().await.unwrap() }
+    };
+    let detailed: Value = report(&host).await.json().await.unwrap();
+    assert_eq!(detailed["checks"]["sql:default"], "ok", "{detailed}");
+    assert_eq!(detailed["checks"]["sql:host"], "ok", "{detailed}");
 
     get(&host, "/open/echo", None).await;
     get(&host, "/private/echo", None).await;
@@ -555,9 +608,13 @@ async fn health_ready_and_metrics() {
         "[key_value_stores.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1/0\"\n",
     ));
     let problem = expect_problem(get(&degraded, "/ready", None).await, 503).await;
+    assert_eq!(problem["detail"], "not ready");
+    let detailed = report(&degraded).await;
+    assert_eq!(detailed.status(), 503);
+    let detailed: Value = detailed.json().await.unwrap();
     assert!(
-        problem["detail"].as_str().unwrap().contains("kv:default"),
-        "{problem}"
+        detailed["checks"]["kv:default"]["error"].is_string(),
+        "{detailed}"
     );
 }
 

@@ -490,6 +490,8 @@ async fn past_the_limit_calls_are_refused() {
         dir.path(),
         Some(
             "[rate_limit.classes.auth]\nrequests = 1000\nper = \"1m\"\n\
+             [rate_limit.classes.api]\nrequests = 1000\nper = \"1m\"\n\
+             [rate_limit.classes.login]\nrequests = 1000\nper = \"1m\"\n\
              [rate_limit.classes.inference]\nrequests = 3\nper = \"1m\"\nburst = 3\n",
         ),
     );
@@ -600,6 +602,8 @@ async fn the_stock_client_sees_its_rate_limit() {
         dir.path(),
         Some(
             "[rate_limit.classes.auth]\nrequests = 1000\nper = \"1m\"\n\
+             [rate_limit.classes.api]\nrequests = 1000\nper = \"1m\"\n\
+             [rate_limit.classes.login]\nrequests = 1000\nper = \"1m\"\n\
              [rate_limit.classes.inference]\nrequests = 3\nper = \"1m\"\nburst = 3\n",
         ),
     );
@@ -617,7 +621,8 @@ async fn administrators_pull_copy_and_delete_models() {
     let sha256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
     // One name pullable without a source (`ollama pull gemma3:registered`).
     let registered = format!(
-        "[inference.sources.\"gemma3:registered\"]\nurl = \"{}\"\nsha256 = \"{sha256}\"\n",
+        "pull_hosts = [\"127.0.0.1\"]\nallowed_private_sources = [\"127.0.0.1\"]\n\
+         [inference.sources.\"gemma3:registered\"]\nurl = \"{}\"\nsha256 = \"{sha256}\"\n",
         server.model_url()
     );
     let host = app_on(dir.path(), None, &models, &registered);
@@ -687,7 +692,7 @@ async fn administrators_pull_copy_and_delete_models() {
         &host,
         &admin,
         "/api/pull",
-        json!({"model": "gemma3:slow", "source": server.model_url(), "stream": false}),
+        json!({"model": "gemma3:slow", "source": server.model_url(), "sha256": sha256, "stream": false}),
     )
     .await;
     assert_eq!(slow.status(), 200);

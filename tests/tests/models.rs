@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lamina_tests::{
-    FileServer, Host, HostOptions, STALL_AFTER, client, expect_problem, run_lamina, test_gguf,
+    FileServer, Host, HostOptions, Redirector, STALL_AFTER, client, expect_problem, run_lamina,
+    test_gguf,
 };
 use serde_json::{Value, json};
 
@@ -179,9 +180,14 @@ async fn removal_waits_for_running_generations() {
     }
 }
 
-/// The runtime config of a host on the models dir `store`.
+/// The runtime config of a host on the models dir `store` that lets
+/// components pull from this test's loopback file server.
 fn store_config(store: &Path) -> String {
-    format!("[inference]\nmodels_dir = \"{}\"\n", store.display())
+    format!(
+        "[inference]\nmodels_dir = \"{}\"\npull_hosts = [\"127.0.0.1\"]\n\
+         allowed_private_sources = [\"127.0.0.1\"]\n",
+        store.display()
+    )
 }
 
 const ADMIN: &str = r#"
@@ -298,8 +304,8 @@ async fn a_pull_survives_a_host_restart() {
 async fn pull_hosts_limit_component_pulls() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "{}pull_hosts = [\"*.example.com\"]\n",
-        store_config(&dir.path().join("models"))
+        "[inference]\nmodels_dir = \"{}\"\npull_hosts = [\"*.example.com\"]\n",
+        dir.path().join("models").display()
     );
     let host = Host::start(HostOptions::manifest(ADMIN).runtime_config(&config));
     let problem = expect_problem(
@@ -309,6 +315,72 @@ async fn pull_hosts_limit_component_pulls() {
     .await;
     assert!(
         problem["detail"].as_str().unwrap().contains("pull_hosts"),
+        "{problem}"
+    );
+}
+
+/// A component's pull reaches public addresses only, unless runtime-config
+/// lists one: a loopback URL is refused before anything is fetched, and a
+/// redirect from a listed server to an unlisted loopback address is
+/// refused at the hop, with nothing asked of that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_reach_no_private_address_unless_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = FileServer::start_on("127.0.0.2", &test_gguf()).await;
+    let redirector = Redirector::start(&private.model_url()).await;
+    let config = format!(
+        "[inference]\nmodels_dir = \"{}\"\npull_hosts = [\"*\"]\n\
+         allowed_private_sources = [\"127.0.0.1\"]\n",
+        dir.path().join("models").display()
+    );
+    let host = Host::start(HostOptions::manifest(ADMIN).runtime_config(&config));
+    let problem = expect_problem(pull(&host, &private.model_url(), SHA256).await, 400).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
+        "{problem}"
+    );
+    let upper = private.model_url().replace("http://", "HTTP://");
+    expect_problem(pull(&host, &upper, SHA256).await, 400).await;
+    let redirected = format!("{}/model.gguf", redirector.url);
+    let failed = finished(&host, pull(&host, &redirected, SHA256).await).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["error"]["status"], 400, "{failed}");
+    assert!(
+        failed["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
+        "{failed}"
+    );
+    assert!(
+        private.starts.lock().unwrap().is_empty(),
+        "the unlisted address was asked"
+    );
+    assert_eq!(files(dir.path().join("models").as_path(), "tmp"), 0);
+}
+
+/// A component pulling by URL must say what the file's SHA-256 is.
+#[tokio::test]
+async fn component_pulls_by_url_need_a_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(
+        HostOptions::manifest(ADMIN).runtime_config(&store_config(&dir.path().join("models"))),
+    );
+    let unverified = client()
+        .post(host.at("/admin/inference/pull"))
+        .json(&json!({"model": "gemma3:again", "text": "http://127.0.0.1:9/model.gguf"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(unverified, 400).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs the file's sha256"),
         "{problem}"
     );
 }

@@ -41,7 +41,7 @@ source = "{capabilities}"
 fn shared(prefix: &RedisPrefix, schema: &PgSchema) -> String {
     format!(
         "{}[auth]\napi_key_cache_ttl = \"1h\"\n[auth.revocations]\ntype = \"redis\"\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{}\"\n",
-        schema.default_database(),
+        schema.databases(),
         prefix.prefix
     )
 }
@@ -322,4 +322,103 @@ async fn the_capability_needs_its_grant_and_checks_its_inputs() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let problem = expect_problem(whoami(&host, &token).await, 401).await;
     assert_eq!(problem["detail"], "the credential has expired");
+}
+
+/// Disabling a subject (a locked or deleted account) refuses its JWTs and
+/// its API keys on every host at once, cache or not; enabling lifts it.
+#[tokio::test]
+async fn a_disabled_subject_is_refused_by_every_host_at_once() {
+    let (prefix, schema) = (RedisPrefix::new(), PgSchema::new());
+    let config = shared(&prefix, &schema);
+    let (a, b) = (host(&config), host(&config));
+    let token = ok(call(&a, "sign", json!({ "subject": subject("u7"), "ttl": 300 })).await).await;
+    let token = token["token"].as_str().unwrap().to_owned();
+    let key = ok(call(
+        &a,
+        "create-api-key",
+        json!({ "subject": subject("u7"), "name": "ci" }),
+    )
+    .await)
+    .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    // Both verified (and cached) on host B first.
+    for credential in [&token, &key] {
+        assert_eq!(whoami(&b, credential).await.status(), 200);
+    }
+    ok(call(&a, "disable-subject", json!({ "subject": { "id": "u7" } })).await).await;
+    for credential in [&token, &key] {
+        expect_revoked(whoami(&b, credential).await).await;
+        expect_revoked(whoami(&a, credential).await).await;
+    }
+    // Another subject is untouched.
+    let other = ok(call(&a, "sign", json!({ "subject": subject("u8"), "ttl": 300 })).await).await;
+    assert_eq!(
+        whoami(&b, other["token"].as_str().unwrap()).await.status(),
+        200
+    );
+    ok(call(&b, "enable-subject", json!({ "subject": { "id": "u7" } })).await).await;
+    for credential in [&token, &key] {
+        assert_eq!(whoami(&a, credential).await.status(), 200);
+    }
+}
+
+/// API keys speak with their account's current roles: after a demotion
+/// the key no longer carries `Admin`.
+#[tokio::test]
+async fn api_keys_carry_the_subjects_current_roles() {
+    let host = host("");
+    let admin = json!({ "id": "u9", "username": "root", "roles": ["Admin", "User"] });
+    let key = ok(call(
+        &host,
+        "create-api-key",
+        json!({ "subject": admin, "name": "ops" }),
+    )
+    .await)
+    .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let me = ok(whoami(&host, &key).await).await;
+    assert_eq!(me["x-lamina-roles"], "Admin,User");
+    ok(call(&host, "update-subject", json!({ "subject": subject("u9") })).await).await;
+    let me = ok(whoami(&host, &key).await).await;
+    assert_eq!(me["x-lamina-roles"], "User");
+    assert_eq!(me["x-lamina-username"], "ada");
+}
+
+/// The in-process revocation list never forgets a live revocation to make
+/// room: flooded past its capacity, it refuses new entries (503 to the
+/// caller, who can retry) and the first revoked token stays refused.
+#[tokio::test]
+async fn revocations_survive_a_flood_of_other_revocations() {
+    let host = host("[auth.revocations]\ntype = \"memory\"\ncapacity = \"4KiB\"\n");
+    let issued = ok(call(
+        &host,
+        "sign",
+        json!({ "subject": subject("u10"), "ttl": 300 }),
+    )
+    .await)
+    .await;
+    ok(call(
+        &host,
+        "revoke",
+        json!({ "id": issued["id"], "until": issued["expires_at"] }),
+    )
+    .await)
+    .await;
+    let until = issued["expires_at"].as_i64().unwrap();
+    let mut refused = 0;
+    for n in 0..400 {
+        let response = call(
+            &host,
+            "revoke",
+            json!({ "id": format!("flood-{n}-{}", "x".repeat(32)), "until": until }),
+        )
+        .await;
+        match response.status().as_u16() {
+            200 => {}
+            503 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(refused > 0, "the flood should have filled 4 KiB");
+    expect_revoked(whoami(&host, issued["token"].as_str().unwrap()).await).await;
 }

@@ -2,8 +2,8 @@
 //! password.
 
 use lamina_sdk::Request;
-use lamina_sdk::api::{ApiError, AuthMethod, Caller, Reply, new_id, now, read_json};
-use lamina_sdk::sql::{Database, Sql, Transaction};
+use lamina_sdk::api::{ApiError, Caller, Reply, new_id, now, read_json};
+use lamina_sdk::sql::{Database, Sql};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,19 +17,6 @@ fn refused() -> ApiError {
     ApiError::new(401, "login failed", "the login or the password is wrong")
 }
 
-/// 403 for what only a login session may do (a leaked API key must not
-/// lead to the account).
-fn session_only(caller: &Caller, what: &str) -> Result<(), ApiError> {
-    if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::new(
-            403,
-            "session required",
-            format!("{what} needs a login session, not an API key"),
-        ));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Registration {
@@ -38,8 +25,7 @@ struct Registration {
     password: String,
 }
 
-/// `POST /register`: creates the account and its root folder in one
-/// transaction, then signs in (with `require_confirmed_email`, only once
+/// `POST /register`: creates the account, then signs in (with `require_confirmed_email`, only once
 /// the address is confirmed: the answer then carries no tokens).
 pub fn register(request: &Request) -> Result<Reply, ApiError> {
     let body: Registration = read_json(request, BODY_LIMIT)?;
@@ -49,7 +35,7 @@ pub fn register(request: &Request) -> Result<Reply, ApiError> {
     checks.password("password", &body.password);
     checks.finish()?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     ensure_admin(&db, &config)?;
     taken(&db, None, Some(&body.username), Some(&email))?;
     let user = User {
@@ -64,7 +50,7 @@ pub fn register(request: &Request) -> Result<Reply, ApiError> {
         created_at: now(),
         email_confirmed_at: None,
     };
-    let root = db.transaction(|tx| create(tx, &user))?;
+    create(&db, &user)?;
     if let Err(e) = confirmations::send(&db, &config, &user) {
         eprintln!("confirmation not sent: {e:?}");
     }
@@ -74,13 +60,10 @@ pub fn register(request: &Request) -> Result<Reply, ApiError> {
     }
     events::audit(request, "register", Some(&user.id), json!({}));
     if config.require_confirmed_email {
-        return Ok(Reply::json(
-            201,
-            json!({"user": user.public(), "rootFolderId": root}),
-        ));
+        return Ok(Reply::json(201, json!({"user": user.public()})));
     }
     let issued = sessions::start(&db, &config, &user)?;
-    Ok(sessions::reply(201, &config, &user, issued, Some(root)))
+    Ok(sessions::reply(201, &config, &user, issued))
 }
 
 /// A unique violation on the accounts table, as the client sees it.
@@ -95,9 +78,9 @@ fn conflict(e: lamina_sdk::sql::Error) -> ApiError {
     }
 }
 
-/// Inserts `user` and its root folder; returns the folder's id.
-fn create(tx: &Transaction, user: &User) -> Result<String, ApiError> {
-    tx.execute(
+/// Inserts `user`.
+fn create(db: &impl Sql, user: &User) -> Result<(), ApiError> {
+    db.execute(
         "INSERT INTO auth_users (id, username, username_key, email, password_hash, roles, \
          active, locked_until, deleted_at, created_at, updated_at, email_confirmed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $8, $9)",
@@ -114,16 +97,7 @@ fn create(tx: &Transaction, user: &User) -> Result<String, ApiError> {
         ],
     )
     .map_err(conflict)?;
-    let folder = new_id();
-    tx.execute(
-        "INSERT INTO folders (id, user_id, parent_id, name, created_at) VALUES ($1, $2, NULL, 'Root', $3)",
-        &[
-            folder.as_str().into(),
-            user.id.as_str().into(),
-            user.created_at.into(),
-        ],
-    )?;
-    Ok(folder)
+    Ok(())
 }
 
 /// 409 naming the fields another account already uses. (Registration and
@@ -236,7 +210,13 @@ impl Credentials {
         db: &Database,
         config: &Config,
     ) -> Result<User, ApiError> {
-        lockout::attempt(db, config, &self.login)?;
+        let name = lockout::Key::login(config, &self.login);
+        let client = lockout::Key::client(config, request);
+        let keys: Vec<&lockout::Key> = [Some(&name), client.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        lockout::attempt(db, config, &keys)?;
         let user = users::by_login(db, &self.login)?;
         let who = user.as_ref().map(|u| u.id.clone());
         let matches = password::verify(
@@ -245,13 +225,13 @@ impl Credentials {
         );
         let Some(user) = user.filter(|u| matches && u.may_sign_in(now())) else {
             events::audit(request, "login.failed", who.as_deref(), json!({}));
-            if let Err(locked) = lockout::failed(db, config, &self.login) {
+            if let Err(locked) = lockout::failed(db, config, &keys) {
                 events::audit(request, "lockout", who.as_deref(), json!({}));
                 return Err(locked);
             }
             return Err(refused());
         };
-        lockout::succeeded(db, &self.login)?;
+        lockout::succeeded(db, &keys)?;
         Ok(user)
     }
 }
@@ -260,25 +240,22 @@ impl Credentials {
 pub fn login(request: &Request) -> Result<Reply, ApiError> {
     let credentials = Credentials::read(request)?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     ensure_admin(&db, &config)?;
     let user = credentials.authenticate(request, &db, &config)?;
     confirmations::required(&config, &user)?;
     let issued = sessions::start(&db, &config, &user)?;
     sweep::sweep(&db, &config);
-    let root = users::root_folder(&db, &user.id)?;
     events::audit(request, "login", Some(&user.id), json!({}));
-    Ok(sessions::reply(200, &config, &user, issued, root))
+    Ok(sessions::reply(200, &config, &user, issued))
 }
 
 /// `GET /me`.
 pub fn me(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     let user = users::current(&db, &caller)?;
-    let mut body = user.public();
-    body["rootFolderId"] = users::root_folder(&db, &user.id)?.into();
-    Ok(Reply::json(200, body))
+    Ok(Reply::json(200, user.public()))
 }
 
 #[derive(Deserialize)]
@@ -295,7 +272,6 @@ struct ProfileChange {
 /// voids pending reset links.
 pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
-    session_only(&caller, "changing the profile")?;
     let change: ProfileChange = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if let Some(username) = &change.username {
@@ -304,7 +280,7 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
     let email = change.email.as_ref().map(|e| checks.email("email", e));
     checks.finish()?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     let mut user = users::current(&db, &caller)?;
     let new_email = email.filter(|e| *e != user.email);
     if new_email.is_some() {
@@ -340,6 +316,8 @@ pub fn update_me(request: &Request) -> Result<Reply, ApiError> {
         ],
     )
     .map_err(conflict)?;
+    // The account's API keys speak with its current name.
+    lamina_sdk::tokens::update_subject(&users::subject(&user))?;
     if new_email.is_some() {
         resets::cancel(&db, &user.id)?;
         let text = format!(
@@ -366,15 +344,15 @@ fn check_current_password(
     user: &User,
     password: &str,
 ) -> Result<(), ApiError> {
-    let key = format!("password-check:{}", user.id);
-    lockout::attempt(db, config, &key)?;
+    let key = lockout::Key::password_check(config, &user.id);
+    lockout::attempt(db, config, &[&key])?;
     if password.chars().count() > 128 || !password::verify(password, Some(&user.password_hash)) {
-        lockout::failed(db, config, &key)?;
+        lockout::failed(db, config, &[&key])?;
         let mut checks = Checks::default();
         checks.fail("currentPassword", "incorrect");
         return checks.finish();
     }
-    lockout::succeeded(db, &key)
+    lockout::succeeded(db, &[&key])
 }
 
 #[derive(Deserialize, Default)]
@@ -388,13 +366,12 @@ struct PasswordChange {
 /// caller gets a new pair.
 pub fn change_password(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
-    session_only(&caller, "changing the password")?;
     let body: PasswordChange = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     checks.password("newPassword", &body.new_password);
     checks.finish()?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     let user = users::current(&db, &caller)?;
     check_current_password(&db, &config, &user, &body.current_password)?;
     if body.current_password == body.new_password {
@@ -408,8 +385,7 @@ pub fn change_password(request: &Request) -> Result<Reply, ApiError> {
     set_password(&db, &user.id, &body.new_password)?;
     events::audit(request, "password.changed", Some(&user.id), json!({}));
     let issued = sessions::start(&db, &config, &user)?;
-    let root = users::root_folder(&db, &user.id)?;
-    Ok(sessions::reply(200, &config, &user, issued, root))
+    Ok(sessions::reply(200, &config, &user, issued))
 }
 
 /// Stores a new password hash for `user_id`.

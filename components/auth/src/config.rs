@@ -10,10 +10,20 @@ pub struct Config {
     pub access_ttl: u64,
     /// Seconds a refresh token lives (default 14 days).
     pub refresh_ttl: u64,
-    /// Failed logins of one login name before it is locked (default 5).
+    /// Failed logins of one login name per round before a delay (default 5).
     pub lockout_threshold: i64,
-    /// Seconds the failures are counted over, and the lock lasts (15 min).
+    /// Failed logins from one client address per round (default 20).
+    pub client_lockout_threshold: i64,
+    /// Seconds of the first delay; each next one in a row doubles (60).
+    pub lockout_delay: i64,
+    /// Seconds a round of failures is counted over, the longest delay, and
+    /// the quiet time that forgets the escalation (15 min).
     pub lockout_window: i64,
+    /// Seconds a login session lives at most, however often it is
+    /// refreshed (default 30 days).
+    pub session_lifetime: i64,
+    /// Seconds before another reset mail goes to the same account (60).
+    pub reset_interval: i64,
     /// Seconds a password-reset token is valid (default 30 min).
     pub reset_ttl: i64,
     /// The page the reset mail links to; `?token=…` is appended.
@@ -62,7 +72,11 @@ impl Config {
             access_ttl: number("access_token_ttl", 900)?,
             refresh_ttl: number("refresh_token_ttl", 14 * 86400)?,
             lockout_threshold: number("lockout_threshold", 5)?,
+            client_lockout_threshold: number("client_lockout_threshold", 20)?,
+            lockout_delay: number("lockout_delay", 60)?,
             lockout_window: number("lockout_window", 900)?,
+            session_lifetime: number("session_lifetime", 30 * 86400)?,
+            reset_interval: number("password_reset_interval", 60)?,
             reset_ttl: number("password_reset_ttl", 1800)?,
             reset_url: get("password_reset_url")
                 .unwrap_or_else(|_| "http://127.0.0.1:3000/reset-password".to_owned()),

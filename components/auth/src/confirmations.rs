@@ -91,7 +91,7 @@ pub fn confirm(request: &Request) -> Result<Reply, ApiError> {
     if body.token.len() != 64 || !body.token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid());
     }
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     #[derive(Deserialize)]
     struct Row {
         user_id: String,
@@ -139,7 +139,7 @@ pub fn confirm(request: &Request) -> Result<Reply, ApiError> {
 pub fn resend(request: &Request) -> Result<Reply, ApiError> {
     let credentials = Credentials::read(request)?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     let user = credentials.authenticate(request, &db, &config)?;
     if user.email_confirmed_at.is_some() {
         return Ok(Reply::json(200, json!({"emailConfirmed": true})));

@@ -33,6 +33,9 @@ use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, finish};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
+/// The service's own database (spin.toml grants it to this component only).
+const DATABASE: &str = "auth";
+
 /// Where spin.toml mounts the service.
 const MOUNT: &str = "/api/auth";
 

@@ -25,8 +25,14 @@ pub fn forgot(request: &Request) -> Result<Reply, ApiError> {
     let email = checks.email("email", &body.email);
     checks.finish()?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     let user = users::by_login(&db, &email)?.filter(|u| u.email == email && u.may_sign_in(now()));
+    // At most one mail per `password_reset_interval` to an address (a
+    // link younger than that is still pending): the answer is the same.
+    let user = match user {
+        Some(user) if recently_sent(&db, &config, &user.id)? => None,
+        user => user,
+    };
     if let Some(user) = user {
         let token = hex::encode(random_bytes(32));
         db.execute(
@@ -67,6 +73,17 @@ pub fn forgot(request: &Request) -> Result<Reply, ApiError> {
     ))
 }
 
+/// Whether a reset link went to `user_id` within `password_reset_interval`.
+fn recently_sent(db: &Database, config: &Config, user_id: &str) -> Result<bool, ApiError> {
+    // A link's expiry is its creation plus `password_reset_ttl`.
+    let since = now() - config.reset_interval + config.reset_ttl;
+    let row: Option<serde_json::Value> = db.query_one(
+        "SELECT token_hash FROM auth_password_resets WHERE user_id = $1 AND expires_at > $2 LIMIT 1",
+        &[user_id.into(), since.into()],
+    )?;
+    Ok(row.is_some())
+}
+
 /// Voids the pending reset links of `user_id` (its password or email
 /// changed).
 pub fn cancel(db: &impl Sql, user_id: &str) -> Result<(), ApiError> {
@@ -100,7 +117,7 @@ pub fn reset(request: &Request) -> Result<Reply, ApiError> {
             "the reset token is invalid, used or expired; ask for a new one",
         )
     };
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     #[derive(Deserialize)]
     struct Row {
         user_id: String,
@@ -135,8 +152,12 @@ pub fn reset(request: &Request) -> Result<Reply, ApiError> {
         accounts::set_password(tx, &user.id, &body.new_password)?;
         cancel(tx, &user.id)
     })?;
-    lockout::succeeded(&db, &user.email)?;
-    lockout::succeeded(&db, &user.username)?;
+    let config = Config::load()?;
+    let names = [
+        lockout::Key::login(&config, &user.email),
+        lockout::Key::login(&config, &user.username),
+    ];
+    lockout::succeeded(&db, &names.iter().collect::<Vec<_>>())?;
     events::audit(request, "password.reset", Some(&user.id), json!({}));
     Ok(Reply::json(
         200,

@@ -12,9 +12,9 @@
 //! issued.
 
 use lamina_sdk::Request;
-use lamina_sdk::api::{ApiError, AuthMethod, Caller, Reply, new_id, now, random_bytes};
+use lamina_sdk::api::{ApiError, Caller, Reply, new_id, now, random_bytes};
 use lamina_sdk::sql::{Database, Sql};
-use lamina_sdk::tokens::{self, Subject};
+use lamina_sdk::tokens;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -54,12 +54,7 @@ pub fn start(db: &Database, config: &Config, user: &User) -> Result<Issued, ApiE
 
 /// Issues a pair for `user` in `session`.
 fn issue(db: &impl Sql, config: &Config, user: &User, session: &str) -> Result<Issued, ApiError> {
-    let subject = Subject {
-        id: user.id.clone(),
-        username: Some(user.username.clone()),
-        roles: user.roles(),
-    };
-    let access = tokens::sign(&subject, config.access_ttl)?;
+    let access = tokens::sign(&users::subject(user), config.access_ttl)?;
     let refresh = hex::encode(random_bytes(32));
     let now = now();
     let refresh_expires = now + config.refresh_ttl as i64;
@@ -86,13 +81,7 @@ fn issue(db: &impl Sql, config: &Config, user: &User, session: &str) -> Result<I
 
 /// The answer carrying a new pair: JSON plus the refresh token as an
 /// HttpOnly cookie scoped to the auth service.
-pub fn reply(
-    status: u16,
-    config: &Config,
-    user: &User,
-    issued: Issued,
-    root_folder: Option<String>,
-) -> Reply {
+pub fn reply(status: u16, config: &Config, user: &User, issued: Issued) -> Reply {
     let max_age = issued.refresh_expires - now();
     let cookie = cookie(config, &issued.refresh, max_age);
     Reply::json(
@@ -104,7 +93,6 @@ pub fn reply(
             "expiresAt": issued.access.expires_at,
             "refreshToken": issued.refresh,
             "refreshExpiresAt": issued.refresh_expires,
-            "rootFolderId": root_folder,
         }),
     )
     .header("set-cookie", cookie)
@@ -162,7 +150,7 @@ fn invalid() -> ApiError {
 pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
     let config = Config::load()?;
     let token = presented(request)?.ok_or_else(invalid)?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     let hash = digest(&token);
     let row: TokenRow = db
         .query_one(
@@ -183,6 +171,23 @@ pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
         revoke_session(&db, &row.session_id)?;
         return Err(invalid());
     };
+    // A session ends at its absolute lifetime, however often refreshed.
+    #[derive(Deserialize)]
+    struct Started {
+        created_at: i64,
+    }
+    let started: Option<Started> = db.query_one(
+        "SELECT created_at FROM auth_sessions WHERE id = $1",
+        &[row.session_id.as_str().into()],
+    )?;
+    if started.is_none_or(|s| s.created_at + config.session_lifetime <= now()) {
+        revoke_session(&db, &row.session_id)?;
+        return Err(ApiError::new(
+            401,
+            "session ended",
+            "the session has reached its maximum lifetime; log in again",
+        ));
+    }
     // A session from before `require_confirmed_email`, or from before an
     // email change, waits for the new confirmation too.
     crate::confirmations::required(&config, &user)?;
@@ -210,8 +215,7 @@ pub fn refresh(request: &Request) -> Result<Reply, ApiError> {
         return Err(invalid());
     };
     sweep::sweep(&db, &config);
-    let root = users::root_folder(&db, &user.id)?;
-    Ok(reply(200, &config, &user, issued, root))
+    Ok(reply(200, &config, &user, issued))
 }
 
 /// A rotated-out token came back: unless its session already ended (a
@@ -242,16 +246,9 @@ fn reused(request: &Request, db: &Database, row: &TokenRow) -> Result<(), ApiErr
 /// clears the cookie.
 pub fn logout(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
-    if caller.method == AuthMethod::ApiKey {
-        return Err(ApiError::new(
-            400,
-            "not a session",
-            "API keys are not sessions: revoke one with DELETE /api/auth/api-keys/{id}",
-        ));
-    }
     let presented = presented(request)?;
     let config = Config::load()?;
-    let db = Database::open("default")?;
+    let db = Database::open(crate::DATABASE)?;
     #[derive(Deserialize)]
     struct Session {
         session_id: String,

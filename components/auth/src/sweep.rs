@@ -48,10 +48,12 @@ pub fn sweep(db: &Database, config: &Config) {
             now,
         ),
         (
+            // Past its round, and a quiet `lockout_window` past its last
+            // delay (until then it remembers how long the next one is).
             "DELETE FROM auth_login_failures WHERE login_key IN \
              (SELECT login_key FROM auth_login_failures WHERE window_ends <= $1 \
               AND (locked_until IS NULL OR locked_until <= $1) LIMIT $2)",
-            now,
+            now - config.lockout_window,
         ),
     ];
     for (statement, before) in statements {

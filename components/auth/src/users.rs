@@ -64,12 +64,32 @@ pub fn by_id(db: &Database, id: &str) -> Result<Option<User>, ApiError> {
     Ok(db.query_one(&sql, &[id.into()])?)
 }
 
-/// The caller's account; 401 once it is deleted, deactivated or locked
-/// (its tokens are being revoked, but may not have expired yet).
+/// The caller's account; 401 once it is deleted, deactivated or locked.
+/// Such an account is disabled at the gateway too (every host refuses its
+/// tokens and API keys from then on), in case whoever changed it did not.
 pub fn current(db: &Database, caller: &Caller) -> Result<User, ApiError> {
-    by_id(db, &caller.user_id)?
-        .filter(|u| u.may_sign_in(now()))
-        .ok_or_else(|| ApiError::new(401, "account not active", "the account is not active"))
+    match by_id(db, &caller.user_id)? {
+        Some(user) if user.may_sign_in(now()) => Ok(user),
+        _ => {
+            if let Err(e) = lamina_sdk::tokens::disable_subject(&caller.user_id) {
+                eprintln!("cannot disable an inactive account's credentials: {e:?}");
+            }
+            Err(ApiError::new(
+                401,
+                "account not active",
+                "the account is not active",
+            ))
+        }
+    }
+}
+
+/// What the account's credentials carry: its id, name and roles now.
+pub fn subject(user: &User) -> lamina_sdk::tokens::Subject {
+    lamina_sdk::tokens::Subject {
+        id: user.id.clone(),
+        username: Some(user.username.clone()),
+        roles: user.roles(),
+    }
 }
 
 /// The account whose email or username (any case) is `login`.
@@ -77,17 +97,4 @@ pub fn by_login(db: &Database, login: &str) -> Result<Option<User>, ApiError> {
     let key = login.trim().to_ascii_lowercase();
     let sql = format!("SELECT {COLUMNS} FROM auth_users WHERE email = $1 OR username_key = $1");
     Ok(db.query_one(&sql, &[key.into()])?)
-}
-
-/// The id of the user's root folder.
-pub fn root_folder(db: &Database, user_id: &str) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-    }
-    let row: Option<Row> = db.query_one(
-        "SELECT id FROM folders WHERE user_id = $1 AND parent_id IS NULL ORDER BY created_at LIMIT 1",
-        &[user_id.into()],
-    )?;
-    Ok(row.map(|r| r.id))
 }

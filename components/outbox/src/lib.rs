@@ -39,6 +39,9 @@ use exports::lamina::platform::queue_handler::{Guest as QueueHandler, Message};
 
 struct Outbox;
 
+/// The outbox's own database (spin.toml grants it to this component only).
+const DATABASE: &str = "outbox";
+
 #[derive(Deserialize)]
 struct Mail {
     to: String,
@@ -94,7 +97,7 @@ struct UsageRow {
 
 impl QueueHandler for Outbox {
     fn handle(message: Message) -> Result<(), String> {
-        let db = Database::open("default").map_err(|e| format!("{e:?}"))?;
+        let db = Database::open(DATABASE).map_err(|e| format!("{e:?}"))?;
         let parse_error = |e: serde_json::Error| format!("{}: bad payload: {e}", message.topic);
         match message.topic.as_str() {
             "email.send" => {
@@ -178,10 +181,21 @@ fn deliver(db: &Database, id: &str, mail: &Mail) -> Result<(), String> {
             vec![id.into(), now().into()],
         );
     }
-    if lamina_sdk::variables::get("dev_mailbox").is_ok_and(|v| v == "true") {
+    if dev_mailbox() {
+        eprintln!(
+            "WARNING: DEV MAILBOX: mail to {} is kept in outbox_mail, readable by administrators \
+             (reset links included); never turn dev_mailbox on in production",
+            mail.to
+        );
         return store_mail(db, id, mail);
     }
     Err("no mail server is configured (runtime-config [mail]) and dev_mailbox is off".to_owned())
+}
+
+/// Whether the `dev_mailbox` variable is on: a development mode, off by
+/// default, in which mail is kept for administrators to read instead of sent.
+fn dev_mailbox() -> bool {
+    lamina_sdk::variables::get("dev_mailbox").is_ok_and(|v| v == "true")
 }
 
 fn store_mail(db: &Database, id: &str, mail: &Mail) -> Result<(), String> {
@@ -252,10 +266,14 @@ fn read(request: &Request) -> Result<Reply, ApiError> {
             .map(|v| decode_query(&v))
             .filter(|v| !v.is_empty() && v.len() <= 254)
     };
-    let db = Database::open("default")?;
+    let db = Database::open(DATABASE)?;
     let full = request.path_with_query();
     let path = full.split('?').next().unwrap_or_default();
     match path.trim_end_matches('/') {
+        // Mail kept while the mode was on stays unreadable once it is off.
+        "/api/outbox/mail" if !dev_mailbox() => Err(ApiError::not_found(
+            "the dev mailbox is off (it is a development mode: dev_mailbox)",
+        )),
         "/api/outbox/mail" => {
             let to = filter("to").map(|t| t.to_ascii_lowercase());
             let rows: Vec<MailRow> = filtered(

@@ -134,14 +134,15 @@ fn to_json(value: Value) -> serde_json::Value {
 impl Error {
     /// The HTTP status a service should answer with: 409 for a unique
     /// violation, 400 for other constraint violations, 503 when the
-    /// database is unreachable, 500 otherwise.
+    /// database is unreachable or a statement ran past its timeout, 500
+    /// otherwise.
     pub fn status(&self) -> u16 {
         match self {
             Error::UniqueViolation(_) => 409,
             Error::ForeignKeyViolation(_)
             | Error::NotNullViolation(_)
             | Error::CheckViolation(_) => 400,
-            Error::Unavailable(_) => 503,
+            Error::Unavailable(_) | Error::Timeout(_) => 503,
             _ => 500,
         }
     }

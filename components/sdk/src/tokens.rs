@@ -5,8 +5,8 @@
 use crate::platform::tokens;
 
 pub use tokens::{
-    ApiKey, Error, Subject, Token, create_api_key, list_api_keys, revoke, revoke_api_key,
-    revoke_subject, sign,
+    ApiKey, Error, Subject, Token, create_api_key, disable_subject, enable_subject, list_api_keys,
+    revoke, revoke_api_key, revoke_subject, sign, update_subject,
 };
 
 impl Error {

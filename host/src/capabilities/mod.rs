@@ -28,11 +28,11 @@ pub mod tokens;
 pub mod variables;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
+use crate::manifest::Manifest;
 use crate::runtime_config::RuntimeConfig;
 
 /// Generated bindings for the `lamina:platform` package.
@@ -91,28 +91,33 @@ pub struct Grants {
 }
 
 impl Capabilities {
-    /// Opens every backend runtime-config names and applies the
-    /// application's migrations (`<manifest dir>/migrations/<dialect>/`) to
-    /// the `default` database. `jwt_secret` is the HS256 secret from the
-    /// environment, if set.
+    /// Opens every backend runtime-config names and every database the
+    /// manifest grants, and applies the application's migrations
+    /// (`<manifest dir>/migrations/<database>/<dialect>/`). `jwt_secret` is
+    /// the HS256 secret from the environment, if set.
     pub async fn open(
         config: &RuntimeConfig,
-        migrations: &Path,
+        manifest: &Manifest,
         jwt_secret: Option<String>,
     ) -> anyhow::Result<Capabilities> {
         let breaker = config.circuit_breaker;
-        let sql = sql::Databases::open(&config.databases, &config.data.dir, breaker).await?;
-        migrate(&sql, migrations).await?;
+        let sql = open_databases(config, manifest).await?;
+        sql.migrate(&manifest.dir.join("migrations")).await?;
         let kv = kv::Stores::open(&config.key_value_stores, breaker)?;
         let queue = queue::Queue::open(&config.queue, &sql, breaker).await?;
         let tokens =
             tokens::Tokens::open(&config.auth, &config.data.dir, jwt_secret, &sql, breaker).await?;
+        adopt_legacy_host_tables(&sql, config).await?;
         let models_dir = config
             .inference
             .models_dir
             .clone()
             .expect("resolved by RuntimeConfig::load");
-        let inference = inference::Inference::open(&config.inference, models_dir);
+        let inference = inference::Inference::open(
+            &config.inference,
+            models_dir,
+            inference::egress::Egress::new(&config.inference.allowed_private_sources),
+        );
         inference.pulls().resume();
         let mail = mail::Mailer::open(&config.mail, std::env::var(mail::PASSWORD_ENV).ok())?;
         Ok(Capabilities {
@@ -145,16 +150,62 @@ impl Capabilities {
     }
 }
 
-/// Applies pending migrations to the `default` database; returns how many.
-pub async fn migrate(databases: &sql::Databases, dir: &Path) -> anyhow::Result<usize> {
-    let Some(db) = databases.get("default") else {
-        return Ok(0);
-    };
-    let applied = db.migrate(dir).await?;
-    if applied > 0 {
-        tracing::info!(applied, dir = %dir.join(db.dialect_name()).display(), "migrations applied");
+/// Opens the databases: those runtime-config configures, `default`, and
+/// the host's own (where API keys and the SQL queue live: `host` unless
+/// `[auth] api_key_database` or `[queue] database` name another), which no
+/// component may be granted.
+pub async fn open_databases(
+    config: &RuntimeConfig,
+    manifest: &Manifest,
+) -> anyhow::Result<sql::Databases> {
+    let mut host_only = BTreeSet::from([config.auth.api_key_database.clone()]);
+    if config.queue.kind == queue::QueueKind::Sql {
+        host_only.insert(config.queue.database.clone());
     }
-    Ok(applied)
+    for (id, component) in &manifest.components {
+        if let Some(name) = component.databases.iter().find(|d| host_only.contains(*d)) {
+            anyhow::bail!(
+                "{}: component.{id}.databases: `{name}` holds the host's own state (API keys, the queue) and cannot be granted to a component",
+                manifest.path.display()
+            );
+        }
+    }
+    sql::Databases::open(
+        &config.databases,
+        &host_only,
+        &config.data.dir,
+        config.circuit_breaker,
+    )
+    .await
+}
+
+/// Host tables that lived in the `default` database before the host had
+/// one of its own: moved (once) to where they live now, so an upgraded
+/// host keeps its API keys and queued messages and no component granted
+/// `default` can reach them any more.
+async fn adopt_legacy_host_tables(
+    sql: &sql::Databases,
+    config: &RuntimeConfig,
+) -> anyhow::Result<()> {
+    let Some(legacy) = sql.get("default") else {
+        return Ok(());
+    };
+    let mut tables = vec![
+        ("lamina_api_keys", &config.auth.api_key_database),
+        ("lamina_api_key_use", &config.auth.api_key_database),
+    ];
+    if config.queue.kind == queue::QueueKind::Sql {
+        tables.push(("lamina_queue_messages", &config.queue.database));
+    }
+    for (table, home) in tables {
+        let Some(home_db) = sql.get(home).filter(|_| home != "default") else {
+            continue;
+        };
+        if let Some(moved) = legacy.move_table_to(home_db, table).await? {
+            tracing::warn!(table, rows = moved, to = %home, "moved a host table out of the `default` database");
+        }
+    }
+    Ok(())
 }
 
 /// Per-instance capability state: the shared backends plus this component's

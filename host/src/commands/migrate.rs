@@ -4,14 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::capabilities::{migrate, sql};
+use crate::capabilities::open_databases;
 use crate::manifest::Manifest;
 use crate::runtime_config::RuntimeConfig;
 
 /// Options of `lamina migrate`.
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
-    /// The application manifest (migrations are in `migrations/` next to it).
+    /// The application manifest (migrations are in `migrations/<database>/`
+    /// next to it).
     #[arg(long, short = 'f', default_value = "spin.toml")]
     pub manifest: PathBuf,
     /// Which databases to use.
@@ -19,7 +20,8 @@ pub struct MigrateArgs {
     pub runtime_config: PathBuf,
 }
 
-/// Applies pending migrations to the `default` database.
+/// Applies pending migrations to every application database
+/// (`migrations/<database>/<dialect>/`).
 pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
     let config = RuntimeConfig::load(&args.runtime_config)?;
@@ -28,11 +30,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(async {
-            let databases =
-                sql::Databases::open(&config.databases, &config.data.dir, config.circuit_breaker)
-                    .await?;
+            let databases = open_databases(&config, &manifest).await?;
             let dir = manifest.dir.join("migrations");
-            let applied = migrate(&databases, &dir).await?;
+            let applied = databases.migrate(&dir).await?;
             println!("{applied} migration(s) applied from {}", dir.display());
             Ok(())
         })

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::capabilities::inference::egress::Egress;
 use crate::capabilities::inference::pulls::PullStatus;
 use crate::capabilities::inference::sampling::RawOptions;
 use crate::capabilities::inference::store::ModelEntry;
@@ -86,7 +87,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(async {
-            let inference = Inference::open(&config.inference, models_dir);
+            let inference = Inference::open(&config.inference, models_dir, Egress::unrestricted());
             let store = inference.store();
             match args.command {
                 ModelsCommand::List => {

@@ -76,14 +76,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let metrics = crate::telemetry::install()?;
-        let capabilities = Arc::new(
-            Capabilities::open(
-                &config,
-                &manifest.dir.join("migrations"),
-                std::env::var(SECRET_ENV).ok(),
-            )
-            .await?,
-        );
+        let capabilities =
+            Arc::new(Capabilities::open(&config, &manifest, std::env::var(SECRET_ENV).ok()).await?);
         let app = Arc::new(App::load(
             &manifest,
             &config,
@@ -120,8 +114,13 @@ async fn serve(
     ));
 
     println!("Serving {} on http://{}", app.name, public.local_addr()?);
-    for (pattern, component) in app.routes() {
-        println!("  {pattern} -> {component}");
+    for (pattern, methods, component) in app.routes() {
+        if methods.is_empty() {
+            println!("  {pattern} -> {component}");
+        } else {
+            let methods: Vec<&str> = methods.iter().map(http::Method::as_str).collect();
+            println!("  {pattern} [{}] -> {component}", methods.join(", "));
+        }
     }
     println!("Admin API on http://{}", admin_listener.local_addr()?);
     if !app.pooling() {

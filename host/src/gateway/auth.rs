@@ -14,8 +14,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use moka::sync::Cache;
 
 use crate::capabilities::tokens::api_keys;
-use crate::capabilities::tokens::{Identity, Rejection, Tokens, Unverifiable, unix_now};
-use crate::manifest::AuthPolicy;
+use crate::capabilities::tokens::{
+    AuthMethod, Identity, Rejection, Tokens, Unverifiable, unix_now,
+};
+use crate::manifest::{AuthPolicy, Credentials};
 use crate::problem::Problem;
 
 /// Verified identity headers set for the component. Client-sent headers
@@ -121,6 +123,7 @@ impl Authenticator {
         &self,
         headers: &mut HeaderMap,
         policy: AuthPolicy,
+        credentials: Credentials,
         roles: &[String],
     ) -> Result<Option<Identity>, Problem> {
         strip_identity_headers(headers);
@@ -153,6 +156,14 @@ impl Authenticator {
                 }
             },
         };
+        if credentials == Credentials::Session && identity.method == AuthMethod::ApiKey {
+            metrics::counter!("lamina_auth_failures_total", "reason" => "session_required")
+                .increment(1);
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "this route needs a login session: API keys are not accepted here",
+            ));
+        }
         if !roles.is_empty() && !identity.roles.iter().any(|r| roles.contains(r)) {
             metrics::counter!("lamina_auth_failures_total", "reason" => "forbidden").increment(1);
             return Err(Problem::new(

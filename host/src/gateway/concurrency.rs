@@ -1,7 +1,8 @@
-//! Per-caller concurrency limits: at most `concurrent` requests of one caller
-//! in one class in flight at once on this host (long generations hold a
-//! component instance and a model for minutes). A request holds its permit
-//! until its response body has been fully sent or dropped.
+//! Concurrency limits: at most `concurrent` requests of one caller in one
+//! class in flight at once on this host (long generations hold a component
+//! instance and a model for minutes), and at most `all_callers.concurrent`
+//! of all its callers together. A request holds its permit until its
+//! response body has been fully sent or dropped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -23,22 +24,29 @@ pub struct InFlight {
     counts: Counts,
 }
 
-/// One admitted request; releases its slot when dropped.
+/// One admitted request; releases its slots when dropped.
 pub struct Permit {
-    key: String,
+    keys: Vec<String>,
     counts: Counts,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.key);
+        for key in &self.keys {
+            if let Some(count) = counts.get_mut(key) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(key);
+                }
             }
         }
     }
+}
+
+/// The key of the slots all callers of `class` share.
+fn shared_key(class: &str) -> String {
+    format!("{class}:*")
 }
 
 impl InFlight {
@@ -46,12 +54,15 @@ impl InFlight {
     pub fn new(config: &RateLimitConfig) -> anyhow::Result<InFlight> {
         let mut limits = BTreeMap::new();
         for (name, class) in &config.classes {
-            if let Some(limit) = class.concurrent {
-                anyhow::ensure!(
-                    limit > 0,
-                    "rate_limit.classes.{name}.concurrent must be at least 1"
-                );
-                limits.insert(name.clone(), limit);
+            let all = class.all_callers.as_ref().and_then(|all| all.concurrent);
+            for (key, limit) in [(name.clone(), class.concurrent), (shared_key(name), all)] {
+                if let Some(limit) = limit {
+                    anyhow::ensure!(
+                        limit > 0,
+                        "rate_limit.classes.{name}: concurrent must be at least 1"
+                    );
+                    limits.insert(key, limit);
+                }
             }
         }
         Ok(InFlight {
@@ -61,15 +72,24 @@ impl InFlight {
     }
 
     /// Admits one request of `caller` in `class`: `Ok(None)` when the class
-    /// has no concurrency limit, `Err` (429) when the caller is at it.
+    /// has no concurrency limit, `Err` (429) when the caller, or all
+    /// callers of the class together, are at theirs.
     pub fn acquire(&self, class: &str, caller: &str) -> Result<Option<Permit>, Problem> {
-        let Some(&limit) = self.limits.get(class) else {
+        let wanted: Vec<(String, u32)> = [
+            (class.to_owned(), format!("{class}:{caller}")),
+            (shared_key(class), shared_key(class)),
+        ]
+        .into_iter()
+        .filter_map(|(limit_key, key)| Some((key, *self.limits.get(&limit_key)?)))
+        .collect();
+        if wanted.is_empty() {
             return Ok(None);
-        };
-        let key = format!("{class}:{caller}");
+        }
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(key.clone()).or_insert(0);
-        if *count >= limit {
+        if let Some((_, limit)) = wanted
+            .iter()
+            .find(|(key, limit)| counts.get(key).copied().unwrap_or(0) >= *limit)
+        {
             metrics::counter!("lamina_concurrency_limited_total", "class" => class.to_owned())
                 .increment(1);
             return Err(Problem::new(
@@ -78,9 +98,11 @@ impl InFlight {
             )
             .with_header(http::header::RETRY_AFTER, "1"));
         }
-        *count += 1;
+        for (key, _) in &wanted {
+            *counts.entry(key.clone()).or_insert(0) += 1;
+        }
         Ok(Some(Permit {
-            key,
+            keys: wanted.into_iter().map(|(key, _)| key).collect(),
             counts: self.counts.clone(),
         }))
     }

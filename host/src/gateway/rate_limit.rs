@@ -67,7 +67,7 @@ impl Default for RateLimitConfig {
 }
 
 /// `[rate_limit.classes.<name>]`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassConfig {
     /// Sustained requests per `per`.
@@ -81,6 +81,12 @@ pub struct ClassConfig {
     /// Requests of one caller in flight at once on this host (default: no limit).
     #[serde(default)]
     pub concurrent: Option<u32>,
+    /// `[rate_limit.classes.<name>.all_callers]`: limits every caller of the
+    /// class shares, on top of each one's own (e.g. anonymous logins, each
+    /// an argon2 hash, cannot occupy every core however many addresses
+    /// they come from).
+    #[serde(default)]
+    pub all_callers: Option<Box<ClassConfig>>,
 }
 
 /// A class in the units the algorithm uses.
@@ -190,6 +196,8 @@ return {1, next - now}
 /// The limiter shared by every request of this host.
 pub struct RateLimiter {
     classes: BTreeMap<String, Class>,
+    /// The `all_callers` budgets, by class.
+    shared: BTreeMap<String, Class>,
     memory: Buckets,
     redis: Option<RedisLimiter>,
 }
@@ -204,10 +212,19 @@ impl RateLimiter {
     /// Builds the limiter; Redis connects lazily (the host starts without it).
     pub fn new(config: &RateLimitConfig, breaker: BreakerConfig) -> anyhow::Result<RateLimiter> {
         let mut classes = BTreeMap::new();
+        let mut shared = BTreeMap::new();
         for (name, class) in &config.classes {
             let parsed =
                 Class::new(class).map_err(|e| anyhow::anyhow!("rate_limit.classes.{name}: {e}"))?;
             classes.insert(name.clone(), parsed);
+            if let Some(all) = &class.all_callers {
+                let key = format!("rate_limit.classes.{name}.all_callers");
+                anyhow::ensure!(all.all_callers.is_none(), "{key} cannot have all_callers");
+                shared.insert(
+                    name.clone(),
+                    Class::new(all).map_err(|e| anyhow::anyhow!("{key}: {e}"))?,
+                );
+            }
         }
         let redis = match config.kind {
             LimiterKind::Memory => None,
@@ -229,6 +246,7 @@ impl RateLimiter {
         };
         Ok(RateLimiter {
             classes,
+            shared,
             memory: Buckets::new(),
             redis,
         })
@@ -249,11 +267,32 @@ impl RateLimiter {
     }
 
     /// Checks one request of `caller` (e.g. `user:u1`, `ip:1.2.3.4`) in
-    /// `class`. `None` if the class is not configured.
+    /// `class`: against the caller's own budget, then the one all callers
+    /// of the class share (if any). `None` if the class is not configured.
     pub async fn check(&self, class: &str, caller: &str) -> Option<Decision> {
         let limits = *self.classes.get(class)?;
-        let key = format!("{class}:{caller}");
-        let decision = match &self.redis {
+        let mut decision = self
+            .decide(class, format!("{class}:{caller}"), limits)
+            .await;
+        if decision.allowed
+            && let Some(shared) = self.shared.get(class)
+        {
+            let all = self.decide(class, format!("{class}:*"), *shared).await;
+            if !all.allowed {
+                decision = all;
+            }
+        }
+        if !decision.allowed {
+            metrics::counter!("lamina_rate_limited_total", "class" => class.to_owned())
+                .increment(1);
+        }
+        Some(decision)
+    }
+
+    /// One bucket's decision, in Redis when configured (else, or when it
+    /// fails, in process).
+    async fn decide(&self, class: &str, key: String, limits: Class) -> Decision {
+        match &self.redis {
             Some(redis) => match redis.check(&key, limits).await {
                 Ok(decision) => decision,
                 Err(failure) => {
@@ -265,20 +304,11 @@ impl RateLimiter {
                         );
                     }
                     metrics::counter!("lamina_rate_limit_fallback_total").increment(1);
-                    self.check_memory(key, limits)
+                    self.memory.check(class, key, limits, now_micros())
                 }
             },
-            None => self.check_memory(key, limits),
-        };
-        if !decision.allowed {
-            metrics::counter!("lamina_rate_limited_total", "class" => class.to_owned())
-                .increment(1);
+            None => self.memory.check(class, key, limits, now_micros()),
         }
-        Some(decision)
-    }
-
-    fn check_memory(&self, key: String, class: Class) -> Decision {
-        self.memory.check(key, class, now_micros())
     }
 }
 
@@ -286,6 +316,9 @@ impl RateLimiter {
 /// other. A key whose TAT has passed means the same as no key (a full
 /// bucket), so each shard drops such keys now and then: memory follows the
 /// callers active within one burst window, not every caller ever seen.
+/// A shard full of live keys never forgets one (that would hand its
+/// caller a fresh burst): new callers then share one overflow bucket per
+/// class until room frees up.
 struct Buckets {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
@@ -295,6 +328,8 @@ struct Buckets {
 struct Shard {
     tats: HashMap<String, u64>,
     checks: u32,
+    /// When it last dropped its expired keys (µs since the epoch).
+    swept_at: u64,
 }
 
 /// Shards of [`Buckets`] (a power of two).
@@ -303,6 +338,9 @@ const SHARDS: usize = 64;
 const SHARD_CAPACITY: usize = 1 << 14;
 /// Checks on a shard between two sweeps of its expired keys.
 const SWEEP_EVERY: u32 = 1024;
+/// Least time between two sweeps of a full shard (a sweep walks every
+/// key; under a flood it would otherwise run on every check).
+const FULL_SWEEP_INTERVAL: u64 = 1_000_000;
 
 impl Buckets {
     fn new() -> Self {
@@ -312,20 +350,23 @@ impl Buckets {
         }
     }
 
-    fn check(&self, key: String, class: Class, now: u64) -> Decision {
+    fn check(&self, class_name: &str, key: String, class: Class, now: u64) -> Decision {
         let index = self.hasher.hash_one(&key) as usize & (SHARDS - 1);
         let mut shard = self.shards[index].lock().expect("rate limit shard");
         shard.checks = shard.checks.wrapping_add(1);
-        if shard.checks.is_multiple_of(SWEEP_EVERY) || shard.tats.len() >= SHARD_CAPACITY {
+        let full = shard.tats.len() >= SHARD_CAPACITY;
+        if shard.checks.is_multiple_of(SWEEP_EVERY)
+            || (full && now.saturating_sub(shard.swept_at) >= FULL_SWEEP_INTERVAL)
+        {
             shard.tats.retain(|_, tat| *tat > now);
+            shard.swept_at = now;
         }
-        if shard.tats.len() >= SHARD_CAPACITY && !shard.tats.contains_key(&key) {
-            // Flooded with live keys (many addresses): forget an arbitrary
-            // one, which at worst gives that caller a fresh burst.
-            if let Some(victim) = shard.tats.keys().next().cloned() {
-                shard.tats.remove(&victim);
-            }
-        }
+        let key = if shard.tats.len() >= SHARD_CAPACITY && !shard.tats.contains_key(&key) {
+            metrics::counter!("lamina_rate_limit_overflow_total").increment(1);
+            format!("{class_name}:~overflow")
+        } else {
+            key
+        };
         let tat = shard.tats.get(&key).copied().unwrap_or(now).max(now);
         let next = tat + class.interval;
         if next - now > class.tolerance() {
@@ -364,6 +405,7 @@ mod tests {
                     per,
                     burst,
                     concurrent: None,
+                    all_callers: None,
                 },
             )]),
             ..RateLimitConfig::default()
@@ -390,6 +432,55 @@ mod tests {
             "keys are independent"
         );
         assert!(limiter.check("missing", "ip:1").await.is_none());
+    }
+
+    #[test]
+    fn a_full_shard_never_forgets_a_live_caller() {
+        let buckets = Buckets::new();
+        let class = Class::new(&ClassConfig {
+            requests: 1,
+            per: Duration::from_secs(3600),
+            burst: None,
+            concurrent: None,
+            all_callers: None,
+        })
+        .unwrap();
+        let now = now_micros();
+        assert!(buckets.check("c", "c:victim".into(), class, now).allowed);
+        // A flood of new callers fills every shard and beyond.
+        for n in 0..(2 * SHARDS * SHARD_CAPACITY) {
+            buckets.check("c", format!("c:flood{n}"), class, now);
+        }
+        assert!(
+            !buckets.check("c", "c:victim".into(), class, now).allowed,
+            "the victim's spent bucket was forgotten"
+        );
+        // Newcomers share the overflow bucket, already spent by the flood.
+        assert!(!buckets.check("c", "c:newcomer".into(), class, now).allowed);
+    }
+
+    #[tokio::test]
+    async fn all_callers_share_the_class_budget() {
+        let mut config = RateLimitConfig::default();
+        config.classes.insert(
+            "login".into(),
+            toml::from_str(
+                "requests = 100\nper = \"1m\"\n[all_callers]\nrequests = 3\nper = \"1m\"\n",
+            )
+            .unwrap(),
+        );
+        let limiter = RateLimiter::new(&config, BreakerConfig::default()).unwrap();
+        for n in 0..3 {
+            assert!(
+                limiter
+                    .check("login", &format!("ip:{n}"))
+                    .await
+                    .unwrap()
+                    .allowed
+            );
+        }
+        let refused = limiter.check("login", "ip:new").await.unwrap();
+        assert!(!refused.allowed && refused.retry_after > Duration::ZERO);
     }
 
     #[tokio::test]

@@ -17,9 +17,10 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::body::{HostBody, json};
 use crate::capabilities::tokens::{AuthMethod, Identity};
+use crate::gateway::client_ip;
 use crate::gateway::concurrency::Guarded;
 use crate::problem::Problem;
-use crate::router::RoutePattern;
+use crate::router::{PathMatch, RoutePattern, Routed};
 
 /// Headers through which a component learns how it was routed. Clients
 /// cannot set them: any client-sent `spin-*` header is removed first.
@@ -112,28 +113,40 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// `/ready`: 200 when every backend answers, else 503 naming the failures.
+/// `/ready`: 200 when every backend answers, else 503. It names no
+/// backend and no error (the public needs no map of the deployment); the
+/// admin listener's `/ready` does ([`readiness`]).
 async fn ready(app: &App) -> Response<HostBody> {
-    let checks = app.capabilities().readiness().await;
-    let failing: Vec<String> = checks
-        .iter()
-        .filter_map(|(name, probe)| probe.as_ref().err().map(|why| format!("{name}: {why}")))
-        .collect();
-    if failing.is_empty() {
-        let names: Vec<&str> = checks.iter().map(|(name, _)| name.as_str()).collect();
-        json(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "ready", "checks": names }),
-        )
+    let (ready, _) = readiness(app).await;
+    if ready {
+        json(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
     } else {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}", failing.join("; ")),
-        )
-        .with_header(http::header::RETRY_AFTER, "5")
-        .with_instance("/ready")
-        .into_response()
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not ready")
+            .with_header(http::header::RETRY_AFTER, "5")
+            .with_instance("/ready")
+            .into_response()
     }
+}
+
+/// Probes every backend: whether all answer, and a JSON report naming each
+/// check and, for a failing one, why.
+pub async fn readiness(app: &App) -> (bool, serde_json::Value) {
+    let checks = app.capabilities().readiness().await;
+    let ready = checks.iter().all(|(_, probe)| probe.is_ok());
+    let report: serde_json::Map<String, serde_json::Value> = checks
+        .into_iter()
+        .map(|(name, probe)| {
+            let state = match probe {
+                Ok(()) => serde_json::json!("ok"),
+                Err(why) => serde_json::json!({ "error": why }),
+            };
+            (name, state)
+        })
+        .collect();
+    (
+        ready,
+        serde_json::json!({ "status": if ready { "ready" } else { "not ready" }, "checks": report }),
+    )
 }
 
 /// Routes, applies the gateway, runs the component. Returns the response
@@ -144,11 +157,25 @@ async fn dispatch(
     peer: SocketAddr,
     path: &str,
 ) -> (Response<HostBody>, String) {
-    let Some(matched) = app.route(path) else {
-        let response = Problem::new(StatusCode::NOT_FOUND, format!("no route matches {path}"))
+    let matched = match app.route(request.method(), path) {
+        Routed::Found(matched) => matched,
+        Routed::MethodNotAllowed(allow) => {
+            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+            let response = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} is not allowed on {path}", request.method()),
+            )
+            .with_header(http::header::ALLOW, allow.join(", "))
             .with_instance(path)
             .into_response();
-        return (response, "-".to_owned());
+            return (response, "-".to_owned());
+        }
+        Routed::NotFound => {
+            let response = Problem::new(StatusCode::NOT_FOUND, format!("no route matches {path}"))
+                .with_instance(path)
+                .into_response();
+            return (response, "-".to_owned());
+        }
     };
     let route = matched.pattern.to_string();
     let target = matched.target.clone();
@@ -167,7 +194,7 @@ async fn dispatch(
     };
 
     let (mut parts, body) = request.into_parts();
-    let limit = app.max_body_size();
+    let limit = target.max_body_size;
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -184,7 +211,12 @@ async fn dispatch(
     }
     let identity = match app
         .authenticator()
-        .authorize(&mut parts.headers, target.auth, &target.roles)
+        .authorize(
+            &mut parts.headers,
+            target.auth,
+            target.credentials,
+            &target.roles,
+        )
         .await
     {
         Ok(identity) => identity,
@@ -196,11 +228,12 @@ async fn dispatch(
     // The caller's limits. Request rates: per API key (each key its own
     // budget), else per verified user, else per client address. Requests
     // in flight: per user, whichever credential they come with.
+    let client = app.client_address().of(&parts.headers, peer.ip());
     let (mut rate, mut permit) = (None, None);
     if let Some(class) = &target.rate_limit {
         let caller = match &identity {
             Some(identity) => format!("user:{}", identity.user_id),
-            None => format!("ip:{}", peer.ip()),
+            None => client_ip::rate_key(client),
         };
         let rate_key = match &identity {
             Some(Identity {
@@ -237,12 +270,13 @@ async fn dispatch(
         .into_response();
         return (response, route);
     }
+    let client = SocketAddr::new(client, if client == peer.ip() { peer.port() } else { 0 });
     set_routing_headers(
         &mut parts.headers,
         matched.pattern,
-        matched.path_info,
+        &matched.path,
         &parts.uri,
-        peer,
+        client,
     );
     // A body streamed past the limit (no or a false Content-Length) ends
     // with a body-size error inside the component.
@@ -288,12 +322,14 @@ async fn dispatch(
     (response, route)
 }
 
+/// Spin's routing headers; `client` is the client's address (behind a
+/// trusted proxy, the one it forwarded).
 fn set_routing_headers(
     headers: &mut HeaderMap,
     pattern: &RoutePattern,
-    path_info: &str,
+    matched: &PathMatch<'_>,
     uri: &http::Uri,
-    peer: SocketAddr,
+    client: SocketAddr,
 ) {
     let forged: Vec<HeaderName> = headers
         .keys()
@@ -309,24 +345,31 @@ fn set_routing_headers(
         .unwrap_or("localhost")
         .to_owned();
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let component_route = match pattern {
-        RoutePattern::Exact(route) => route.clone(),
-        RoutePattern::Prefix(prefix) => prefix.clone(),
-    };
     let values = [
         (
             spin_headers::FULL_URL,
             format!("http://{host}{path_and_query}"),
         ),
-        (spin_headers::PATH_INFO, path_info.to_owned()),
+        (spin_headers::PATH_INFO, matched.path_info.to_owned()),
         (spin_headers::MATCHED_ROUTE, pattern.to_string()),
         (spin_headers::RAW_COMPONENT_ROUTE, pattern.to_string()),
-        (spin_headers::COMPONENT_ROUTE, component_route),
+        (spin_headers::COMPONENT_ROUTE, pattern.base()),
         (spin_headers::BASE_PATH, "/".to_owned()),
-        (spin_headers::CLIENT_ADDR, peer.to_string()),
+        (spin_headers::CLIENT_ADDR, client.to_string()),
     ];
     for (name, value) in values {
         if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    // Spin's `spin-path-match-<name>` for each `:name` segment.
+    for (name, value) in &matched.params {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(
+                format!("spin-path-match-{}", name.to_ascii_lowercase()).as_bytes(),
+            ),
+            HeaderValue::from_str(value),
+        ) {
             headers.insert(name, value);
         }
     }

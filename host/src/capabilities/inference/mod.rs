@@ -13,6 +13,7 @@
 //! `lamina models` CLI.
 
 pub mod batcher;
+pub mod egress;
 pub mod embed;
 pub mod engine;
 pub mod gguf;
@@ -34,6 +35,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use wasmtime::component::Resource;
 
 use self::batcher::{DoneReason, Event, Stats};
+use self::egress::Egress;
 use self::engine::{Engine, Lease, LoadedInfo};
 use self::pulls::{PullState, PullStatus, Pulls};
 use self::sampling::RawOptions;
@@ -70,10 +72,15 @@ pub struct InferenceConfig {
     /// Memory budget for loaded model weights; the least recently used idle
     /// model is unloaded to make room.
     pub max_loaded_size: ByteSize,
-    /// Hosts components may pull models from: `*` (any, the default), a
-    /// host name, or `*.example.com` for its subdomains. `lamina models
-    /// pull` is not limited.
+    /// Hosts components may pull models from by URL: `*` (any), a host
+    /// name, or `*.example.com` for its subdomains. None by default:
+    /// components pull registered sources only. `lamina models pull` is
+    /// not limited.
     pub pull_hosts: Vec<String>,
+    /// Non-public addresses (loopback, private, link-local) the host's
+    /// pulls may reach, such as an internal mirror: none by default, so a
+    /// pull cannot probe the host's network (see `egress`).
+    pub allowed_private_sources: Vec<std::net::IpAddr>,
     /// Models that can be pulled by name alone (`ollama pull NAME`, or a
     /// component's `pull-model` without a source): `name:tag` → where its
     /// GGUF is and its SHA-256. Chosen by the operator, so `pull_hosts`
@@ -101,7 +108,8 @@ impl Default for InferenceConfig {
             batch: 512,
             keep_alive: Duration::from_secs(300),
             max_loaded_size: ByteSize::mib(8 << 10),
-            pull_hosts: vec!["*".to_owned()],
+            pull_hosts: Vec::new(),
+            allowed_private_sources: Vec::new(),
             sources: BTreeMap::new(),
         }
     }
@@ -184,8 +192,9 @@ impl InferenceConfig {
         Ok((registered.url.clone(), Some(expected)))
     }
 
-    /// Whether a component may pull from `url` (an http(s) URL).
+    /// Whether a component may pull from `url` (an http(s) URL, any case).
     pub fn may_pull_from(&self, url: &str) -> Result<(), InferenceError> {
+        // The URL parser lower-cases the scheme.
         let parsed = reqwest::Url::parse(url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"));
@@ -244,10 +253,11 @@ pub struct Inference {
 }
 
 impl Inference {
-    /// Opens the store in `models_dir`; nothing is loaded until used.
-    /// Must run inside the Tokio runtime (it starts the unload task).
-    pub fn open(config: &InferenceConfig, models_dir: PathBuf) -> Inference {
-        let store = ModelStore::new(models_dir.clone());
+    /// Opens the store in `models_dir`, pulling under `egress`; nothing
+    /// is loaded until used. Must run inside the Tokio runtime (it starts
+    /// the unload task).
+    pub fn open(config: &InferenceConfig, models_dir: PathBuf, egress: Egress) -> Inference {
+        let store = ModelStore::new(models_dir.clone(), egress);
         Inference {
             pulls: Pulls::new(store.clone(), &models_dir),
             store,
@@ -839,6 +849,11 @@ impl wit::Host for CapabilityView<'_> {
         // Host paths are for the operator's CLI; a component names a URL,
         // or a name the operator registered a source for.
         let inference = &self.ctx.shared.inference;
+        if source.is_some() && sha256.is_none() {
+            return Ok(Err(wit::Error::Invalid(
+                "a pull from a URL needs the file's sha256".to_owned(),
+            )));
+        }
         let (source, sha256) = match inference.config.pull_source(&name, source, sha256) {
             Ok(found) => found,
             Err(e) => return Ok(Err(e.into())),

@@ -121,6 +121,7 @@ impl Pulls {
                 "the source must be a path or URL of at most 4096 bytes".to_owned(),
             ));
         }
+        self.store.check_source(source)?;
         let mut pulls = self.pulls.lock().expect("pulls lock");
         pulls.retain(|_, (_, status)| {
             status
@@ -402,9 +403,10 @@ fn job_id(path: &Path, extension: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capabilities::inference::egress::Egress;
 
     fn pulls(dir: &Path) -> Arc<Pulls> {
-        Pulls::new(ModelStore::new(dir.to_owned()), dir)
+        Pulls::new(ModelStore::new(dir.to_owned(), Egress::unrestricted()), dir)
     }
 
     /// A fresh directory, removed when dropped.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::InferenceError;
+use super::egress::{self, Egress};
 use super::gguf;
 
 /// Largest model file the store accepts.
@@ -60,14 +61,26 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct ModelStore {
     dir: PathBuf,
+    /// Where its downloads may connect.
+    egress: Egress,
 }
 
 type Manifest = BTreeMap<String, ModelEntry>;
 
 impl ModelStore {
-    /// The store in `dir` (created on first install).
-    pub fn new(dir: PathBuf) -> Self {
-        ModelStore { dir }
+    /// The store in `dir` (created on first install), downloading where
+    /// `egress` allows.
+    pub fn new(dir: PathBuf, egress: Egress) -> Self {
+        ModelStore { dir, egress }
+    }
+
+    /// Checks a source before a pull of it is accepted: a URL must be one
+    /// the store may download from (paths are the operator's CLI's).
+    pub fn check_source(&self, source: &str) -> Result<(), InferenceError> {
+        if source.contains("://") {
+            self.egress.check(source)?;
+        }
+        Ok(())
     }
 
     /// The file of an installed model.
@@ -114,8 +127,10 @@ impl ModelStore {
         let name = canonical_name(name)?;
         let expected = sha256.map(check_sha256).transpose()?;
         let mut sink = Sink::open(partial.to_owned(), progress).await?;
-        if source.starts_with("http://") || source.starts_with("https://") {
-            download(source, &mut sink).await?;
+        let scheme = source.split_once("://").map(|(scheme, _)| scheme);
+        if scheme.is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"))
+        {
+            download(source, &self.egress, &mut sink).await?;
         } else {
             copy_local(source, &mut sink).await?;
         }
@@ -356,16 +371,26 @@ fn too_large() -> InferenceError {
     InferenceError::Invalid(format!("the model is larger than {MAX_MODEL_SIZE} bytes"))
 }
 
-async fn download<P: FnMut(Progress)>(url: &str, sink: &mut Sink<P>) -> Result<(), InferenceError> {
+/// Fetches `url` into `sink` where `egress` allows. Why a connection
+/// failed (refused, timed out, a name that does not resolve) is logged,
+/// not returned: the caller may be a user probing what the host can reach.
+async fn download<P: FnMut(Progress)>(
+    url: &str,
+    egress: &Egress,
+    sink: &mut Sink<P>,
+) -> Result<(), InferenceError> {
     use futures::StreamExt;
     use reqwest::StatusCode;
     use reqwest::header::{CONTENT_RANGE, RANGE};
-    let unreachable = |e: reqwest::Error| InferenceError::Unavailable(format!("{url}: {e}"));
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .read_timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(unreachable)?;
+    let unreachable = |e: reqwest::Error| {
+        if egress::is_refusal(&e) {
+            return InferenceError::Invalid(egress::Refused.to_string());
+        }
+        tracing::warn!("downloading {url} failed: {e:?}");
+        InferenceError::Unavailable(format!("could not download {url}"))
+    };
+    egress.check(url)?;
+    let client = egress.client()?;
     let mut request = client.get(url);
     if sink.completed > 0 {
         request = request.header(RANGE, format!("bytes={}-", sink.completed));

@@ -210,7 +210,7 @@ impl Store {
         result.map_err(|e| self.fail("set", e))
     }
 
-    async fn delete(&self, key: &str) -> Result<bool, wit::Error> {
+    pub(crate) async fn delete(&self, key: &str) -> Result<bool, wit::Error> {
         Store::check_key(key)?;
         let result = match &self.backend {
             Backend::Memory(m) => Ok(m.delete(key)),

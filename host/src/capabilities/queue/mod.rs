@@ -1,6 +1,6 @@
 //! The `queue` capability: durable topics with at-least-once delivery,
 //! retries with exponential backoff and a dead-letter list, on a SQL table
-//! (default; the `default` database) or Redis Streams.
+//! (default; in the host's own database) or Redis Streams.
 //!
 //! Components publish through WIT; the queue trigger
 //! (`crate::trigger::queue`) claims messages and calls the consuming
@@ -31,7 +31,8 @@ pub struct QueueConfig {
     /// `sql` (default) or `redis`.
     #[serde(rename = "type")]
     pub kind: QueueKind,
-    /// SQL backend: the database holding the queue table.
+    /// SQL backend: the database holding the queue table (host-only, never
+    /// granted to a component).
     pub database: String,
     /// Redis backend: `redis://host:port/db`.
     pub url: Option<String>,
@@ -78,7 +79,7 @@ impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             kind: QueueKind::Sql,
-            database: "default".into(),
+            database: crate::capabilities::sql::HOST_DATABASE.into(),
             url: None,
             key_prefix: "lamina:queue:".into(),
             visibility_timeout: Duration::from_secs(30),

@@ -9,7 +9,7 @@
 mod postgres;
 mod sqlite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -115,6 +115,32 @@ fn default_acquire_timeout() -> Duration {
 }
 
 impl DatabaseConfig {
+    /// Where the data lives (a SQLite file, or a PostgreSQL server and
+    /// schema): two names at one location are one database.
+    fn location(&self, name: &str, data_dir: &Path) -> String {
+        match self {
+            DatabaseConfig::Sqlite(c) => {
+                let file = data_dir.join(
+                    c.path
+                        .clone()
+                        .unwrap_or_else(|| format!("{name}.db").into()),
+                );
+                format!(
+                    "sqlite:{}",
+                    std::path::absolute(&file).unwrap_or(file).display()
+                )
+            }
+            DatabaseConfig::Postgres(c) => {
+                let url = c.url.split('?').next().unwrap_or_default();
+                let server = url.rsplit_once('@').map_or(url, |(_, server)| server);
+                format!(
+                    "postgres:{server}:{}",
+                    c.schema.as_deref().unwrap_or("(search_path)")
+                )
+            }
+        }
+    }
+
     /// The embedded default: `<data dir>/<name>.db`.
     pub fn embedded() -> Self {
         DatabaseConfig::Sqlite(SqliteConfig {
@@ -133,6 +159,14 @@ type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Argument
 /// decode (`sqlite.rs`, `postgres.rs`). Running statements, limits and error
 /// classification are shared ([`query`], [`execute`]).
 pub trait Backend: sqlx::Database {
+    /// The statement that starts a transaction.
+    const BEGIN: &'static str;
+    /// How a statement on `connection` is stopped once it overruns the
+    /// statement timeout: SQLite is interrupted from here; PostgreSQL's
+    /// server stops it by itself.
+    fn interrupter(
+        connection: &mut Self::Connection,
+    ) -> impl Future<Output = Result<Interrupter, sqlx::Error>> + Send;
     /// Binds `params` to `$1`, `$2`, ... in order.
     fn bind(query: Query<'_, Self>, params: Vec<wit::Value>)
     -> Result<Query<'_, Self>, wit::Error>;
@@ -140,6 +174,28 @@ pub trait Backend: sqlx::Database {
     fn decode(row: &Self::Row) -> Result<wit::Row, wit::Error>;
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// Stops the statement running on one connection; see
+/// [`Backend::interrupter`].
+pub struct Interrupter(Option<Box<dyn Fn() + Send + Sync>>);
+
+impl Interrupter {
+    fn new(stop: impl Fn() + Send + Sync + 'static) -> Self {
+        Interrupter(Some(Box::new(stop)))
+    }
+
+    /// Nothing to do here (the server stops the statement, or there is
+    /// no statement to stop).
+    fn none() -> Self {
+        Interrupter(None)
+    }
+
+    fn interrupt(&self) {
+        if let Some(stop) = &self.0 {
+            stop();
+        }
+    }
 }
 
 /// A connection pool with its limits, and for a remote database its
@@ -162,7 +218,8 @@ impl<DB: sqlx::Database> Clone for Pool<DB> {
 
 impl<DB: sqlx::Database> Pool<DB> {
     /// Runs `call` through the breaker: refused at once while it is open,
-    /// and an `unavailable` result counts as a failure.
+    /// and an `unavailable` result counts as a failure (a statement timeout
+    /// does not: a slow query says nothing about the server being down).
     async fn guarded<T>(
         &self,
         call: impl Future<Output = Result<T, wit::Error>>,
@@ -194,13 +251,51 @@ where
         statement: &str,
         params: Vec<wit::Value>,
     ) -> Result<wit::Rows, wit::Error> {
-        self.guarded(query(&self.pool, statement, params, self.limits))
+        self.guarded(async {
+            let mut connection = self.pool.acquire().await.map_err(classify)?;
+            let interrupter = DB::interrupter(&mut connection).await.map_err(classify)?;
+            query(
+                &mut *connection,
+                statement,
+                params,
+                self.limits,
+                &interrupter,
+            )
             .await
+        })
+        .await
     }
 
     async fn execute(&self, statement: &str, params: Vec<wit::Value>) -> Result<u64, wit::Error> {
-        self.guarded(execute(&self.pool, statement, params, self.limits))
+        self.guarded(async {
+            let mut connection = self.pool.acquire().await.map_err(classify)?;
+            let interrupter = DB::interrupter(&mut connection).await.map_err(classify)?;
+            execute(
+                &mut *connection,
+                statement,
+                params,
+                self.limits,
+                &interrupter,
+            )
             .await
+        })
+        .await
+    }
+
+    /// Starts a transaction (through the breaker), with what stops its
+    /// statements past the timeout.
+    async fn begin(&self) -> Result<(sqlx::Transaction<'static, DB>, Interrupter), wit::Error> {
+        self.guarded(async {
+            let mut tx = with_timeout(
+                self.limits.statement_timeout,
+                &Interrupter::none(),
+                self.pool.begin_with(DB::BEGIN),
+            )
+            .await?;
+            let interrupter = DB::interrupter(&mut tx).await.map_err(classify)?;
+            Ok((tx, interrupter))
+        })
+        .await
     }
 
     /// Runs `migrator`; returns how many migrations were new.
@@ -231,6 +326,7 @@ async fn query<'c, DB, E>(
     statement: &str,
     params: Vec<wit::Value>,
     limits: Limits,
+    interrupter: &Interrupter,
 ) -> Result<wit::Rows, wit::Error>
 where
     DB: Backend,
@@ -239,7 +335,7 @@ where
 {
     let query = DB::bind(sqlx::query(AssertSqlSafe(statement.to_owned())), params)?;
     let rows = collect_rows(query.fetch(executor), limits.max_rows, DB::decode);
-    with_timeout(limits.statement_timeout, rows).await?
+    with_timeout(limits.statement_timeout, interrupter, rows).await?
 }
 
 /// Runs a statement on any executor of a backend; returns the rows it changed.
@@ -248,6 +344,7 @@ async fn execute<'c, DB, E>(
     statement: &str,
     params: Vec<wit::Value>,
     limits: Limits,
+    interrupter: &Interrupter,
 ) -> Result<u64, wit::Error>
 where
     DB: Backend,
@@ -255,9 +352,13 @@ where
     E: sqlx::Executor<'c, Database = DB>,
 {
     let query = DB::bind(sqlx::query(AssertSqlSafe(statement.to_owned())), params)?;
-    with_timeout(limits.statement_timeout, query.execute(executor))
-        .await
-        .map(|done| DB::rows_affected(&done))
+    with_timeout(
+        limits.statement_timeout,
+        interrupter,
+        query.execute(executor),
+    )
+    .await
+    .map(|done| DB::rows_affected(&done))
 }
 
 /// One open database (a connection pool).
@@ -329,6 +430,64 @@ impl Database {
         Ok(applied)
     }
 
+    /// Moves the host table `table` (keyed by `id`) from this database to
+    /// `to`, then drops it here: for state that lived in `default` before
+    /// the host database existed. Idempotent (rows already at `to` stay);
+    /// returns the rows moved, `None` if there was no such table here.
+    pub async fn move_table_to(&self, to: &Database, table: &str) -> anyhow::Result<Option<u64>> {
+        const PAGE: usize = 500;
+        let exists = match self {
+            Database::Sqlite(_) => {
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Database::Postgres(_) => {
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let found = self
+            .query(exists, vec![wit::Value::Text(table.to_owned())])
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        if !matches!(found.rows.first().and_then(|r| r.first()), Some(wit::Value::Int(n)) if *n > 0)
+        {
+            return Ok(None);
+        }
+        let mut moved = 0;
+        for page in 0.. {
+            let rows = self
+                .query(
+                    &format!(
+                        "SELECT * FROM {table} ORDER BY id LIMIT {PAGE} OFFSET {}",
+                        page * PAGE
+                    ),
+                    vec![],
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("reading {table}: {e:?}"))?;
+            let placeholders: Vec<String> =
+                (1..=rows.columns.len()).map(|i| format!("${i}")).collect();
+            let insert = format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+                rows.columns.join(", "),
+                placeholders.join(", ")
+            );
+            let count = rows.rows.len();
+            for row in rows.rows {
+                moved += to
+                    .execute(&insert, row)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("writing {table}: {e:?}"))?;
+            }
+            if count < PAGE {
+                break;
+            }
+        }
+        self.execute(&format!("DROP TABLE {table}"), vec![])
+            .await
+            .map_err(|e| anyhow::anyhow!("dropping the old {table}: {e:?}"))?;
+        Ok(Some(moved))
+    }
+
     /// Runs a statement; returns the rows it changed.
     pub async fn execute(
         &self,
@@ -354,24 +513,46 @@ impl Database {
     }
 }
 
-/// The configured databases by name.
+/// The database holding the host's own state (API keys, the SQL queue)
+/// unless runtime-config names another: no component may be granted it.
+pub const HOST_DATABASE: &str = "host";
+
+/// The open databases by name, and which of them are the host's alone.
 #[derive(Clone, Default)]
 pub struct Databases {
     by_name: BTreeMap<String, Database>,
+    host_only: BTreeSet<String>,
 }
 
 impl Databases {
-    /// Opens every configured database; `default` always exists (the
-    /// embedded SQLite file unless configured otherwise).
+    /// Opens every configured database, plus `default` and the
+    /// `host_only` ones if they are not configured, as the embedded SQLite
+    /// file `<data dir>/<name>.db`. A host-only database must not share its
+    /// location with any other: that would hand its tables to components.
     pub async fn open(
         configs: &BTreeMap<String, DatabaseConfig>,
+        host_only: &BTreeSet<String>,
         data_dir: &Path,
         breaker: BreakerConfig,
     ) -> anyhow::Result<Self> {
-        let mut by_name = BTreeMap::new();
         let mut all = configs.clone();
-        all.entry("default".to_string())
-            .or_insert_with(DatabaseConfig::embedded);
+        for name in host_only.iter().chain([&"default".to_owned()]) {
+            all.entry(name.clone())
+                .or_insert_with(DatabaseConfig::embedded);
+        }
+        for host in host_only {
+            let location = all[host].location(host, data_dir);
+            if let Some(other) = all
+                .iter()
+                .find(|(name, c)| *name != host && c.location(name, data_dir) == location)
+            {
+                anyhow::bail!(
+                    "databases `{host}` and `{}` are the same database ({location}); `{host}` holds the host's own state and needs a location of its own",
+                    other.0
+                );
+            }
+        }
+        let mut by_name = BTreeMap::new();
         for (name, config) in &all {
             let db = Database::open(name, config, data_dir, breaker)
                 .await
@@ -379,7 +560,10 @@ impl Databases {
             tracing::info!(database = %name, backend = db.dialect_name(), "database ready");
             by_name.insert(name.clone(), db);
         }
-        Ok(Databases { by_name })
+        Ok(Databases {
+            by_name,
+            host_only: host_only.clone(),
+        })
     }
 
     /// The database `name`, if configured.
@@ -390,6 +574,28 @@ impl Databases {
     /// Names of the configured databases.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
+    }
+
+    /// Whether `name` holds the host's own state (never granted).
+    pub fn is_host_only(&self, name: &str) -> bool {
+        self.host_only.contains(name)
+    }
+
+    /// Applies each application database's pending migrations from
+    /// `dir/<database>/<dialect>/`; returns how many were applied.
+    pub async fn migrate(&self, dir: &Path) -> anyhow::Result<usize> {
+        let mut applied = 0;
+        for (name, db) in &self.by_name {
+            if self.is_host_only(name) {
+                continue;
+            }
+            let new = db.migrate(&dir.join(name)).await?;
+            if new > 0 {
+                tracing::info!(database = %name, applied = new, "migrations applied");
+            }
+            applied += new;
+        }
+        Ok(applied)
     }
 }
 
@@ -403,6 +609,8 @@ pub struct Connection {
 pub struct Transaction {
     inner: Option<TransactionInner>,
     limits: Limits,
+    /// Stops a statement of this transaction past the timeout.
+    interrupter: Interrupter,
 }
 
 /// Per-database limits on what one statement may cost.
@@ -436,10 +644,18 @@ fn check_input(statement: &str, params: &[wit::Value]) -> Result<(), wit::Error>
     Ok(())
 }
 
+/// PostgreSQL's `query_canceled`: what the server answers when it stops a
+/// statement at its `statement_timeout`.
+const PG_QUERY_CANCELED: &str = "57014";
+
 /// Maps a sqlx error to the WIT error a guest can act on.
 fn classify(error: sqlx::Error) -> wit::Error {
     use sqlx::error::ErrorKind;
     match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(PG_QUERY_CANCELED) => {
+            metrics::counter!("lamina_sql_timeouts_total").increment(1);
+            wit::Error::Timeout(db.message().to_string())
+        }
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();
             match db.kind() {
@@ -464,16 +680,22 @@ fn classify(error: sqlx::Error) -> wit::Error {
     }
 }
 
-/// Runs `future` under the statement timeout.
+/// Runs `future` under the statement timeout; past it, the statement is
+/// stopped with `interrupter`.
 async fn with_timeout<T>(
     timeout: Duration,
+    interrupter: &Interrupter,
     future: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, wit::Error> {
     match tokio::time::timeout(timeout, future).await {
         Ok(result) => result.map_err(classify),
-        Err(_) => Err(wit::Error::Unavailable(format!(
-            "statement did not finish within {timeout:?}"
-        ))),
+        Err(_) => {
+            interrupter.interrupt();
+            metrics::counter!("lamina_sql_timeouts_total").increment(1);
+            Err(wit::Error::Timeout(format!(
+                "the statement did not finish within {timeout:?} and was stopped"
+            )))
+        }
     }
 }
 
@@ -562,25 +784,20 @@ impl wit::HostConnection for CapabilityView<'_> {
         this: Resource<Connection>,
     ) -> wasmtime::Result<Result<Resource<Transaction>, wit::Error>> {
         let db = self.table.get(&this)?.db.clone();
-        let (inner, limits) = match &db {
-            Database::Sqlite(pool) => (
-                pool.guarded(pool.begin())
-                    .await
-                    .map(TransactionInner::Sqlite),
-                pool.limits,
-            ),
-            Database::Postgres(pool) => (
-                pool.guarded(pool.begin())
-                    .await
-                    .map(TransactionInner::Postgres),
-                pool.limits,
-            ),
+        let begun = match &db {
+            Database::Sqlite(pool) => pool.begin().await.map(|(tx, interrupter)| Transaction {
+                inner: Some(TransactionInner::Sqlite(tx)),
+                limits: pool.limits,
+                interrupter,
+            }),
+            Database::Postgres(pool) => pool.begin().await.map(|(tx, interrupter)| Transaction {
+                inner: Some(TransactionInner::Postgres(tx)),
+                limits: pool.limits,
+                interrupter,
+            }),
         };
-        Ok(match inner {
-            Ok(inner) => Ok(self.table.push(Transaction {
-                inner: Some(inner),
-                limits,
-            })?),
+        Ok(match begun {
+            Ok(transaction) => Ok(self.table.push(transaction)?),
             Err(e) => Err(e),
         })
     }
@@ -606,14 +823,14 @@ impl wit::HostTransaction for CapabilityView<'_> {
             return Ok(Err(e));
         }
         let tx = self.table.get_mut(&this)?;
-        let limits = tx.limits;
+        let (limits, interrupter) = (tx.limits, &tx.interrupter);
         Ok(match tx.inner.as_mut() {
             None => Err(finished()),
             Some(TransactionInner::Sqlite(tx)) => {
-                query(&mut **tx, &statement, params, limits).await
+                query(&mut **tx, &statement, params, limits, interrupter).await
             }
             Some(TransactionInner::Postgres(tx)) => {
-                query(&mut **tx, &statement, params, limits).await
+                query(&mut **tx, &statement, params, limits, interrupter).await
             }
         })
     }
@@ -628,14 +845,14 @@ impl wit::HostTransaction for CapabilityView<'_> {
             return Ok(Err(e));
         }
         let tx = self.table.get_mut(&this)?;
-        let limits = tx.limits;
+        let (limits, interrupter) = (tx.limits, &tx.interrupter);
         Ok(match tx.inner.as_mut() {
             None => Err(finished()),
             Some(TransactionInner::Sqlite(tx)) => {
-                execute(&mut **tx, &statement, params, limits).await
+                execute(&mut **tx, &statement, params, limits, interrupter).await
             }
             Some(TransactionInner::Postgres(tx)) => {
-                execute(&mut **tx, &statement, params, limits).await
+                execute(&mut **tx, &statement, params, limits, interrupter).await
             }
         })
     }

@@ -7,13 +7,22 @@ use sqlx::postgres::{
 use sqlx::{AssertSqlSafe, Column, Postgres, Row, TypeInfo, ValueRef};
 
 use super::Breaker;
-use super::{Backend, Pool, PostgresConfig, Query, classify, wit, with_timeout};
+use super::{Backend, Interrupter, Pool, PostgresConfig, Query, classify, wit};
+
+/// How long past `statement_timeout` the host waits for the server to stop
+/// a statement before it gives up on the connection itself.
+const CLIENT_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Pool<Postgres> {
     /// Connects to `config.url`; with a `schema`, creates it if missing and
-    /// makes it the `search_path` of every connection.
+    /// makes it the `search_path` of every connection. The server stops a
+    /// statement past `statement_timeout` itself (its `statement_timeout`
+    /// setting on every connection), so an abandoned query does not keep
+    /// running there.
     pub async fn open(config: &PostgresConfig, breaker: Breaker) -> anyhow::Result<Pool<Postgres>> {
         let mut options: PgConnectOptions = config.url.parse()?;
+        let server_timeout = config.statement_timeout.as_millis().max(1).to_string();
+        let mut settings = vec![("statement_timeout", server_timeout)];
         if let Some(schema) = &config.schema {
             anyhow::ensure!(
                 !schema.is_empty()
@@ -29,22 +38,21 @@ impl Pool<Postgres> {
             .execute(&setup)
             .await?;
             setup.close().await;
-            options = options.options([("search_path", schema.as_str())]);
+            settings.push(("search_path", schema.clone()));
         }
+        options = options.options(settings);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options)
             .await?;
+        let mut limits = config.limits();
+        limits.statement_timeout += CLIENT_BACKSTOP;
         Ok(Pool {
             pool,
-            limits: config.limits(),
+            limits,
             breaker: Some(breaker),
         })
-    }
-
-    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>, wit::Error> {
-        with_timeout(self.limits.statement_timeout, self.pool.begin()).await
     }
 }
 
@@ -68,6 +76,13 @@ impl sqlx::Encode<'_, Postgres> for UntypedNull {
 }
 
 impl Backend for Postgres {
+    const BEGIN: &'static str = "BEGIN";
+
+    /// The server stops statements itself (`statement_timeout`).
+    async fn interrupter(_: &mut sqlx::PgConnection) -> Result<Interrupter, sqlx::Error> {
+        Ok(Interrupter::none())
+    }
+
     fn bind(
         mut query: Query<'_, Postgres>,
         params: Vec<wit::Value>,

@@ -223,6 +223,29 @@ impl ApiKeys {
         }))
     }
 
+    /// Gives every key of `subject` its current username and roles; the
+    /// lookups this host cached are dropped (other hosts' within
+    /// `api_key_cache_ttl`).
+    pub async fn update_subject(
+        &self,
+        subject: &str,
+        username: Option<&str>,
+        roles: &[String],
+    ) -> Result<(), SqlError> {
+        self.db
+            .execute(
+                "UPDATE lamina_api_keys SET username = $1, roles = $2 WHERE subject = $3",
+                vec![
+                    username.map_or(Value::Null, text),
+                    Value::Text(roles.join(",")),
+                    text(subject),
+                ],
+            )
+            .await?;
+        self.cache.invalidate_all();
+        Ok(())
+    }
+
     /// Looks up a presented key (cached). `Err` is why it is refused.
     pub async fn verify(&self, credential: &str) -> Result<Identity, ApiKeyRejection> {
         if !well_formed(credential) {

@@ -50,7 +50,8 @@ pub struct AuthConfig {
     /// `[auth.revocations]`: where the revocation list lives (in-process by
     /// default; Redis so every host shares it).
     pub revocations: StoreConfig,
-    /// The database holding API keys (`lamina_api_keys`).
+    /// The database holding API keys (`lamina_api_keys`): host-only, never
+    /// granted to a component.
     pub api_key_database: String,
     /// How long an API key lookup is cached.
     #[serde(with = "humantime_serde")]
@@ -81,7 +82,7 @@ impl Default for AuthConfig {
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),
             max_api_key_ttl: Duration::from_secs(366 * 24 * 3600),
             revocations: StoreConfig::embedded(),
-            api_key_database: "default".into(),
+            api_key_database: crate::capabilities::sql::HOST_DATABASE.into(),
             api_key_cache_ttl: Duration::from_secs(30),
         }
     }
@@ -341,6 +342,15 @@ fn check_subject(subject: &wit::Subject) -> Result<(), wit::Error> {
     Ok(())
 }
 
+fn check_subject_id(id: &str) -> Result<(), wit::Error> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(wit::Error::Invalid(format!(
+            "subject ids are 1 to {MAX_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn check_ttl(ttl_seconds: u64, max: Duration) -> Result<Duration, wit::Error> {
     if ttl_seconds == 0 || ttl_seconds > max.as_secs() {
         return Err(wit::Error::Invalid(format!(
@@ -465,16 +475,68 @@ impl wit::Host for CapabilityView<'_> {
             Ok(tokens) => tokens,
             Err(e) => return Ok(Err(e)),
         };
-        if subject_id.is_empty() || subject_id.len() > MAX_ID_BYTES {
-            return Ok(Err(wit::Error::Invalid(format!(
-                "subject ids are 1 to {MAX_ID_BYTES} bytes"
-            ))));
+        if let Err(e) = check_subject_id(&subject_id) {
+            return Ok(Err(e));
         }
         Ok(tokens
             .revocations
             .revoke_subject(&subject_id)
             .await
             .map_err(kv_unavailable))
+    }
+
+    async fn disable_subject(
+        &mut self,
+        subject_id: String,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let tokens = match self.tokens() {
+            Ok(tokens) => tokens,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = check_subject_id(&subject_id) {
+            return Ok(Err(e));
+        }
+        Ok(tokens
+            .revocations
+            .disable_subject(&subject_id)
+            .await
+            .map_err(kv_unavailable))
+    }
+
+    async fn enable_subject(
+        &mut self,
+        subject_id: String,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let tokens = match self.tokens() {
+            Ok(tokens) => tokens,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = check_subject_id(&subject_id) {
+            return Ok(Err(e));
+        }
+        Ok(tokens
+            .revocations
+            .enable_subject(&subject_id)
+            .await
+            .map_err(kv_unavailable))
+    }
+
+    async fn update_subject(
+        &mut self,
+        subject: wit::Subject,
+    ) -> wasmtime::Result<Result<(), wit::Error>> {
+        let tokens = match self.tokens() {
+            Ok(tokens) => tokens,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = check_subject(&subject) {
+            return Ok(Err(e));
+        }
+        Ok(tokens
+            .api_keys
+            .update_subject(&subject.id, subject.username.as_deref(), &subject.roles)
+            .await
+            .map_err(sql_error))
     }
 
     async fn create_api_key(

@@ -1,6 +1,6 @@
--- Accounts, sessions, password resets and the root folders of the auth
--- service; the outbox's mailbox and audit log. Times are seconds since the
--- Unix epoch.
+-- The auth service's database: accounts, sessions, password resets and
+-- email confirmations. Only the auth component is granted it. Times are
+-- seconds since the Unix epoch.
 CREATE TABLE auth_users (
     id TEXT PRIMARY KEY,
     username TEXT NOT NULL,
@@ -14,18 +14,11 @@ CREATE TABLE auth_users (
     active BOOLEAN NOT NULL DEFAULT TRUE,
     locked_until BIGINT,
     deleted_at BIGINT,
+    -- when the current address was confirmed (components/auth/src/confirmations.rs)
+    email_confirmed_at BIGINT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-
-CREATE TABLE folders (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES auth_users (id),
-    parent_id TEXT REFERENCES folders (id),
-    name TEXT NOT NULL,
-    created_at BIGINT NOT NULL
-);
-CREATE INDEX folders_user ON folders (user_id);
 
 -- One row per login: the family of refresh tokens rotated from it. A
 -- refresh locks this row, so a revocation never misses a token issued
@@ -55,13 +48,17 @@ CREATE INDEX auth_refresh_tokens_session ON auth_refresh_tokens (session_id);
 CREATE INDEX auth_refresh_tokens_user ON auth_refresh_tokens (user_id);
 CREATE INDEX auth_refresh_tokens_access ON auth_refresh_tokens (access_token_id);
 
--- Attempts per login name (known or not, so a lockout tells nothing),
--- counted before the password is checked.
+-- Attempts per login name (known or not, so a delay tells nothing), per
+-- current-password check and per client address, counted before the
+-- password is checked (components/auth/src/lockout.rs).
 CREATE TABLE auth_login_failures (
     login_key TEXT PRIMARY KEY,
     failures BIGINT NOT NULL,
     window_ends BIGINT NOT NULL,
-    locked_until BIGINT
+    -- the current delay's end
+    locked_until BIGINT,
+    -- delays in a row: the next one is twice as long
+    locks BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE auth_password_resets (
@@ -71,29 +68,21 @@ CREATE TABLE auth_password_resets (
     used_at BIGINT
 );
 
--- Mail handed to `email.send`, keyed by queue message id (a redelivery is
--- not a second mail).
-CREATE TABLE outbox_mail (
-    id TEXT PRIMARY KEY,
-    recipient TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+-- Single-use email confirmation links.
+CREATE TABLE auth_email_confirmations (
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES auth_users (id),
+    -- the address the link was sent to: it confirms only that one
+    email TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
 );
-CREATE INDEX outbox_mail_recipient ON outbox_mail (recipient);
+CREATE INDEX auth_email_confirmations_user ON auth_email_confirmations (user_id);
+CREATE INDEX auth_email_confirmations_expires ON auth_email_confirmations (expires_at);
 
--- Queue messages whose mail the SMTP server took (a redelivery is not
--- sent twice).
-CREATE TABLE outbox_sent (
-    id TEXT PRIMARY KEY,
-    sent_at BIGINT NOT NULL
-);
-
-CREATE TABLE outbox_audit (
-    id TEXT PRIMARY KEY,
-    event TEXT NOT NULL,
-    user_id TEXT,
-    detail TEXT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE INDEX outbox_audit_at ON outbox_audit (at);
+-- What the auth service's sweep (components/auth/src/sweep.rs) looks up:
+-- rows past their use, found without scanning the live ones.
+CREATE INDEX auth_refresh_tokens_expires ON auth_refresh_tokens (expires_at);
+CREATE INDEX auth_sessions_last_used ON auth_sessions (last_used_at);
+CREATE INDEX auth_password_resets_expires ON auth_password_resets (expires_at);
+CREATE INDEX auth_login_failures_window ON auth_login_failures (window_ends);
