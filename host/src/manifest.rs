@@ -196,7 +196,8 @@ struct RawHttpRoute {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueTrigger {
-    /// The topic consumed.
+    /// The topic subscribed to (other components may subscribe too: each
+    /// gets every message).
     pub topic: String,
     /// Component id; it must export `lamina:platform/queue-handler`.
     pub component: String,
@@ -392,6 +393,17 @@ impl Manifest {
                     "max_requests and max_concurrent must be at least 1",
                 ));
             }
+            if let Some(topic) = component
+                .queues
+                .iter()
+                .find(|t| !crate::capabilities::queue::valid_topic(t))
+            {
+                return Err(ManifestError::new(
+                    path,
+                    key("queues"),
+                    format!("`{topic}`: topics are 1 to 128 letters, digits, '.', '_' or '-'"),
+                ));
+            }
             if component.memory_limit.is_some_and(|m| m.bytes() < 1 << 20) {
                 return Err(ManifestError::new(
                     path,
@@ -422,11 +434,11 @@ impl Manifest {
         }
         for (index, trigger) in raw.trigger.queue.iter().enumerate() {
             let key = |field: &str| format!("trigger.queue[{index}].{field}");
-            if trigger.topic.is_empty() || trigger.topic.len() > 128 {
+            if !crate::capabilities::queue::valid_topic(&trigger.topic) {
                 return Err(ManifestError::new(
                     path,
                     key("topic"),
-                    "topics are 1 to 128 bytes",
+                    "topics are 1 to 128 letters, digits, '.', '_' or '-'",
                 ));
             }
             if !raw.component.contains_key(&trigger.component) {
@@ -450,16 +462,18 @@ impl Manifest {
                     "must be greater than zero",
                 ));
             }
+            // Several components may subscribe to one topic (each gets
+            // every message), each once.
             if let Some(earlier) = raw.trigger.queue[..index]
                 .iter()
-                .position(|t| t.topic == trigger.topic)
+                .position(|t| t.topic == trigger.topic && t.component == trigger.component)
             {
                 return Err(ManifestError::new(
                     path,
                     key("topic"),
                     format!(
-                        "topic `{}` is already consumed by trigger.queue[{earlier}]",
-                        trigger.topic
+                        "component `{}` already subscribes to `{}` (trigger.queue[{earlier}])",
+                        trigger.component, trigger.topic
                     ),
                 ));
             }
@@ -715,6 +729,33 @@ mod tests {
             err.contains("trigger.queue[0].component: unknown component `b`"),
             "{err}"
         );
+        let trigger = |component: &str| {
+            format!("[[trigger.queue]]\ntopic = \"jobs\"\ncomponent = \"{component}\"\n")
+        };
+        let components = "[component.a]\nsource = \"a.wasm\"\n[component.b]\nsource = \"b.wasm\"\n";
+        let fan_out = parse(&format!(
+            "{HEADER}{}{}{components}",
+            trigger("a"),
+            trigger("b")
+        ))
+        .unwrap();
+        assert_eq!(
+            fan_out.queue_triggers.len(),
+            2,
+            "two subscribers of one topic"
+        );
+        let err = parse(&format!(
+            "{HEADER}{}{}{components}",
+            trigger("a"),
+            trigger("a")
+        ))
+        .unwrap_err();
+        assert!(err.contains("already subscribes to `jobs`"), "{err}");
+        let err = parse(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\nqueues = [\"a:b\"]\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("component.a.queues"), "{err}");
     }
 
     #[test]

@@ -596,6 +596,87 @@ async fn queue_contract(world: &World, sql: Sql, kv: Kv, queue: Queue) {
     expect_problem(missing, 404).await;
 }
 
+/// A second subscriber of `jobs`: the fixture again, its rows prefixed.
+const SECOND_SUBSCRIBER: &str = r#"
+[[trigger.queue]]
+topic = "jobs"
+component = "second"
+
+[component.second]
+source = "{capabilities}"
+databases = ["default"]
+environment = { SUBSCRIBER = "second:" }
+"#;
+
+/// Two components subscribed to one topic each handle every message
+/// once, with retries of their own; what was published while the topic
+/// had no subscriber reaches both once they start.
+async fn fan_out_contract(world: &World, sql: Sql, queue: Queue) {
+    let config = world.config(sql, Kv::Memory, queue);
+    let unsubscribed = MANIFEST.replace(
+        "[[trigger.queue]]\ntopic = \"jobs\"\ncomponent = \"caps\"\nconcurrency = 2\n",
+        "",
+    );
+    assert_ne!(unsubscribed, MANIFEST);
+    let early = {
+        let host = Host::start(
+            HostOptions::manifest(&unsubscribed)
+                .with_fixture_migrations()
+                .data_dir(world.data.path())
+                .runtime_config(&config)
+                .env("LAMINA_VAR_API_KEY", API_KEY),
+        );
+        publish(&host, "", json!({"action": "ok"})).await
+    };
+    let host = Host::start(
+        HostOptions::manifest(&format!("{MANIFEST}{SECOND_SUBSCRIBER}"))
+            .with_fixture_migrations()
+            .data_dir(world.data.path())
+            .runtime_config(&config)
+            .env("LAMINA_VAR_API_KEY", API_KEY),
+    );
+    let wait = Duration::from_secs(20);
+    let mut ids = vec![early];
+    for _ in 0..5 {
+        ids.push(publish(&host, "", json!({"action": "ok"})).await);
+    }
+    let once = publish(&host, "key=fan-out-once", json!({"action": "ok"})).await;
+    assert_eq!(
+        once,
+        publish(&host, "key=fan-out-once", json!({"action": "ok"})).await
+    );
+    ids.push(once);
+    let flaky = publish(&host, "", json!({"action": "fail", "until": 2})).await;
+    ids.push(flaky.clone());
+    for id in &ids {
+        for key in [id.clone(), format!("second:{id}")] {
+            wait_for_count(&host, EFFECTS, json!([key]), 1, wait).await;
+        }
+    }
+    // Each subscriber retried the flaky message on its own: two each.
+    for key in [flaky.clone(), format!("second:{flaky}")] {
+        assert_eq!(count(&host, DELIVERIES, json!([key])).await, 2);
+    }
+    // Nothing handled twice, nothing left over.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&host, "SELECT count(*) FROM effects", json!([])).await,
+        2 * ids.len() as i64
+    );
+}
+
+#[tokio::test]
+async fn fan_out_on_a_sql_table() {
+    let world = World::new();
+    fan_out_contract(&world, Sql::Sqlite, Queue::Sql).await;
+}
+
+#[tokio::test]
+async fn fan_out_on_redis_streams() {
+    let world = World::new();
+    fan_out_contract(&world, Sql::Postgres, Queue::Redis).await;
+}
+
 #[tokio::test]
 async fn queue_on_a_sqlite_table() {
     let world = World::new();

@@ -104,7 +104,14 @@ impl Capabilities {
         let sql = open_databases(config, manifest).await?;
         sql.migrate(&manifest.dir.join("migrations")).await?;
         let kv = kv::Stores::open(&config.key_value_stores, breaker)?;
-        let queue = queue::Queue::open(&config.queue, &sql, breaker).await?;
+        let mut subscriptions = queue::Subscriptions::new();
+        for trigger in &manifest.queue_triggers {
+            subscriptions
+                .entry(trigger.topic.clone())
+                .or_default()
+                .push(trigger.component.clone());
+        }
+        let queue = queue::Queue::open(&config.queue, &sql, breaker, subscriptions).await?;
         let tokens =
             tokens::Tokens::open(&config.auth, &config.data.dir, jwt_secret, &sql, breaker).await?;
         adopt_legacy_host_tables(&sql, config).await?;

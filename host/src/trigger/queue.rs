@@ -1,6 +1,7 @@
 //! The queue trigger: for each `[[trigger.queue]]`, `concurrency` consumer
-//! tasks claim messages of the topic and run them through the component's
-//! `queue-handler` export, each in a fresh instance.
+//! tasks claim the component's copies of the topic's messages and run them
+//! through its `queue-handler` export, each in a fresh instance. Several
+//! components may subscribe to one topic: each handles every message.
 //!
 //! A handler error, trap, deadline or timeout is a failed attempt: the
 //! message comes back after an exponential backoff, and after
@@ -10,6 +11,7 @@
 //! handler runs), and another consumer (or this host, restarted) gets
 //! the message again: delivery is at-least-once.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,24 +40,30 @@ impl Consumers {
 /// Starts the consumers of every queue trigger.
 pub async fn start(app: Arc<App>, stopped: watch::Receiver<bool>) -> anyhow::Result<Consumers> {
     let mut tasks = JoinSet::new();
-    for trigger in app.queue_triggers() {
+    let topics: BTreeSet<String> = app
+        .queue_triggers()
+        .iter()
+        .map(|t| t.topic.clone())
+        .collect();
+    for topic in &topics {
         app.capabilities()
             .queue
-            .subscribe(&trigger.topic)
+            .subscribe(topic)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot subscribe to topic `{}`: {e}", trigger.topic))?;
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to topic `{topic}`: {e}"))?;
+    }
+    for trigger in app.queue_triggers() {
         for _ in 0..trigger.concurrency {
             tasks.spawn(consume(app.clone(), trigger.clone(), stopped.clone()));
         }
         tracing::info!(topic = %trigger.topic, component = %trigger.component, concurrency = trigger.concurrency, "queue consumer started");
     }
-    let topics: Vec<String> = app
-        .queue_triggers()
-        .iter()
-        .map(|t| t.topic.clone())
-        .collect();
     if !topics.is_empty() {
-        tasks.spawn(sample_depth(app.clone(), topics, stopped));
+        tasks.spawn(sample_depth(
+            app.clone(),
+            topics.into_iter().collect(),
+            stopped,
+        ));
     }
     Ok(Consumers { tasks })
 }
@@ -89,7 +97,7 @@ async fn consume(app: Arc<App>, trigger: QueueTrigger, mut stopped: watch::Recei
     let queue = &app.capabilities().queue;
     let poll = queue.config().poll_interval;
     while !*stopped.borrow() {
-        let claimed = queue.claim(&trigger.topic).await;
+        let claimed = queue.claim(&trigger.topic, &trigger.component).await;
         match claimed {
             Ok(Some(delivery)) => {
                 handle(&app, &trigger, delivery).await;

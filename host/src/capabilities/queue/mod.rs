@@ -5,6 +5,13 @@
 //! Components publish through WIT; the queue trigger
 //! (`crate::trigger::queue`) claims messages and calls the consuming
 //! component's `queue-handler` export.
+//!
+//! A topic may have several subscribers (components with a
+//! `[[trigger.queue]]` for it): a publish stores one copy per subscriber,
+//! so each handles every message once, with retries and dead letters of
+//! its own. A message published while a topic has no subscriber waits
+//! unclaimed, and the subscribers a host starts with adopt it
+//! ([`Queue::subscribe`]).
 
 mod redis;
 mod sql;
@@ -23,6 +30,19 @@ use crate::units::ByteSize;
 const MAX_KEY_BYTES: usize = 256;
 /// Longest topic name.
 const MAX_TOPIC_BYTES: usize = 128;
+
+/// Topic → its subscribing components, in manifest order.
+pub type Subscriptions = std::collections::BTreeMap<String, Vec<String>>;
+
+/// Whether `topic` is a well-formed topic name: 1 to 128 letters, digits,
+/// `.`, `_` or `-` (so backends may use `:` and `@` as separators).
+pub fn valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_BYTES
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
 
 /// `[queue]` in runtime-config.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,10 +125,13 @@ impl QueueConfig {
 /// One claimed delivery of a message.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// Message id (stable across deliveries).
+    /// Message id (stable across deliveries, and the same for every
+    /// subscriber).
     pub id: String,
     /// Topic.
     pub topic: String,
+    /// The subscribing component this copy is for.
+    pub subscriber: String,
     /// Payload bytes.
     pub payload: Vec<u8>,
     /// 1 on the first delivery.
@@ -129,6 +152,8 @@ pub struct DeadLetter {
     pub id: String,
     /// Topic.
     pub topic: String,
+    /// The subscriber whose copy failed (empty: not yet adopted by one).
+    pub subscriber: String,
     /// Deliveries made.
     pub attempts: u32,
     /// The handler's last error.
@@ -171,6 +196,7 @@ pub struct Depth {
 pub struct Queue {
     backend: Backend,
     config: QueueConfig,
+    subscriptions: Subscriptions,
     /// Wakes this host's consumers when it publishes.
     published: Arc<Notify>,
 }
@@ -183,11 +209,13 @@ fn now_micros() -> i64 {
 }
 
 impl Queue {
-    /// Opens the configured backend (creating the SQL table if needed).
+    /// Opens the configured backend (creating the SQL table if needed);
+    /// publishes copy each message to the `subscriptions` of its topic.
     pub async fn open(
         config: &QueueConfig,
         databases: &super::sql::Databases,
         breaker: crate::breaker::BreakerConfig,
+        subscriptions: Subscriptions,
     ) -> anyhow::Result<Queue> {
         let backend = match config.kind {
             QueueKind::Sql => {
@@ -210,6 +238,7 @@ impl Queue {
         Ok(Queue {
             backend,
             config: config.clone(),
+            subscriptions,
             published: Arc::new(Notify::new()),
         })
     }
@@ -233,9 +262,9 @@ impl Queue {
         idempotency_key: Option<String>,
         delay: Option<Duration>,
     ) -> Result<String, QueueError> {
-        if topic.is_empty() || topic.len() > MAX_TOPIC_BYTES {
+        if !valid_topic(topic) {
             return Err(QueueError::Invalid(format!(
-                "topics are 1 to {MAX_TOPIC_BYTES} bytes"
+                "topics are 1 to {MAX_TOPIC_BYTES} letters, digits, '.', '_' or '-'"
             )));
         }
         if payload.len() as u64 > self.config.max_payload.bytes() {
@@ -253,13 +282,14 @@ impl Queue {
             )));
         }
         let visible_at = now_micros() + delay.map_or(0, |d| d.as_micros() as i64);
+        let subscribers = self.subscribers(topic);
         let id = match &self.backend {
             Backend::Sql(q) => {
-                q.publish(topic, payload, idempotency_key, visible_at)
+                q.publish(topic, subscribers, payload, idempotency_key, visible_at)
                     .await?
             }
             Backend::Redis(q) => {
-                q.publish(topic, payload, idempotency_key, visible_at)
+                q.publish(topic, subscribers, payload, idempotency_key, visible_at)
                     .await?
             }
         };
@@ -268,12 +298,22 @@ impl Queue {
         Ok(id)
     }
 
-    /// Claims the next due message of `topic`, if any; it stays invisible to
-    /// other consumers for the visibility timeout.
-    pub async fn claim(&self, topic: &str) -> Result<Option<Delivery>, QueueError> {
+    /// The subscribers of `topic` (none: a copy waits unclaimed).
+    fn subscribers(&self, topic: &str) -> &[String] {
+        self.subscriptions.get(topic).map_or(&[], Vec::as_slice)
+    }
+
+    /// Claims the next due message of `topic` for `subscriber`, if any; it
+    /// stays invisible to that subscriber's other consumers for the
+    /// visibility timeout.
+    pub async fn claim(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Option<Delivery>, QueueError> {
         match &self.backend {
-            Backend::Sql(q) => q.claim(topic).await,
-            Backend::Redis(q) => q.claim(topic).await,
+            Backend::Sql(q) => q.claim(topic, subscriber).await,
+            Backend::Redis(q) => q.claim(topic, subscriber).await,
         }
     }
 
@@ -312,7 +352,8 @@ impl Queue {
         now_micros() + self.config.backoff_after(delivery.attempt).as_micros() as i64
     }
 
-    /// Up to `limit` dead letters of `topic`, oldest first.
+    /// Up to `limit` dead letters of `topic` (every subscriber's), oldest
+    /// first.
     pub async fn dead_letters(
         &self,
         topic: &str,
@@ -320,16 +361,17 @@ impl Queue {
     ) -> Result<Vec<DeadLetter>, QueueError> {
         match &self.backend {
             Backend::Sql(q) => q.dead_letters(topic, limit).await,
-            Backend::Redis(q) => q.dead_letters(topic, limit).await,
+            Backend::Redis(q) => q.dead_letters(topic, self.subscribers(topic), limit).await,
         }
     }
 
-    /// Puts a dead letter back on its topic with a fresh attempt count.
-    /// Returns false if there is no such dead letter.
+    /// Puts a dead letter back on its topic with a fresh attempt count, for
+    /// each subscriber whose copy is dead. Returns false if there is no
+    /// such dead letter.
     pub async fn replay(&self, topic: &str, id: &str) -> Result<bool, QueueError> {
         let replayed = match &self.backend {
             Backend::Sql(q) => q.replay(topic, id).await?,
-            Backend::Redis(q) => q.replay(topic, id).await?,
+            Backend::Redis(q) => q.replay(topic, self.subscribers(topic), id).await?,
         };
         if replayed {
             self.published.notify_waiters();
@@ -342,7 +384,7 @@ impl Queue {
     pub async fn depth(&self, topic: &str) -> Result<Depth, QueueError> {
         match &self.backend {
             Backend::Sql(q) => q.depth(topic).await,
-            Backend::Redis(q) => q.depth(topic).await,
+            Backend::Redis(q) => q.depth(topic, self.subscribers(topic)).await,
         }
     }
 
@@ -355,11 +397,14 @@ impl Queue {
         .map_err(|e| e.to_string())
     }
 
-    /// Prepares consumption of `topic` (Redis: creates the consumer group).
+    /// Prepares consumption of `topic` by its subscribers (Redis: creates
+    /// their consumer groups), and hands each of them a copy of what was
+    /// published while the topic had none.
     pub async fn subscribe(&self, topic: &str) -> Result<(), QueueError> {
+        let subscribers = self.subscribers(topic);
         match &self.backend {
-            Backend::Sql(_) => Ok(()),
-            Backend::Redis(q) => q.subscribe(topic).await,
+            Backend::Sql(q) => q.subscribe(topic, subscribers).await,
+            Backend::Redis(q) => q.subscribe(topic, subscribers).await,
         }
     }
 }

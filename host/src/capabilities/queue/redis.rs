@@ -1,4 +1,6 @@
-//! Redis Streams queue. Per topic (all keys under `<key_prefix><topic>:`):
+//! Redis Streams queue. Each subscriber of a topic has a channel of its
+//! own, all keys under `<key_prefix><topic>:@<subscriber>:` (a topic without
+//! subscribers keeps its messages unclaimed under `<key_prefix><topic>:`):
 //!
 //! - `stream`: due messages, consumed by the consumer group `lamina`; every
 //!   host is one consumer, so each entry goes to one host. A host that dies
@@ -6,8 +8,12 @@
 //! - `delayed`: a sorted set of messages not yet due (delayed publishes and
 //!   retries), moved into the stream by a Lua script when due.
 //! - `dead`: a hash of dead letters by message id.
-//! - `idem:<key>`: idempotency markers (`SET NX`, expiring after the dedupe
-//!   window).
+//!
+//! A channel of its own per subscriber (rather than one stream read by a
+//! group per subscriber) lets each retry, dead-letter and delete its
+//! entries without touching the others'. Idempotency markers are per topic:
+//! `<key_prefix><topic>:idem:<key>` (`SET NX`, expiring after the dedupe
+//! window); a publish adds every subscriber's copy in one `MULTI`.
 
 use std::time::Duration;
 
@@ -36,6 +42,28 @@ for _, m in ipairs(due) do
   redis.call('ZREM', KEYS[1], m)
 end
 return #due
+";
+
+/// Copies a topic's unclaimed messages (stream `KEYS[1]`, delayed set
+/// `KEYS[2]`, dead letters `KEYS[3]` and their errors `KEYS[4]`) into each
+/// subscriber channel whose key prefix is in `ARGV`, then deletes them, in
+/// one atomic step (two hosts starting at once cannot both copy).
+const ADOPT: &str = r"
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  for i = 1, #ARGV do redis.call('XADD', ARGV[i] .. 'stream', '*', unpack(e[2])) end
+end
+local delayed = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for j = 1, #delayed, 2 do
+  for i = 1, #ARGV do redis.call('ZADD', ARGV[i] .. 'delayed', delayed[j + 1], delayed[j]) end
+end
+for k = 3, 4 do
+  local part = (k == 3) and 'dead' or 'dead-errors'
+  local all = redis.call('HGETALL', KEYS[k])
+  for j = 1, #all, 2 do
+    for i = 1, #ARGV do redis.call('HSET', ARGV[i] .. part, all[j], all[j + 1]) end
+  end
+end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 ";
 
 /// A message at rest (in the delayed set or the dead-letter hash).
@@ -99,6 +127,7 @@ pub struct RedisQueue {
     visibility: Duration,
     dedupe_window: Duration,
     move_due: redis::Script,
+    adopt: redis::Script,
 }
 
 impl RedisQueue {
@@ -114,11 +143,31 @@ impl RedisQueue {
             visibility: config.visibility_timeout,
             dedupe_window: config.dedupe_window,
             move_due: redis::Script::new(MOVE_DUE),
+            adopt: redis::Script::new(ADOPT),
         })
     }
 
-    fn key(&self, topic: &str, part: &str) -> String {
-        format!("{}{topic}:{part}", self.prefix)
+    /// Where the keys of `subscriber`'s channel of `topic` start (`""`: the
+    /// topic's unclaimed messages). Topics have no `:` and component ids
+    /// no `@`, so no two channels share a key.
+    fn channel(&self, topic: &str, subscriber: &str) -> String {
+        if subscriber.is_empty() {
+            format!("{}{topic}:", self.prefix)
+        } else {
+            format!("{}{topic}:@{subscriber}:", self.prefix)
+        }
+    }
+
+    fn key(&self, topic: &str, subscriber: &str, part: &str) -> String {
+        format!("{}{part}", self.channel(topic, subscriber))
+    }
+
+    /// Every channel of `topic`: its subscribers' and the unclaimed one.
+    fn channels<'s>(&self, subscribers: &'s [String]) -> impl Iterator<Item = &'s str> {
+        subscribers
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(""))
     }
 
     async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, QueueError> {
@@ -133,37 +182,58 @@ impl RedisQueue {
         self.run::<String>(&redis::cmd("PING")).await.map(drop)
     }
 
-    /// Creates the consumer group (from the start of the stream, so
-    /// messages published before any consumer existed are delivered).
-    pub async fn subscribe(&self, topic: &str) -> Result<(), QueueError> {
-        let created = self
-            .connection
-            .query::<()>(
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(self.key(topic, "stream"))
-                    .arg(GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM"),
-            )
-            .await;
-        match created {
-            Ok(()) => Ok(()),
-            Err(Failure::Refused(e)) if e.to_string().contains("BUSYGROUP") => Ok(()),
-            Err(e) => Err(error(e)),
+    /// Creates each subscriber's consumer group (from the start of its
+    /// stream), then moves what was published while the topic had no
+    /// subscriber into every subscriber's channel.
+    pub async fn subscribe(&self, topic: &str, subscribers: &[String]) -> Result<(), QueueError> {
+        for subscriber in subscribers {
+            let created = self
+                .connection
+                .query::<()>(
+                    redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(self.key(topic, subscriber, "stream"))
+                        .arg(GROUP)
+                        .arg("0")
+                        .arg("MKSTREAM"),
+                )
+                .await;
+            match created {
+                Ok(()) => {}
+                Err(Failure::Refused(e)) if e.to_string().contains("BUSYGROUP") => {}
+                Err(e) => return Err(error(e)),
+            }
         }
+        if subscribers.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.adopt.prepare_invoke();
+        for part in ["stream", "delayed", "dead", "dead-errors"] {
+            invocation.key(self.key(topic, "", part));
+        }
+        for subscriber in subscribers {
+            invocation.arg(self.channel(topic, subscriber));
+        }
+        self.connection
+            .invoke::<u64>(&invocation)
+            .await
+            .map(drop)
+            .map_err(error)
     }
 
+    /// Adds a copy for each of `subscribers` (none: an unclaimed one) in
+    /// one `MULTI`.
     pub async fn publish(
         &self,
         topic: &str,
+        subscribers: &[String],
         payload: Vec<u8>,
         key: Option<String>,
         visible_at: i64,
     ) -> Result<String, QueueError> {
         let id = uuid::Uuid::new_v4().to_string();
         if let Some(key) = &key {
-            let marker = self.key(topic, &format!("idem:{key}"));
+            let marker = self.key(topic, "", &format!("idem:{key}"));
             let (claimed, existing): (Option<String>, Option<String>) = self
                 .connection
                 .pipeline(
@@ -191,26 +261,41 @@ impl RedisQueue {
             key,
             payload,
         };
-        if visible_at > now_micros() {
-            self.run::<()>(
-                redis::cmd("ZADD")
-                    .arg(self.key(topic, "delayed"))
-                    .arg(visible_at / 1000)
-                    .arg(record.encode()),
-            )
-            .await?;
+        let unclaimed = [String::new()];
+        let copies = if subscribers.is_empty() {
+            &unclaimed[..]
         } else {
-            self.run::<()>(&xadd(&self.key(topic, "stream"), &record))
-                .await?;
+            subscribers
+        };
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for subscriber in copies {
+            if visible_at > now_micros() {
+                pipeline
+                    .cmd("ZADD")
+                    .arg(self.key(topic, subscriber, "delayed"))
+                    .arg(visible_at / 1000)
+                    .arg(record.encode())
+                    .ignore();
+            } else {
+                pipeline
+                    .add_command(xadd(&self.key(topic, subscriber, "stream"), &record))
+                    .ignore();
+            }
         }
+        self.run_pipeline(&pipeline).await?;
         Ok(id)
     }
 
-    pub async fn claim(&self, topic: &str) -> Result<Option<Delivery>, QueueError> {
-        let stream = self.key(topic, "stream");
+    pub async fn claim(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Option<Delivery>, QueueError> {
+        let stream = self.key(topic, subscriber, "stream");
         // Due delayed messages and retries join the stream first.
         {
-            let mut invocation = self.move_due.key(self.key(topic, "delayed"));
+            let mut invocation = self.move_due.key(self.key(topic, subscriber, "delayed"));
             invocation.key(&stream).arg(now_micros() / 1000);
             self.connection
                 .invoke::<u64>(&invocation)
@@ -260,6 +345,7 @@ impl RedisQueue {
         Ok(Some(Delivery {
             id: record.id,
             topic: topic.to_owned(),
+            subscriber: subscriber.to_owned(),
             payload: record.payload,
             attempt: record.attempt + 1,
             idempotency_key: record.key,
@@ -290,11 +376,16 @@ impl RedisQueue {
         self.run_pipeline(&Self::settle(stream, entry)).await
     }
 
+    /// The key of `part` in the channel `delivery` came from.
+    fn delivery_key(&self, delivery: &Delivery, part: &str) -> String {
+        self.key(&delivery.topic, &delivery.subscriber, part)
+    }
+
     /// `XCLAIM` to ourselves resets the entry's idle time.
     pub async fn extend(&self, delivery: &Delivery) -> Result<(), QueueError> {
         self.run::<redis::Value>(
             redis::cmd("XCLAIM")
-                .arg(self.key(&delivery.topic, "stream"))
+                .arg(self.delivery_key(delivery, "stream"))
                 .arg(GROUP)
                 .arg(&self.consumer)
                 .arg(0)
@@ -306,7 +397,7 @@ impl RedisQueue {
     }
 
     pub async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
-        self.remove(&self.key(&delivery.topic, "stream"), &delivery.receipt)
+        self.remove(&self.delivery_key(delivery, "stream"), &delivery.receipt)
             .await
     }
 
@@ -318,109 +409,131 @@ impl RedisQueue {
         _error: &str,
         at: i64,
     ) -> Result<(), QueueError> {
-        let mut pipeline = Self::settle(&self.key(&delivery.topic, "stream"), &delivery.receipt);
+        let mut pipeline = Self::settle(&self.delivery_key(delivery, "stream"), &delivery.receipt);
         pipeline
             .cmd("ZADD")
-            .arg(self.key(&delivery.topic, "delayed"))
+            .arg(self.delivery_key(delivery, "delayed"))
             .arg(at / 1000)
             .arg(record_of(delivery).encode())
             .ignore();
         self.run_pipeline(&pipeline).await
     }
 
-    /// Acknowledges the entry and files the message under the topic's dead
-    /// letters, in one MULTI.
+    /// Acknowledges the entry and files the message under the channel's
+    /// dead letters, in one MULTI.
     pub async fn dead_letter(&self, delivery: &Delivery, error: &str) -> Result<(), QueueError> {
-        let mut pipeline = Self::settle(&self.key(&delivery.topic, "stream"), &delivery.receipt);
+        let mut pipeline = Self::settle(&self.delivery_key(delivery, "stream"), &delivery.receipt);
         pipeline
             .cmd("HSET")
-            .arg(self.key(&delivery.topic, "dead"))
+            .arg(self.delivery_key(delivery, "dead"))
             .arg(&delivery.id)
             .arg(record_of(delivery).encode())
             .ignore()
             .cmd("HSET")
-            .arg(self.key(&delivery.topic, "dead-errors"))
+            .arg(self.delivery_key(delivery, "dead-errors"))
             .arg(&delivery.id)
             .arg(error)
             .ignore();
         self.run_pipeline(&pipeline).await
     }
 
-    /// Unacknowledged stream entries plus delayed ones; dead letters.
-    pub async fn depth(&self, topic: &str) -> Result<Depth, QueueError> {
-        let (stream, delayed, dead): (u64, u64, u64) = self
-            .connection
-            .pipeline(
-                redis::pipe()
-                    .cmd("XLEN")
-                    .arg(self.key(topic, "stream"))
-                    .cmd("ZCARD")
-                    .arg(self.key(topic, "delayed"))
-                    .cmd("HLEN")
-                    .arg(self.key(topic, "dead")),
-            )
-            .await
-            .map_err(error)?;
-        Ok(Depth {
-            waiting: stream + delayed,
-            dead,
-        })
+    /// Unacknowledged stream entries plus delayed ones; dead letters; over
+    /// every channel of the topic.
+    pub async fn depth(&self, topic: &str, subscribers: &[String]) -> Result<Depth, QueueError> {
+        let mut depth = Depth::default();
+        for subscriber in self.channels(subscribers) {
+            let (stream, delayed, dead): (u64, u64, u64) = self
+                .connection
+                .pipeline(
+                    redis::pipe()
+                        .cmd("XLEN")
+                        .arg(self.key(topic, subscriber, "stream"))
+                        .cmd("ZCARD")
+                        .arg(self.key(topic, subscriber, "delayed"))
+                        .cmd("HLEN")
+                        .arg(self.key(topic, subscriber, "dead")),
+                )
+                .await
+                .map_err(error)?;
+            depth.waiting += stream + delayed;
+            depth.dead += dead;
+        }
+        Ok(depth)
     }
 
     pub async fn dead_letters(
         &self,
         topic: &str,
+        subscribers: &[String],
         limit: usize,
     ) -> Result<Vec<DeadLetter>, QueueError> {
-        let all: Vec<(String, Vec<u8>)> = self
-            .run(redis::cmd("HGETALL").arg(self.key(topic, "dead")))
-            .await?;
-        let errors: std::collections::HashMap<String, String> = self
-            .run(redis::cmd("HGETALL").arg(self.key(topic, "dead-errors")))
-            .await?;
-        let mut letters: Vec<DeadLetter> = all
-            .into_iter()
-            .filter_map(|(_, bytes)| Record::decode(&bytes))
-            .map(|r| DeadLetter {
-                last_error: errors.get(&r.id).cloned().unwrap_or_default(),
-                id: r.id,
-                topic: topic.to_owned(),
-                attempts: r.attempt,
-                idempotency_key: r.key,
-                payload: String::from_utf8_lossy(&r.payload).into_owned(),
-                published_at: r.published_at,
-            })
-            .collect();
+        let mut letters = Vec::new();
+        for subscriber in self.channels(subscribers) {
+            let all: Vec<(String, Vec<u8>)> = self
+                .run(redis::cmd("HGETALL").arg(self.key(topic, subscriber, "dead")))
+                .await?;
+            let errors: std::collections::HashMap<String, String> = self
+                .run(redis::cmd("HGETALL").arg(self.key(topic, subscriber, "dead-errors")))
+                .await?;
+            letters.extend(
+                all.into_iter()
+                    .filter_map(|(_, bytes)| Record::decode(&bytes))
+                    .map(|r| DeadLetter {
+                        last_error: errors.get(&r.id).cloned().unwrap_or_default(),
+                        id: r.id,
+                        topic: topic.to_owned(),
+                        subscriber: subscriber.to_owned(),
+                        attempts: r.attempt,
+                        idempotency_key: r.key,
+                        payload: String::from_utf8_lossy(&r.payload).into_owned(),
+                        published_at: r.published_at,
+                    }),
+            );
+        }
         letters.sort_by_key(|l| l.published_at);
         letters.truncate(limit);
         Ok(letters)
     }
 
-    pub async fn replay(&self, topic: &str, id: &str) -> Result<bool, QueueError> {
-        let bytes: Option<Vec<u8>> = self
-            .run(redis::cmd("HGET").arg(self.key(topic, "dead")).arg(id))
-            .await?;
-        let Some(mut record) = bytes.as_deref().and_then(Record::decode) else {
-            return Ok(false);
-        };
-        record.attempt = 0;
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        pipeline
-            .add_command(xadd(&self.key(topic, "stream"), &record))
-            .ignore();
-        pipeline
-            .cmd("HDEL")
-            .arg(self.key(topic, "dead"))
-            .arg(id)
-            .ignore();
-        pipeline
-            .cmd("HDEL")
-            .arg(self.key(topic, "dead-errors"))
-            .arg(id)
-            .ignore();
-        self.run_pipeline(&pipeline).await?;
-        Ok(true)
+    /// Puts the dead copies of message `id` back on their channels.
+    pub async fn replay(
+        &self,
+        topic: &str,
+        subscribers: &[String],
+        id: &str,
+    ) -> Result<bool, QueueError> {
+        let mut replayed = false;
+        for subscriber in self.channels(subscribers) {
+            let bytes: Option<Vec<u8>> = self
+                .run(
+                    redis::cmd("HGET")
+                        .arg(self.key(topic, subscriber, "dead"))
+                        .arg(id),
+                )
+                .await?;
+            let Some(mut record) = bytes.as_deref().and_then(Record::decode) else {
+                continue;
+            };
+            record.attempt = 0;
+            let mut pipeline = redis::pipe();
+            pipeline.atomic();
+            pipeline
+                .add_command(xadd(&self.key(topic, subscriber, "stream"), &record))
+                .ignore();
+            pipeline
+                .cmd("HDEL")
+                .arg(self.key(topic, subscriber, "dead"))
+                .arg(id)
+                .ignore();
+            pipeline
+                .cmd("HDEL")
+                .arg(self.key(topic, subscriber, "dead-errors"))
+                .arg(id)
+                .ignore();
+            self.run_pipeline(&pipeline).await?;
+            replayed = true;
+        }
+        Ok(replayed)
     }
 }
 

@@ -1,8 +1,10 @@
-//! Durable SQL-table queue. One row per message; a claim is an `UPDATE`
-//! that moves `visible_at` past the visibility timeout and stamps a lease,
-//! so a crashed consumer's message becomes due again by itself. Handled
-//! messages stay (without payload) for the dedupe window so their
-//! idempotency keys keep deduplicating.
+//! Durable SQL-table queue. One row per message and subscriber (a topic
+//! nobody subscribes to yet keeps one row for subscriber `''`, adopted by
+//! the subscribers later); a claim is an `UPDATE` that moves `visible_at`
+//! past the visibility timeout and stamps a lease, so a crashed consumer's
+//! message becomes due again by itself. Handled messages stay (without
+//! payload) for the dedupe window so their idempotency keys keep
+//! deduplicating.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -14,7 +16,8 @@ use crate::capabilities::sql::Database;
 /// Host-internal schema, created at start-up (not an application migration).
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS lamina_queue_messages (
-        id TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        subscriber TEXT NOT NULL DEFAULT '',
         topic TEXT NOT NULL,
         payload {blob} NOT NULL,
         idempotency_key TEXT,
@@ -23,12 +26,13 @@ const SCHEMA: &[&str] = &[
         visible_at BIGINT NOT NULL,
         published_at BIGINT NOT NULL,
         lease TEXT,
-        last_error TEXT
+        last_error TEXT,
+        PRIMARY KEY (id, subscriber)
     )",
     "CREATE UNIQUE INDEX IF NOT EXISTS lamina_queue_messages_idempotency
-        ON lamina_queue_messages (topic, idempotency_key)",
+        ON lamina_queue_messages (topic, subscriber, idempotency_key)",
     "CREATE INDEX IF NOT EXISTS lamina_queue_messages_due
-        ON lamina_queue_messages (topic, state, visible_at)",
+        ON lamina_queue_messages (topic, subscriber, state, visible_at)",
     "CREATE INDEX IF NOT EXISTS lamina_queue_messages_state
         ON lamina_queue_messages (state, visible_at)",
 ];
@@ -105,41 +109,58 @@ impl SqlQueue {
             .map_err(unavailable)
     }
 
+    /// Stores one copy for each of `subscribers` (none: one unclaimed
+    /// copy), in one statement.
     pub async fn publish(
         &self,
         topic: &str,
+        subscribers: &[String],
         payload: Vec<u8>,
         key: Option<String>,
         visible_at: i64,
     ) -> Result<String, QueueError> {
         self.purge_expired_keys().await?;
         let id = uuid::Uuid::new_v4().to_string();
+        let unclaimed = [String::new()];
+        let copies = if subscribers.is_empty() {
+            &unclaimed[..]
+        } else {
+            subscribers
+        };
+        let rows: Vec<String> = (0..copies.len())
+            .map(|n| format!("($1, ${}, $2, $3, $4, 'ready', 0, $5, $6)", n + 7))
+            .collect();
+        let mut params = vec![
+            text(&id),
+            text(topic),
+            Value::Blob(payload),
+            key.as_deref().map_or(Value::Null, text),
+            Value::Int(visible_at),
+            Value::Int(now_micros()),
+        ];
+        params.extend(copies.iter().map(|s| text(s)));
         let inserted = self
             .db
             .execute(
-                "INSERT INTO lamina_queue_messages
-                    (id, topic, payload, idempotency_key, state, attempts, visible_at, published_at)
-                 VALUES ($1, $2, $3, $4, 'ready', 0, $5, $6)
-                 ON CONFLICT (topic, idempotency_key) DO NOTHING",
-                vec![
-                    text(&id),
-                    text(topic),
-                    Value::Blob(payload),
-                    key.as_deref().map_or(Value::Null, text),
-                    Value::Int(visible_at),
-                    Value::Int(now_micros()),
-                ],
+                &format!(
+                    "INSERT INTO lamina_queue_messages
+                        (id, subscriber, topic, payload, idempotency_key, state, attempts, visible_at, published_at)
+                     VALUES {}
+                     ON CONFLICT (topic, subscriber, idempotency_key) DO NOTHING",
+                    rows.join(", ")
+                ),
+                params,
             )
             .await
             .map_err(unavailable)?;
-        if inserted == 1 {
+        if inserted > 0 {
             return Ok(id);
         }
         // Same idempotency key within the window: the first message stands.
         let rows = self
             .db
             .query(
-                "SELECT id FROM lamina_queue_messages WHERE topic = $1 AND idempotency_key = $2",
+                "SELECT id FROM lamina_queue_messages WHERE topic = $1 AND idempotency_key = $2 LIMIT 1",
                 vec![text(topic), key.as_deref().map_or(Value::Null, text)],
             )
             .await
@@ -174,14 +195,51 @@ impl SqlQueue {
         Ok(())
     }
 
-    pub async fn claim(&self, topic: &str) -> Result<Option<Delivery>, QueueError> {
+    /// Copies what was published while `topic` had no subscriber to each
+    /// of `subscribers`, then drops the unclaimed rows. Idempotent, so a
+    /// host that stops half-way finishes on its next start.
+    pub async fn subscribe(&self, topic: &str, subscribers: &[String]) -> Result<(), QueueError> {
+        if subscribers.is_empty() {
+            return Ok(());
+        }
+        for subscriber in subscribers {
+            self.db
+                .execute(
+                    "INSERT INTO lamina_queue_messages
+                        (id, subscriber, topic, payload, idempotency_key, state, attempts,
+                         visible_at, published_at, lease, last_error)
+                     SELECT id, $2, topic, payload, idempotency_key, state, attempts,
+                            visible_at, published_at, NULL, last_error
+                       FROM lamina_queue_messages WHERE topic = $1 AND subscriber = ''
+                     ON CONFLICT DO NOTHING",
+                    vec![text(topic), text(subscriber)],
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        self.db
+            .execute(
+                "DELETE FROM lamina_queue_messages WHERE topic = $1 AND subscriber = ''",
+                vec![text(topic)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub async fn claim(
+        &self,
+        topic: &str,
+        subscriber: &str,
+    ) -> Result<Option<Delivery>, QueueError> {
         let now = now_micros();
         let lease = uuid::Uuid::new_v4().to_string();
         let statement = format!(
             "UPDATE lamina_queue_messages
                 SET visible_at = $1, attempts = attempts + 1, lease = $2
-              WHERE id = (SELECT id FROM lamina_queue_messages
-                           WHERE topic = $3 AND state = 'ready' AND visible_at <= $4
+              WHERE subscriber = $5 AND id = (SELECT id FROM lamina_queue_messages
+                           WHERE topic = $3 AND subscriber = $5 AND state = 'ready'
+                             AND visible_at <= $4
                            ORDER BY visible_at LIMIT 1 {})
              RETURNING id, payload, attempts, idempotency_key, published_at",
             self.lock_clause
@@ -195,6 +253,7 @@ impl SqlQueue {
                     text(&lease),
                     text(topic),
                     Value::Int(now),
+                    text(subscriber),
                 ],
             )
             .await
@@ -224,6 +283,7 @@ impl SqlQueue {
         Ok(Some(Delivery {
             id,
             topic: topic.to_owned(),
+            subscriber: subscriber.to_owned(),
             payload,
             attempt: attempts.try_into().unwrap_or(u32::MAX),
             idempotency_key: match key {
@@ -305,7 +365,7 @@ impl SqlQueue {
         let rows = self
             .db
             .query(
-                "SELECT id, attempts, last_error, idempotency_key, payload, published_at
+                "SELECT id, subscriber, attempts, last_error, idempotency_key, payload, published_at
                    FROM lamina_queue_messages WHERE topic = $1 AND state = 'dead'
                   ORDER BY visible_at LIMIT $2",
                 vec![text(topic), Value::Int(limit as i64)],
@@ -324,9 +384,11 @@ impl SqlQueue {
                     v.next()?,
                     v.next()?,
                     v.next()?,
+                    v.next()?,
                 ) {
                     (
                         Value::Text(id),
+                        Value::Text(subscriber),
                         Value::Int(attempts),
                         error,
                         key,
@@ -335,6 +397,7 @@ impl SqlQueue {
                     ) => Some(DeadLetter {
                         id,
                         topic: topic.to_owned(),
+                        subscriber,
                         attempts: attempts.try_into().unwrap_or(u32::MAX),
                         last_error: match error {
                             Value::Text(e) => e,
@@ -363,6 +426,6 @@ impl SqlQueue {
             )
             .await
             .map_err(unavailable)?;
-        Ok(changed == 1)
+        Ok(changed > 0)
     }
 }
