@@ -63,6 +63,8 @@ struct Outcome {
     done: Value,
     /// Time from sending the request to the first text chunk.
     first_text: Option<Duration>,
+    /// `pending` lines (`?heartbeat_ms=`) before the first text.
+    pending_before_text: usize,
 }
 
 async fn stream(host: &Host, path: &str, body: Value) -> Outcome {
@@ -80,6 +82,7 @@ async fn stream(host: &Host, path: &str, body: Value) -> Outcome {
         text: String::new(),
         done: Value::Null,
         first_text: None,
+        pending_before_text: 0,
     };
     while let Some(chunk) = bytes.next().await {
         buffer.extend_from_slice(&chunk.unwrap());
@@ -91,6 +94,10 @@ async fn stream(host: &Host, path: &str, body: Value) -> Outcome {
                 outcome.text.push_str(text.as_str().unwrap());
             } else if let Some(done) = line.get("done") {
                 outcome.done = done.clone();
+            } else if line.get("pending").is_some() {
+                if outcome.first_text.is_none() {
+                    outcome.pending_before_text += 1;
+                }
             } else {
                 panic!("generation failed: {line}");
             }
@@ -312,6 +319,35 @@ async fn cancel_returns_what_a_generation_used() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// `next-within` answers "pending" while a generation waits (here for the
+/// only slot), so a stream can send heartbeats meanwhile; no text is lost.
+#[tokio::test]
+async fn waiting_with_a_timeout_reports_pending_and_loses_nothing() {
+    let host = host_with(&format!(
+        "[inference]\nmodels_dir = \"{}\"\nparallel = 1\n",
+        test_models_dir().display()
+    ));
+    let alone = stream(&host, "/ai/inference/generate", greedy(PROMPT, 8)).await;
+    let busy = client()
+        .post(host.at("/ai/inference/generate"))
+        .json(&greedy("Write a story about a dragon.", 60))
+        .send()
+        .await
+        .unwrap();
+    let mut busy = busy.bytes_stream();
+    busy.next().await.unwrap().unwrap(); // it holds the slot
+    let waited = stream(
+        &host,
+        "/ai/inference/generate?heartbeat_ms=20",
+        greedy(PROMPT, 8),
+    )
+    .await;
+    assert!(waited.pending_before_text > 0, "{waited:?}");
+    assert_eq!(waited.text, alone.text);
+    assert_eq!(waited.done["eval_count"], 8);
+    drop(busy);
 }
 
 #[tokio::test]

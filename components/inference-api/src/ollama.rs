@@ -7,13 +7,13 @@ use lamina_sdk::inference::PullState;
 use lamina_sdk::inference::{
     self, Error, Generation, Message, ModelInfo, OllamaOptions, stats_json,
 };
-use lamina_sdk::{BodyWriter, Request, respond, sleep};
+use lamina_sdk::{BodyWriter, Request, respond, sleep, usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{self, Text, drain, keep_alive, rfc3339, rfc3339_now};
+use crate::wire::{Text, keep_alive, rfc3339, rfc3339_now};
 
 /// A failure before the response started: status and message.
 type Failure = (u16, String);
@@ -275,7 +275,7 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
     };
     let mut body = BodyWriter::start(out, 200, &[("content-type", content_type)]);
     let mut gathered = String::new();
-    let result = drain(request, &model, generation, |text| {
+    let result = usage::drain(request, &model, generation, |text| {
         if stream {
             let mut line = piece(&model, chat, text, false).to_string().into_bytes();
             line.push(b'\n');
@@ -315,7 +315,7 @@ struct EmbedRequest {
 fn embed(request: &Request) -> Result<Answer, Failure> {
     let body: EmbedRequest = parse(request)?;
     let (vectors, tokens) =
-        wire::embed(request, &body.model, &body.input.into_vec()).map_err(failure)?;
+        usage::embed(request, &body.model, &body.input.into_vec()).map_err(failure)?;
     Ok(Answer::Json(json!({
         "model": body.model,
         "embeddings": vectors,
@@ -332,7 +332,7 @@ struct EmbeddingsRequest {
 /// `POST /api/embeddings` (the older form): {model, prompt} → {embedding}.
 fn embeddings(request: &Request) -> Result<Answer, Failure> {
     let body: EmbeddingsRequest = parse(request)?;
-    let (mut vectors, _) = wire::embed(request, &body.model, &[body.prompt]).map_err(failure)?;
+    let (mut vectors, _) = usage::embed(request, &body.model, &[body.prompt]).map_err(failure)?;
     Ok(Answer::Json(
         json!({ "embedding": vectors.pop().unwrap_or_default() }),
     ))

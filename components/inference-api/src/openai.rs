@@ -4,13 +4,13 @@
 
 use lamina_sdk::api::{new_id, now, read_json};
 use lamina_sdk::inference::{self, DoneReason, Error, Generation, Message, Options, Stats};
-use lamina_sdk::{BodyWriter, Request};
+use lamina_sdk::{BodyWriter, Request, usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{self, Text, drain};
+use crate::wire::Text;
 
 /// A failure before the response started.
 struct Failure {
@@ -312,7 +312,7 @@ fn present(request: &Request, out: ResponseOutparam, run: Run) {
     };
     let mut gathered = String::new();
     let mut first = true;
-    let result = drain(request, &model, generation, |text| {
+    let result = usage::drain(request, &model, generation, |text| {
         if stream {
             let chunk = envelope(choice(text, None, first));
             first = false;
@@ -382,7 +382,7 @@ fn embeddings(request: &Request) -> Result<Answer, Failure> {
             ));
         }
     };
-    let (vectors, tokens) = wire::embed(request, &body.model, &body.input.into_vec())?;
+    let (vectors, tokens) = usage::embed(request, &body.model, &body.input.into_vec())?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

@@ -1,10 +1,6 @@
 //! What the Ollama and OpenAI surfaces share.
 
-use lamina_sdk::Request;
-use lamina_sdk::api::{Caller, now};
-use lamina_sdk::inference::{self, Chunk, Error, Generation, Stats};
 use serde::Deserialize;
-use serde_json::json;
 
 /// One string or a list of them, as both APIs accept for inputs and
 /// stop strings.
@@ -21,52 +17,6 @@ impl Text {
         match self {
             Text::One(s) => vec![s],
             Text::Many(v) => v,
-        }
-    }
-}
-
-/// Embeds `inputs` with `model` and records their tokens as the caller's
-/// usage; returns the vectors and the token count.
-pub fn embed(
-    request: &Request,
-    model: &str,
-    inputs: &[String],
-) -> Result<(Vec<Vec<f32>>, u32), Error> {
-    let mut tokens = 0;
-    for input in inputs {
-        tokens += inference::count_tokens(model, input)?;
-    }
-    let vectors = inference::embed(model, inputs)?;
-    record_usage(request, model, tokens, 0, None);
-    Ok((vectors, tokens))
-}
-
-/// Reads a generation to its end, handing each piece of text to `text`
-/// (which returns `false` once the client is gone: the generation is then
-/// cancelled). The tokens it used are recorded as the caller's usage
-/// either way, so a client cannot avoid them by hanging up. The
-/// statistics, or `None` if cancelled.
-pub fn drain(
-    request: &Request,
-    model: &str,
-    generation: Generation,
-    mut text: impl FnMut(&str) -> bool,
-) -> Result<Option<Stats>, Error> {
-    loop {
-        match generation.next()? {
-            Some(Chunk::Text(piece)) => {
-                if !text(&piece) {
-                    if let Some(stats) = generation.cancel() {
-                        record_stats(request, model, &stats);
-                    }
-                    return Ok(None);
-                }
-            }
-            Some(Chunk::Done(stats)) => {
-                record_stats(request, model, &stats);
-                return Ok(Some(stats));
-            }
-            None => return Ok(None),
         }
     }
 }
@@ -132,39 +82,4 @@ pub fn rfc3339(seconds: i64, nanoseconds: u32) -> String {
         secs % 60,
         nanoseconds
     )
-}
-
-/// Publishes who used how many tokens of which model (`usage.recorded`),
-/// and how a generation ended; a queue failure is logged, not fatal.
-fn record_usage(
-    request: &Request,
-    model: &str,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    done_reason: Option<&str>,
-) {
-    let caller = Caller::of(request);
-    let payload = json!({
-        "userId": caller.as_ref().map(|c| c.user_id.clone()),
-        "credentialId": caller.as_ref().map(|c| c.token_id.clone()),
-        "model": model,
-        "promptTokens": prompt_tokens,
-        "completionTokens": completion_tokens,
-        "doneReason": done_reason,
-        "at": now(),
-    });
-    if let Err(e) = lamina_sdk::queue::publish("usage.recorded", payload.to_string().as_bytes()) {
-        eprintln!("usage not recorded: {e:?}");
-    }
-}
-
-/// The usage of a generation.
-fn record_stats(request: &Request, model: &str, stats: &Stats) {
-    record_usage(
-        request,
-        model,
-        stats.prompt_tokens,
-        stats.completion_tokens,
-        Some(inference::done_reason(stats.done_reason)),
-    );
 }

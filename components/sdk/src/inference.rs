@@ -3,7 +3,11 @@
 //!
 //! [`OllamaOptions`] reads Ollama's `options` JSON object (the names every
 //! Ollama client sends) into the WIT [`Options`]; [`Generation::next`]
-//! yields text chunks, then [`Chunk::Done`] with the statistics.
+//! yields text chunks, then [`Chunk::Done`] with the statistics
+//! ([`Generation::next_within`] the same, or [`Waited::Pending`] when
+//! nothing came in time, for streams that send heartbeats meanwhile).
+//! What a generation or an embedding costs the caller is recorded with
+//! [`crate::usage`].
 
 use serde::Deserialize;
 
@@ -11,8 +15,8 @@ use crate::platform::inference;
 
 pub use inference::{
     Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options, PullProgress,
-    PullState, Stats, chat, copy_model, count_tokens, embed, generate, list_models, loaded_models,
-    pull_model, pull_status, remove_model, show_model,
+    PullState, Stats, Waited, chat, copy_model, count_tokens, embed, generate, list_models,
+    loaded_models, pull_model, pull_status, remove_model, show_model,
 };
 
 impl Error {

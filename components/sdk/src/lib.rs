@@ -10,7 +10,9 @@
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
 //!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
 //!   revoke credentials), [`inference`] (generation and embeddings on the
-//!   host's llama.cpp engine), [`mail`] (SMTP) and [`page`] (pagination).
+//!   host's llama.cpp engine), [`usage`] (what a generation or embedding
+//!   costs the caller, published to `usage.recorded`), [`mail`] (SMTP) and
+//!   [`page`] (pagination).
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod api;
@@ -21,6 +23,7 @@ pub mod page;
 pub mod queue;
 pub mod sql;
 pub mod tokens;
+pub mod usage;
 pub mod variables;
 
 /// Raw bindings of the `lamina:platform` imports (world `service`).

@@ -918,6 +918,9 @@ impl CapabilityView<'_> {
     }
 }
 
+/// Longest `next-within` waits.
+const MAX_WAIT_MS: u32 = 60_000;
+
 const MANAGE_DENIED: &str = "installing and removing models is not granted to this component (set `manage_models = true` in spin.toml)";
 
 impl wit::HostGeneration for CapabilityView<'_> {
@@ -932,6 +935,28 @@ impl wit::HostGeneration for CapabilityView<'_> {
             Ok(None) => Ok(None),
             Err(e) => Err(e.into()),
         })
+    }
+
+    async fn next_within(
+        &mut self,
+        this: Resource<Generation>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<wit::Waited, wit::Error>> {
+        let generation = self.table.get_mut(&this)?;
+        let timeout = Duration::from_millis(timeout_ms.min(MAX_WAIT_MS).into());
+        // `next` may be abandoned at its only await (a channel receive,
+        // which loses nothing), so a timeout never drops text.
+        Ok(
+            match tokio::time::timeout(timeout, generation.next()).await {
+                Err(_) => Ok(wit::Waited::Pending),
+                Ok(Ok(Some(Chunk::Text(text)))) => Ok(wit::Waited::Chunk(wit::Chunk::Text(text))),
+                Ok(Ok(Some(Chunk::Done(stats)))) => {
+                    Ok(wit::Waited::Chunk(wit::Chunk::Done(wit_stats(stats))))
+                }
+                Ok(Ok(None)) => Ok(wit::Waited::Finished),
+                Ok(Err(e)) => Err(e.into()),
+            },
+        )
     }
 
     async fn cancel(&mut self, this: Resource<Generation>) -> wasmtime::Result<Option<wit::Stats>> {
