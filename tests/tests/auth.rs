@@ -79,6 +79,22 @@ async fn login(host: &Host, login: &str, password: &str) -> reqwest::Response {
     .await
 }
 
+/// `POST /password/forgot` for `email`: always 202; returns the answer.
+async fn forgot(host: &Host, email: &str) -> Value {
+    ok(
+        call(
+            host,
+            "POST",
+            "/api/auth/password/forgot",
+            None,
+            Some(json!({"email": email})),
+        )
+        .await,
+        202,
+    )
+    .await
+}
+
 fn token(body: &Value, field: &str) -> String {
     body[field]
         .as_str()
@@ -593,27 +609,8 @@ async fn password_reset_goes_through_the_mailbox_only() {
     let host = app(&schema, "", &[]);
     let (username, email, registered) = register(&host).await;
     let old_access = token(&registered, "accessToken");
-    let known = call(
-        &host,
-        "POST",
-        "/api/auth/password/forgot",
-        None,
-        Some(json!({"email": email})),
-    )
-    .await;
-    let known = ok(known, 202).await;
-    let unknown = ok(
-        call(
-            &host,
-            "POST",
-            "/api/auth/password/forgot",
-            None,
-            Some(json!({"email": "nobody@example.com"})),
-        )
-        .await,
-        202,
-    )
-    .await;
+    let known = forgot(&host, &email).await;
+    let unknown = forgot(&host, "nobody@example.com").await;
     assert_eq!(known, unknown);
 
     // A user may not read the mailbox; the administrator may.
@@ -642,18 +639,7 @@ async fn password_reset_goes_through_the_mailbox_only() {
     assert_eq!(reset_token.len(), 64);
     assert!(!known.to_string().contains(&reset_token));
     // Asked again at once: the same answer, and no second mail.
-    ok(
-        call(
-            &host,
-            "POST",
-            "/api/auth/password/forgot",
-            None,
-            Some(json!({"email": email})),
-        )
-        .await,
-        202,
-    )
-    .await;
+    forgot(&host, &email).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |_| true).await;
     let resets = mail
@@ -692,18 +678,7 @@ async fn reset_tokens_expire() {
     let schema = PgSchema::new();
     let host = app(&schema, "", &[("LAMINA_VAR_PASSWORD_RESET_TTL", "1")]);
     let (_, email, _) = register(&host).await;
-    ok(
-        call(
-            &host,
-            "POST",
-            "/api/auth/password/forgot",
-            None,
-            Some(json!({"email": email})),
-        )
-        .await,
-        202,
-    )
-    .await;
+    forgot(&host, &email).await;
     let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
         m.as_array()
             .unwrap()
@@ -1105,18 +1080,7 @@ async fn with_smtp_configured_mail_is_sent_not_kept() {
     );
     let host = app(&schema, &config, &[]);
     let (username, email, _) = register(&host).await;
-    ok(
-        call(
-            &host,
-            "POST",
-            "/api/auth/password/forgot",
-            None,
-            Some(json!({"email": email})),
-        )
-        .await,
-        202,
-    )
-    .await;
+    forgot(&host, &email).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut welcome, mut reset) = (None, None);
     while welcome.is_none() || reset.is_none() {
@@ -1406,18 +1370,7 @@ async fn a_leaked_admin_api_key_cannot_read_mail() {
     .await;
     let key = token(&created, "key");
     let (_, email, _) = register(&host).await;
-    ok(
-        call(
-            &host,
-            "POST",
-            "/api/auth/password/forgot",
-            None,
-            Some(json!({"email": email})),
-        )
-        .await,
-        202,
-    )
-    .await;
+    forgot(&host, &email).await;
     // The session reads the mailbox (development mode is on here)...
     let mail = admin_poll(&host, &format!("/api/outbox/mail?to={email}"), |m| {
         m.to_string().contains("reset-password")
@@ -1449,18 +1402,7 @@ async fn without_the_dev_mailbox_no_api_shows_a_reset_link() {
         ],
     );
     let (_, email, _) = register(&host).await;
-    ok(
-        call(
-            &host,
-            "POST",
-            "/api/auth/password/forgot",
-            None,
-            Some(json!({"email": email})),
-        )
-        .await,
-        202,
-    )
-    .await;
+    forgot(&host, &email).await;
     let admin = lamina_tests::admin_token(&host).await;
     expect_problem(
         call(&host, "GET", "/api/outbox/mail", Some(&admin), None).await,

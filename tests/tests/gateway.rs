@@ -444,6 +444,71 @@ async fn forwarded_clients_are_limited_by_address_and_ipv6_by_their_64() {
     assert_eq!(allowed, 3, "an untrusted peer's header is ignored");
 }
 
+/// `GET` and `POST` of one path on routes of their own (different
+/// rate-limit classes), a `:name` segment passed on, 405 with `Allow` for
+/// a method no route takes, and a route's own body limit.
+const ROUTED: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "routes"
+
+[[trigger.http]]
+route = "/items/:id/..."
+methods = ["GET"]
+component = "fixture"
+rate_limit = "tight"
+
+[[trigger.http]]
+route = "/items/:id/..."
+methods = ["POST"]
+component = "fixture"
+rate_limit = "default"
+
+[[trigger.http]]
+route = "/upload/..."
+component = "fixture"
+max_body_size = "1KiB"
+
+[component.fixture]
+source = "{fixture}"
+"#;
+
+#[tokio::test]
+async fn methods_parameters_and_body_limits_per_route() {
+    let host = Host::start(HostOptions::manifest(ROUTED).runtime_config(CLASSES));
+    let read = get(&host, "/items/42/echo", None).await;
+    assert_eq!(header(&read, "ratelimit-limit"), "3");
+    let echoed = echoed_headers(read).await;
+    assert_eq!(echoed["spin-path-match-id"], "42");
+    let post = |body: Vec<u8>, path: &'static str| {
+        let url = host.at(path);
+        async move { client().post(url).body(body).send().await.unwrap() }
+    };
+    let written = post(b"hi".to_vec(), "/items/42/echo").await;
+    assert_eq!(header(&written, "ratelimit-limit"), "100");
+    assert_eq!(written.bytes().await.unwrap().as_ref(), b"hi");
+    // The GET class runs out; POST, on its own class, does not.
+    for _ in 0..2 {
+        assert_eq!(get(&host, "/items/42/echo", None).await.status(), 200);
+    }
+    expect_problem(get(&host, "/items/42/echo", None).await, 429).await;
+    assert_eq!(
+        post(b"again".to_vec(), "/items/42/echo").await.status(),
+        200
+    );
+    let deleted = client()
+        .delete(host.at("/items/42/echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&deleted, "allow"), "GET, POST");
+    expect_problem(deleted, 405).await;
+    // An empty segment is no `:id`.
+    expect_problem(get(&host, "/items//echo", None).await, 404).await;
+    assert_eq!(post(vec![b'x'; 512], "/upload/echo").await.status(), 200);
+    expect_problem(post(vec![b'x'; 2048], "/upload/echo").await, 413).await;
+}
+
 #[tokio::test]
 async fn a_redis_limit_holds_across_two_hosts() {
     let prefix = lamina_tests::RedisPrefix::new();

@@ -115,9 +115,9 @@ pub fn bench() -> Result {
 
 fn run_backends(dir: &Path, backends: &Backends) -> Result<Vec<(String, Measurement)>> {
     let fixture = target_dir().join("wasm32-wasip2/release/capabilities_fixture.wasm");
-    let migrations = root().join("tests/fixtures/capabilities-fixture/migrations");
+    let migrations = root().join("tests/fixtures/capabilities-fixture/migrations/default");
     for dialect in ["sqlite", "postgres"] {
-        let to = dir.join("migrations").join(dialect);
+        let to = dir.join("migrations/default").join(dialect);
         std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
         std::fs::copy(
             migrations.join(dialect).join("0001_fixture.sql"),

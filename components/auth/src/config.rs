@@ -12,7 +12,8 @@ pub struct Config {
     pub refresh_ttl: u64,
     /// Failed logins of one login name per round before a delay (default 5).
     pub lockout_threshold: i64,
-    /// Failed logins from one client address per round (default 20).
+    /// Failed logins from one client address per round (default 50: an
+    /// office behind one address shares it).
     pub client_lockout_threshold: i64,
     /// Seconds of the first delay; each next one in a row doubles (60).
     pub lockout_delay: i64,
@@ -72,7 +73,7 @@ impl Config {
             access_ttl: number("access_token_ttl", 900)?,
             refresh_ttl: number("refresh_token_ttl", 14 * 86400)?,
             lockout_threshold: number("lockout_threshold", 5)?,
-            client_lockout_threshold: number("client_lockout_threshold", 20)?,
+            client_lockout_threshold: number("client_lockout_threshold", 50)?,
             lockout_delay: number("lockout_delay", 60)?,
             lockout_window: number("lockout_window", 900)?,
             session_lifetime: number("session_lifetime", 30 * 86400)?,

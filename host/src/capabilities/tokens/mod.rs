@@ -391,6 +391,14 @@ fn to_wit(key: api_keys::ApiKey) -> wit::ApiKey {
 }
 
 impl CapabilityView<'_> {
+    /// The tokens service and a checked subject id, for the calls that act
+    /// on every credential of a subject.
+    fn tokens_for_subject(&self, subject_id: &str) -> Result<&Tokens, wit::Error> {
+        let tokens = self.tokens()?;
+        check_subject_id(subject_id)?;
+        Ok(tokens)
+    }
+
     /// The tokens service, if this component is granted it.
     fn tokens(&self) -> Result<&Tokens, wit::Error> {
         if !self.ctx.grants.tokens {
@@ -471,54 +479,42 @@ impl wit::Host for CapabilityView<'_> {
         &mut self,
         subject_id: String,
     ) -> wasmtime::Result<Result<(), wit::Error>> {
-        let tokens = match self.tokens() {
-            Ok(tokens) => tokens,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = check_subject_id(&subject_id) {
-            return Ok(Err(e));
-        }
-        Ok(tokens
-            .revocations
-            .revoke_subject(&subject_id)
-            .await
-            .map_err(kv_unavailable))
+        Ok(match self.tokens_for_subject(&subject_id) {
+            Ok(tokens) => tokens
+                .revocations
+                .revoke_subject(&subject_id)
+                .await
+                .map_err(kv_unavailable),
+            Err(e) => Err(e),
+        })
     }
 
     async fn disable_subject(
         &mut self,
         subject_id: String,
     ) -> wasmtime::Result<Result<(), wit::Error>> {
-        let tokens = match self.tokens() {
-            Ok(tokens) => tokens,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = check_subject_id(&subject_id) {
-            return Ok(Err(e));
-        }
-        Ok(tokens
-            .revocations
-            .disable_subject(&subject_id)
-            .await
-            .map_err(kv_unavailable))
+        Ok(match self.tokens_for_subject(&subject_id) {
+            Ok(tokens) => tokens
+                .revocations
+                .disable_subject(&subject_id)
+                .await
+                .map_err(kv_unavailable),
+            Err(e) => Err(e),
+        })
     }
 
     async fn enable_subject(
         &mut self,
         subject_id: String,
     ) -> wasmtime::Result<Result<(), wit::Error>> {
-        let tokens = match self.tokens() {
-            Ok(tokens) => tokens,
-            Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = check_subject_id(&subject_id) {
-            return Ok(Err(e));
-        }
-        Ok(tokens
-            .revocations
-            .enable_subject(&subject_id)
-            .await
-            .map_err(kv_unavailable))
+        Ok(match self.tokens_for_subject(&subject_id) {
+            Ok(tokens) => tokens
+                .revocations
+                .enable_subject(&subject_id)
+                .await
+                .map_err(kv_unavailable),
+            Err(e) => Err(e),
+        })
     }
 
     async fn update_subject(
