@@ -178,7 +178,10 @@ impl App {
             authenticator,
             limiter,
             in_flight,
-            client_address: ClientAddress::new(&config.http.trusted_proxies),
+            client_address: ClientAddress::new(
+                &config.http.trusted_proxies,
+                config.http.forwarded_header,
+            ),
         })
     }
 

@@ -97,9 +97,12 @@ pub struct HttpConfig {
     /// Largest request body; a larger declared length is refused with 413,
     /// a longer stream is cut off. A route may set its own.
     pub max_body_size: ByteSize,
-    /// Proxies (CIDRs) whose `X-Forwarded-For`/`Forwarded` headers name
-    /// the client; from any other peer those headers are ignored.
+    /// Proxies (CIDRs) whose forwarding header names the client; from any
+    /// other peer it is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies write: `x-forwarded-for` (default) or
+    /// `forwarded` (RFC 7239); the other is ignored.
+    pub forwarded_header: crate::gateway::client_ip::ForwardedHeader,
 }
 
 impl Default for HttpConfig {
@@ -113,6 +116,7 @@ impl Default for HttpConfig {
             max_connections: 1024,
             max_body_size: ByteSize::mib(10),
             trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
         }
     }
 }

@@ -503,8 +503,24 @@ async fn methods_parameters_and_body_limits_per_route() {
         .unwrap();
     assert_eq!(header(&deleted, "allow"), "GET, POST");
     expect_problem(deleted, 405).await;
-    // An empty segment is no `:id`.
-    expect_problem(get(&host, "/items//echo", None).await, 404).await;
+    // An empty segment is no `:id`, nor a way around a route: 400.
+    expect_problem(get(&host, "/items//echo", None).await, 400).await;
+    // HTTP clients resolve `..` themselves; a raw request does not.
+    let raw = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = host.url.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        socket
+            .write_all(
+                b"GET /other/../items/1/echo HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
     assert_eq!(post(vec![b'x'; 512], "/upload/echo").await.status(), 200);
     expect_problem(post(vec![b'x'; 2048], "/upload/echo").await, 413).await;
 }

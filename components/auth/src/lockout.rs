@@ -12,8 +12,10 @@
 //!   minutes, not locked out for as long as anyone keeps guessing;
 //! - the client's address (an IPv6 client by its /64): at most
 //!   `client_lockout_threshold` failures per `lockout_window`, spread over
-//!   as many names as it likes, then the same escalating delays. A
-//!   success does not clear it (an attacker's own account would).
+//!   as many names as it likes, then the same escalating delays. Only
+//!   failures count (an office's many good logins behind one address do
+//!   not), and a success does not clear them (an attacker's own account
+//!   would); parallel guesses are bounded by the `login` rate-limit class.
 //!
 //! A name and its account's other name (email vs username) are counted
 //! apart, so an account takes at most twice the threshold per round;
@@ -32,8 +34,16 @@ pub struct Key {
     /// A hash, so the table holds no typed-in names or addresses.
     row: String,
     threshold: i64,
-    /// Whether a success clears it.
-    cleared_by_success: bool,
+    counting: Counting,
+}
+
+/// What a key counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    /// Every attempt, before the password is checked; a success clears it.
+    Attempts,
+    /// Failures only; a success does not clear them.
+    Failures,
 }
 
 impl Key {
@@ -42,7 +52,7 @@ impl Key {
         Key {
             row: hash(&name.trim().to_ascii_lowercase()),
             threshold: config.lockout_threshold,
-            cleared_by_success: true,
+            counting: Counting::Attempts,
         }
     }
 
@@ -51,7 +61,7 @@ impl Key {
         Key {
             row: hash(&format!("password-check:{user_id}")),
             threshold: config.lockout_threshold,
-            cleared_by_success: true,
+            counting: Counting::Attempts,
         }
     }
 
@@ -62,7 +72,7 @@ impl Key {
         Some(Key {
             row: hash(&format!("client:{}", network(&address))),
             threshold: config.client_lockout_threshold,
-            cleared_by_success: false,
+            counting: Counting::Failures,
         })
     }
 }
@@ -77,20 +87,34 @@ fn network(address: &str) -> String {
         Some(rest) => rest.split(']').next().unwrap_or(rest),
         None => address.rsplit_once(':').map_or(address, |(host, _)| host),
     };
-    match host.parse::<std::net::Ipv6Addr>() {
-        Ok(v6) => {
+    match host.parse::<std::net::IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(std::net::IpAddr::V6(v6)) => {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
+        Ok(v4) => v4.to_string(),
         Err(_) => host.to_owned(),
     }
 }
 
-/// Counts an attempt on each key; `Err(429)` with `Retry-After` while one
-/// waits out a delay, or once its failures of this round are used up.
+/// Before a password check: counts the attempt on each key that counts
+/// attempts; `Err(429)` with `Retry-After` while a key waits out a delay,
+/// or once its attempts of this round are used up.
 pub fn attempt(db: &Database, config: &Config, keys: &[&Key]) -> Result<(), ApiError> {
+    let now = now();
     for key in keys {
-        attempt_one(db, config, key)?;
+        let row = match key.counting {
+            Counting::Attempts => Some(count(db, config, key)?),
+            Counting::Failures => current(db, key)?,
+        };
+        let Some(row) = row else { continue };
+        match row.locked_until {
+            Some(until) if until > now => return Err(delayed(until)),
+            _ if key.counting == Counting::Attempts && row.failures > key.threshold => {
+                return Err(delay(db, config, key, row.locks)?);
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -102,7 +126,16 @@ struct Row {
     locks: i64,
 }
 
-fn attempt_one(db: &Database, config: &Config, key: &Key) -> Result<(), ApiError> {
+/// The key's row, if it has one.
+fn current(db: &Database, key: &Key) -> Result<Option<Row>, ApiError> {
+    Ok(db.query_one(
+        "SELECT failures, locked_until, locks FROM auth_login_failures WHERE login_key = $1",
+        &[key.row.as_str().into()],
+    )?)
+}
+
+/// Counts one on the key (an attempt or a failure); returns its row.
+fn count(db: &Database, config: &Config, key: &Key) -> Result<Row, ApiError> {
     let now = now();
     // A round that has ended starts over; a quiet `lockout_window` after
     // the last delay forgets the escalation.
@@ -124,23 +157,18 @@ fn attempt_one(db: &Database, config: &Config, key: &Key) -> Result<(), ApiError
             (now - config.lockout_window).into(),
         ],
     )?;
-    let row = row.expect("an upsert returns its row");
-    match row.locked_until {
-        Some(until) if until > now => Err(delayed(until)),
-        _ if row.failures > key.threshold => Err(delay(db, config, key, row.locks)?),
-        _ => Ok(()),
-    }
+    Ok(row.expect("an upsert returns its row"))
 }
 
-/// After a wrong password: delays each key whose round that was the last
-/// attempt of (`Err(429)`).
+/// After a wrong password: counts the failure on each key that counts
+/// failures, and delays each key whose round that used up (`Err(429)`).
 pub fn failed(db: &Database, config: &Config, keys: &[&Key]) -> Result<(), ApiError> {
     let mut result = Ok(());
     for key in keys {
-        let row: Option<Row> = db.query_one(
-            "SELECT failures, locked_until, locks FROM auth_login_failures WHERE login_key = $1",
-            &[key.row.as_str().into()],
-        )?;
+        let row = match key.counting {
+            Counting::Attempts => current(db, key)?,
+            Counting::Failures => Some(count(db, config, key)?),
+        };
         if let Some(row) = row.filter(|r| r.failures >= key.threshold) {
             result = Err(delay(db, config, key, row.locks)?);
         }
@@ -151,7 +179,7 @@ pub fn failed(db: &Database, config: &Config, keys: &[&Key]) -> Result<(), ApiEr
 /// After a right password: forgets the attempts on the keys a success
 /// clears.
 pub fn succeeded(db: &Database, keys: &[&Key]) -> Result<(), ApiError> {
-    for key in keys.iter().filter(|k| k.cleared_by_success) {
+    for key in keys.iter().filter(|k| k.counting == Counting::Attempts) {
         db.execute(
             "DELETE FROM auth_login_failures WHERE login_key = $1",
             &[key.row.as_str().into()],
@@ -196,5 +224,6 @@ mod tests {
         assert_eq!(network("192.0.2.7:51234"), "192.0.2.7");
         assert_eq!(network("[2001:db8:1:2:aa::9]:443"), "2001:db8:1:2::/64");
         assert_eq!(network("[2001:db8:1:2:bb::1]:80"), "2001:db8:1:2::/64");
+        assert_eq!(network("[::ffff:192.0.2.7]:80"), "192.0.2.7");
     }
 }

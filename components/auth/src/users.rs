@@ -65,13 +65,15 @@ pub fn by_id(db: &Database, id: &str) -> Result<Option<User>, ApiError> {
 }
 
 /// The caller's account; 401 once it is deleted, deactivated or locked.
-/// Such an account is disabled at the gateway too (every host refuses its
-/// tokens and API keys from then on), in case whoever changed it did not.
+/// A deleted or deactivated account is disabled at the gateway too (every
+/// host refuses its tokens and API keys from then on), in case whoever
+/// changed it did not; a lock, which ends by itself, is not.
 pub fn current(db: &Database, caller: &Caller) -> Result<User, ApiError> {
     match by_id(db, &caller.user_id)? {
         Some(user) if user.may_sign_in(now()) => Ok(user),
-        _ => {
-            if let Err(e) = lamina_sdk::tokens::disable_subject(&caller.user_id) {
+        found => {
+            let for_good = found.is_none_or(|u| !u.active || u.deleted_at.is_some());
+            if for_good && let Err(e) = lamina_sdk::tokens::disable_subject(&caller.user_id) {
                 eprintln!("cannot disable an inactive account's credentials: {e:?}");
             }
             Err(ApiError::new(

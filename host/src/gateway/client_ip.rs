@@ -2,10 +2,14 @@
 //!
 //! The peer of the TCP connection is the client unless it is one of the
 //! proxies runtime-config trusts (`[http] trusted_proxies`, CIDRs): only
-//! then are `X-Forwarded-For` (or, without it, `Forwarded: for=`) read,
+//! then is the one forwarding header the proxies write (`[http]
+//! forwarded_header`: `x-forwarded-for`, or `forwarded`'s `for=`) read,
 //! right to left, skipping trusted proxies, and the first address that is
-//! not one is the client. A header from any other peer is ignored, so a
-//! client cannot pick the address it is limited by.
+//! not one is the client. A header from any other peer is ignored, and so
+//! is the other header (a proxy passes on whatever a client sent in the
+//! one it does not write), so a client cannot pick the address it is
+//! limited by. IPv4 peers of a dual-stack listener (`::ffff:a.b.c.d`) are
+//! taken as the IPv4 addresses they are.
 //!
 //! An IPv6 client is limited by its /64: one subscriber usually holds a
 //! whole /64 and could otherwise rotate through 2^64 addresses.
@@ -15,17 +19,30 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// Which header the trusted proxies write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, ...` (what most proxies write).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
 /// How the client address is found.
 #[derive(Debug, Clone, Default)]
 pub struct ClientAddress {
     trusted: Vec<IpNet>,
+    header: ForwardedHeader,
 }
 
 impl ClientAddress {
-    /// Believes forwarding headers from peers in `trusted_proxies` only.
-    pub fn new(trusted_proxies: &[IpNet]) -> Self {
+    /// Believes `header` from peers in `trusted_proxies` only.
+    pub fn new(trusted_proxies: &[IpNet], header: ForwardedHeader) -> Self {
         ClientAddress {
             trusted: trusted_proxies.to_vec(),
+            header,
         }
     }
 
@@ -35,17 +52,18 @@ impl ClientAddress {
 
     /// The client's address for a request from `peer`.
     pub fn of(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
-        let forwarded = forwarded_for(headers);
+        let forwarded = forwarded_for(headers, self.header);
         let mut client = peer;
         for hop in forwarded.iter().rev() {
             if !self.trusts(client) {
                 break;
             }
             match hop {
-                Some(ip) => client = *ip,
+                Some(ip) => client = ip.to_canonical(),
                 // A hop a trusted proxy wrote but nobody can read: stop at
                 // the proxy rather than guess.
                 None => break,
@@ -72,9 +90,10 @@ pub fn rate_key(ip: IpAddr) -> String {
     }
 }
 
-/// The addresses of `X-Forwarded-For` (every instance, in order), else of
-/// `Forwarded`'s `for=` parameters; `None` for an entry that is no address.
-fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The addresses of `header` (every instance, in order): `X-Forwarded-For`
+/// entries or `Forwarded`'s `for=` parameters; `None` for an entry that is
+/// no address.
+fn forwarded_for(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let values = |name| {
         headers
             .get_all(name)
@@ -83,9 +102,11 @@ fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    let xff = values("x-forwarded-for");
-    if !xff.is_empty() {
-        return xff.iter().map(|entry| parse_node(entry)).collect();
+    if header == ForwardedHeader::XForwardedFor {
+        return values("x-forwarded-for")
+            .iter()
+            .map(|entry| parse_node(entry))
+            .collect();
     }
     values("forwarded")
         .iter()
@@ -131,15 +152,30 @@ mod tests {
 
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
-        let resolver = ClientAddress::new(&["10.0.0.0/8".parse().unwrap()]);
+        let resolver = ClientAddress::new(
+            &["10.0.0.0/8".parse().unwrap()],
+            ForwardedHeader::XForwardedFor,
+        );
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(resolver.of(&spoofed, ip("203.0.113.9")), ip("203.0.113.9"));
         assert_eq!(resolver.of(&spoofed, ip("10.0.0.1")), ip("1.2.3.4"));
         // A client's own forged entry sits left of the real one.
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
         assert_eq!(resolver.of(&chain, ip("10.0.0.1")), ip("198.51.100.7"));
-        let forwarded = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
-        assert_eq!(resolver.of(&forwarded, ip("10.0.0.1")), ip("2001:db8::1"));
+        // The header the proxies do not write is the client's own.
+        let both = headers(&[
+            ("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"),
+            ("x-forwarded-for", "198.51.100.8"),
+        ]);
+        assert_eq!(resolver.of(&both, ip("10.0.0.1")), ip("198.51.100.8"));
+        let rfc = ClientAddress::new(&["10.0.0.0/8".parse().unwrap()], ForwardedHeader::Forwarded);
+        assert_eq!(rfc.of(&both, ip("10.0.0.1")), ip("2001:db8::1"));
+        // A dual-stack listener's IPv4 peer is an IPv4 address.
+        assert_eq!(resolver.of(&spoofed, ip("::ffff:10.0.0.1")), ip("1.2.3.4"));
+        assert_eq!(
+            resolver.of(&HeaderMap::new(), ip("::ffff:203.0.113.9")),
+            ip("203.0.113.9")
+        );
         let garbage = headers(&[("x-forwarded-for", "unknown")]);
         assert_eq!(resolver.of(&garbage, ip("10.0.0.1")), ip("10.0.0.1"));
         assert_eq!(

@@ -157,6 +157,15 @@ async fn dispatch(
     peer: SocketAddr,
     path: &str,
 ) -> (Response<HostBody>, String) {
+    if !plain_path(path) {
+        let response = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "the path has an empty, `.` or `..` segment",
+        )
+        .with_instance(path)
+        .into_response();
+        return (response, "-".to_owned());
+    }
     let matched = match app.route(request.method(), path) {
         Routed::Found(matched) => matched,
         Routed::MethodNotAllowed(allow) => {
@@ -322,6 +331,18 @@ async fn dispatch(
     (response, route)
 }
 
+/// Whether `path` is plain: no empty (`//`), `.` or `..` segments (also
+/// percent-encoded), which would let one path reach the policy of a route
+/// meant for another. A trailing `/` is fine.
+fn plain_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    let last = segments.len() - 1;
+    segments.iter().enumerate().all(|(index, segment)| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        (index == last || !segment.is_empty()) && decoded != "." && decoded != ".."
+    })
+}
+
 /// Spin's routing headers; `client` is the client's address (behind a
 /// trusted proxy, the one it forwarded).
 fn set_routing_headers(
@@ -371,6 +392,29 @@ fn set_routing_headers(
             HeaderValue::from_str(value),
         ) {
             headers.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_path;
+
+    #[test]
+    fn paths_with_empty_or_dot_segments_are_not_plain() {
+        for plain in ["/", "/a", "/a/", "/a/b.c", "/a/.hidden", "/a/..b"] {
+            assert!(plain_path(plain), "{plain}");
+        }
+        for odd in [
+            "//a",
+            "/a//b",
+            "/a/./b",
+            "/a/../b",
+            "/a/%2e%2E/b",
+            "/a/.",
+            "/a/..",
+        ] {
+            assert!(!plain_path(odd), "{odd}");
         }
     }
 }

@@ -68,7 +68,11 @@ impl Egress {
             }
         }));
         if let Some(allowed) = &self.allowed {
-            builder = builder.dns_resolver(Arc::new(AllowedOnly(allowed.clone())));
+            // A proxy from the environment would resolve names itself,
+            // past the filter: none.
+            builder = builder
+                .no_proxy()
+                .dns_resolver(Arc::new(AllowedOnly(allowed.clone())));
         }
         builder
             .build()
@@ -157,8 +161,9 @@ impl Resolve for AllowedOnly {
     }
 }
 
-/// Whether `ip` is a public unicast address (IPv4-mapped IPv6 addresses
-/// are judged as the IPv4 address they carry).
+/// Whether `ip` is a public unicast address. IPv6 addresses that carry an
+/// IPv4 one (mapped `::ffff:0:0/96`, compatible `::/96`, NAT64
+/// `64:ff9b::/96`, 6to4 `2002::/16`) are judged as that IPv4 address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -179,19 +184,46 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return false;
+            }
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
             let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // unique local (fc00::/7) and link-local (fe80::/10)
+            !(v6.is_multicast()
+                // unique local (fc00::/7), link-local (fe80::/10) and the
+                // old site-local (fec0::/10)
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
                 // documentation (2001:db8::/32)
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8))
         }
+    }
+}
+
+/// The IPv4 address an IPv6 one carries, if it is of a kind that does.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let octets = v6.octets();
+    let tail = || std::net::Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match s {
+        // IPv4-compatible (deprecated) ::a.b.c.d
+        [0, 0, 0, 0, 0, 0, _, _] => Some(tail()),
+        // NAT64 well-known prefix 64:ff9b::/96
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail()),
+        // 6to4 2002:AABB:CCDD::/48
+        [0x2002, hi, lo, ..] => Some(std::net::Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -218,6 +250,10 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::",
+            "fec0::1",
         ] {
             assert!(!is_public(refused.parse().unwrap()), "{refused}");
         }

@@ -166,7 +166,9 @@ impl InferenceConfig {
         sha256: Option<String>,
     ) -> Result<(String, Option<String>), InferenceError> {
         if let Some(url) = source {
-            self.may_pull_from(&url)?;
+            // The URL as parsed (scheme and host lower-cased, `http:/x`
+            // made `http://x/`), so later steps see what was checked.
+            let url = self.may_pull_from(&url)?;
             return Ok((url, sha256));
         }
         let wanted = store::canonical_name(name)?;
@@ -192,8 +194,9 @@ impl InferenceConfig {
         Ok((registered.url.clone(), Some(expected)))
     }
 
-    /// Whether a component may pull from `url` (an http(s) URL, any case).
-    pub fn may_pull_from(&self, url: &str) -> Result<(), InferenceError> {
+    /// Whether a component may pull from `url` (an http(s) URL, any case);
+    /// returns it normalized.
+    pub fn may_pull_from(&self, url: &str) -> Result<String, InferenceError> {
         // The URL parser lower-cases the scheme.
         let parsed = reqwest::Url::parse(url)
             .ok()
@@ -213,7 +216,7 @@ impl InferenceConfig {
                 })
         });
         if allowed {
-            Ok(())
+            Ok(parsed.map(|u| u.to_string()).unwrap_or_default())
         } else {
             Err(InferenceError::Invalid(format!(
                 "this host does not pull models from {host} (runtime-config [inference] pull_hosts)"

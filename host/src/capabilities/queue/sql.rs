@@ -217,10 +217,14 @@ impl SqlQueue {
                 .await
                 .map_err(unavailable)?;
         }
+        // Only what every subscriber now has a copy of: a message another
+        // host published meanwhile waits for the next start.
         self.db
             .execute(
-                "DELETE FROM lamina_queue_messages WHERE topic = $1 AND subscriber = ''",
-                vec![text(topic)],
+                "DELETE FROM lamina_queue_messages AS u WHERE u.topic = $1 AND u.subscriber = ''
+                   AND (SELECT count(*) FROM lamina_queue_messages c
+                         WHERE c.topic = u.topic AND c.id = u.id AND c.subscriber <> '') = $2",
+                vec![text(topic), Value::Int(subscribers.len() as i64)],
             )
             .await
             .map_err(unavailable)?;

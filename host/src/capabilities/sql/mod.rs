@@ -115,32 +115,6 @@ fn default_acquire_timeout() -> Duration {
 }
 
 impl DatabaseConfig {
-    /// Where the data lives (a SQLite file, or a PostgreSQL server and
-    /// schema): two names at one location are one database.
-    fn location(&self, name: &str, data_dir: &Path) -> String {
-        match self {
-            DatabaseConfig::Sqlite(c) => {
-                let file = data_dir.join(
-                    c.path
-                        .clone()
-                        .unwrap_or_else(|| format!("{name}.db").into()),
-                );
-                format!(
-                    "sqlite:{}",
-                    std::path::absolute(&file).unwrap_or(file).display()
-                )
-            }
-            DatabaseConfig::Postgres(c) => {
-                let url = c.url.split('?').next().unwrap_or_default();
-                let server = url.rsplit_once('@').map_or(url, |(_, server)| server);
-                format!(
-                    "postgres:{server}:{}",
-                    c.schema.as_deref().unwrap_or("(search_path)")
-                )
-            }
-        }
-    }
-
     /// The embedded default: `<data dir>/<name>.db`.
     pub fn embedded() -> Self {
         DatabaseConfig::Sqlite(SqliteConfig {
@@ -161,6 +135,8 @@ type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Argument
 pub trait Backend: sqlx::Database {
     /// The statement that starts a transaction.
     const BEGIN: &'static str;
+    /// Whether a connection is closed, not pooled, after a timeout.
+    const CLOSE_AFTER_TIMEOUT: bool;
     /// How a statement on `connection` is stopped once it overruns the
     /// statement timeout: SQLite is interrupted from here; PostgreSQL's
     /// server stops it by itself.
@@ -254,14 +230,16 @@ where
         self.guarded(async {
             let mut connection = self.pool.acquire().await.map_err(classify)?;
             let interrupter = DB::interrupter(&mut connection).await.map_err(classify)?;
-            query(
+            let result = query(
                 &mut *connection,
                 statement,
                 params,
                 self.limits,
                 &interrupter,
             )
-            .await
+            .await;
+            abandon_after_timeout(connection, &result);
+            result
         })
         .await
     }
@@ -270,14 +248,16 @@ where
         self.guarded(async {
             let mut connection = self.pool.acquire().await.map_err(classify)?;
             let interrupter = DB::interrupter(&mut connection).await.map_err(classify)?;
-            execute(
+            let result = execute(
                 &mut *connection,
                 statement,
                 params,
                 self.limits,
                 &interrupter,
             )
-            .await
+            .await;
+            abandon_after_timeout(connection, &result);
+            result
         })
         .await
     }
@@ -317,6 +297,19 @@ where
             },
             Err(_) => 0,
         }
+    }
+}
+
+/// After a statement timeout, closes the connection instead of pooling it
+/// where the backend says so (PostgreSQL: the statement may still run, if
+/// a guest turned the server's timeout off; closing it makes the server
+/// stop it and keeps the setting from reaching the next caller).
+fn abandon_after_timeout<DB: Backend, T>(
+    connection: sqlx::pool::PoolConnection<DB>,
+    result: &Result<T, wit::Error>,
+) {
+    if DB::CLOSE_AFTER_TIMEOUT && matches!(result, Err(wit::Error::Timeout(_))) {
+        drop(connection.detach());
     }
 }
 
@@ -430,6 +423,37 @@ impl Database {
         Ok(applied)
     }
 
+    /// What this database is, asked of the backend: the SQLite file's
+    /// canonical path, or PostgreSQL's server, database and schema.
+    async fn identity(&self) -> anyhow::Result<String> {
+        let statement = match self {
+            Database::Sqlite(_) => "SELECT file FROM pragma_database_list WHERE name = 'main'",
+            Database::Postgres(_) => {
+                "SELECT concat_ws('/', inet_server_addr()::text, inet_server_port()::text, \
+                 current_database(), current_schema())"
+            }
+        };
+        let rows = self
+            .query(statement, vec![])
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot tell which database this is: {e:?}"))?;
+        let Some(wit::Value::Text(found)) = rows
+            .rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+        else {
+            anyhow::bail!("cannot tell which database this is");
+        };
+        Ok(match self {
+            Database::Sqlite(_) => format!(
+                "sqlite:{}",
+                std::fs::canonicalize(&found).map_or(found, |p| p.display().to_string())
+            ),
+            Database::Postgres(_) => format!("postgres:{found}"),
+        })
+    }
+
     /// Moves the host table `table` (keyed by `id`) from this database to
     /// `to`, then drops it here: for state that lived in `default` before
     /// the host database existed. Idempotent (rows already at `to` stay);
@@ -540,18 +564,6 @@ impl Databases {
             all.entry(name.clone())
                 .or_insert_with(DatabaseConfig::embedded);
         }
-        for host in host_only {
-            let location = all[host].location(host, data_dir);
-            if let Some(other) = all
-                .iter()
-                .find(|(name, c)| *name != host && c.location(name, data_dir) == location)
-            {
-                anyhow::bail!(
-                    "databases `{host}` and `{}` are the same database ({location}); `{host}` holds the host's own state and needs a location of its own",
-                    other.0
-                );
-            }
-        }
         let mut by_name = BTreeMap::new();
         for (name, config) in &all {
             let db = Database::open(name, config, data_dir, breaker)
@@ -559,6 +571,22 @@ impl Databases {
                 .with_context(|| format!("cannot open database `{name}`"))?;
             tracing::info!(database = %name, backend = db.dialect_name(), "database ready");
             by_name.insert(name.clone(), db);
+        }
+        // Asked of the databases themselves, so no spelling of a path or
+        // URL can make two names one database unnoticed.
+        let mut identities = BTreeMap::new();
+        for (name, db) in &by_name {
+            identities.insert(name.as_str(), db.identity().await?);
+        }
+        for host in host_only {
+            if let Some((other, _)) = identities
+                .iter()
+                .find(|(name, identity)| *name != host && **identity == identities[host.as_str()])
+            {
+                anyhow::bail!(
+                    "databases `{host}` and `{other}` are the same database; `{host}` holds the host's own state and needs one of its own"
+                );
+            }
         }
         Ok(Databases {
             by_name,
@@ -620,6 +648,18 @@ pub struct Limits {
     pub statement_timeout: Duration,
     /// Most rows one query may return.
     pub max_rows: usize,
+}
+
+impl Transaction {
+    /// A statement past its timeout ends the transaction (rolled back): an
+    /// interrupted SQLite statement has already rolled it back, and later
+    /// statements must not commit one by one outside it.
+    fn after<T>(&mut self, result: Result<T, wit::Error>) -> Result<T, wit::Error> {
+        if matches!(result, Err(wit::Error::Timeout(_))) {
+            self.inner = None;
+        }
+        result
+    }
 }
 
 enum TransactionInner {
@@ -824,7 +864,7 @@ impl wit::HostTransaction for CapabilityView<'_> {
         }
         let tx = self.table.get_mut(&this)?;
         let (limits, interrupter) = (tx.limits, &tx.interrupter);
-        Ok(match tx.inner.as_mut() {
+        let result = match tx.inner.as_mut() {
             None => Err(finished()),
             Some(TransactionInner::Sqlite(tx)) => {
                 query(&mut **tx, &statement, params, limits, interrupter).await
@@ -832,7 +872,8 @@ impl wit::HostTransaction for CapabilityView<'_> {
             Some(TransactionInner::Postgres(tx)) => {
                 query(&mut **tx, &statement, params, limits, interrupter).await
             }
-        })
+        };
+        Ok(tx.after(result))
     }
 
     async fn execute(
@@ -846,7 +887,7 @@ impl wit::HostTransaction for CapabilityView<'_> {
         }
         let tx = self.table.get_mut(&this)?;
         let (limits, interrupter) = (tx.limits, &tx.interrupter);
-        Ok(match tx.inner.as_mut() {
+        let result = match tx.inner.as_mut() {
             None => Err(finished()),
             Some(TransactionInner::Sqlite(tx)) => {
                 execute(&mut **tx, &statement, params, limits, interrupter).await
@@ -854,7 +895,8 @@ impl wit::HostTransaction for CapabilityView<'_> {
             Some(TransactionInner::Postgres(tx)) => {
                 execute(&mut **tx, &statement, params, limits, interrupter).await
             }
-        })
+        };
+        Ok(tx.after(result))
     }
 
     async fn commit(

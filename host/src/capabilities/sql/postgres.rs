@@ -17,12 +17,22 @@ impl Pool<Postgres> {
     /// Connects to `config.url`; with a `schema`, creates it if missing and
     /// makes it the `search_path` of every connection. The server stops a
     /// statement past `statement_timeout` itself (its `statement_timeout`
-    /// setting on every connection), so an abandoned query does not keep
-    /// running there.
+    /// setting on every connection); should a guest have turned that off,
+    /// the host gives up at its own timer and closes the connection, which
+    /// the server notices (`client_connection_check_interval`).
     pub async fn open(config: &PostgresConfig, breaker: Breaker) -> anyhow::Result<Pool<Postgres>> {
         let mut options: PgConnectOptions = config.url.parse()?;
         let server_timeout = config.statement_timeout.as_millis().max(1).to_string();
         let mut settings = vec![("statement_timeout", server_timeout)];
+        let setup = sqlx::PgPool::connect_with(options.clone()).await?;
+        // PostgreSQL 14+ checks, during a long statement, whether the
+        // client is still there: one the host gave up on (and closed) stops.
+        let (version,): (String,) = sqlx::query_as("SHOW server_version_num")
+            .fetch_one(&setup)
+            .await?;
+        if version.parse::<u32>().is_ok_and(|v| v >= 140_000) {
+            settings.push(("client_connection_check_interval", "1000".to_owned()));
+        }
         if let Some(schema) = &config.schema {
             anyhow::ensure!(
                 !schema.is_empty()
@@ -31,15 +41,14 @@ impl Pool<Postgres> {
                         .all(|c| c.is_ascii_alphanumeric() || c == '_'),
                 "schema names use letters, digits and '_'"
             );
-            let setup = sqlx::PgPool::connect_with(options.clone()).await?;
             sqlx::query(AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
             )))
             .execute(&setup)
             .await?;
-            setup.close().await;
             settings.push(("search_path", schema.clone()));
         }
+        setup.close().await;
         options = options.options(settings);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
@@ -77,6 +86,7 @@ impl sqlx::Encode<'_, Postgres> for UntypedNull {
 
 impl Backend for Postgres {
     const BEGIN: &'static str = "BEGIN";
+    const CLOSE_AFTER_TIMEOUT: bool = true;
 
     /// The server stops statements itself (`statement_timeout`).
     async fn interrupter(_: &mut sqlx::PgConnection) -> Result<Interrupter, sqlx::Error> {

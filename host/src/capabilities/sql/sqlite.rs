@@ -134,6 +134,8 @@ impl Backend for Sqlite {
     /// that read then write wait for each other instead of one failing with
     /// SQLITE_BUSY at its first write.
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    /// An interrupted SQLite connection is as good as new.
+    const CLOSE_AFTER_TIMEOUT: bool = false;
 
     async fn interrupter(connection: &mut SqliteConnection) -> Result<Interrupter, sqlx::Error> {
         interrupter(connection).await
