@@ -1021,7 +1021,9 @@ async fn works_on_the_embedded_defaults() {
         404,
     )
     .await;
-    expect_problem(call(&host, "GET", "/api/auth/login", None, None).await, 405).await;
+    let wrong_method = call(&host, "GET", "/api/auth/login", None, None).await;
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+    expect_problem(wrong_method, 405).await;
 }
 
 /// A loopback SMTP server that accepts every message and passes on each

@@ -405,6 +405,13 @@ async fn openai_endpoints_speak_openais_wire_format() {
     let error: Value = missing.json().await.unwrap();
     assert_eq!(error["error"]["type"], "not_found_error");
     assert_eq!(error["error"]["param"], "model");
+    // A path of the API with a method it does not take: 405 with `Allow`,
+    // in OpenAI's shape.
+    let wrong = get(&host, &key, "/v1/chat/completions").await;
+    assert_eq!(wrong.status(), 405);
+    assert_eq!(wrong.headers()["allow"], "POST");
+    let wrong: Value = wrong.json().await.unwrap();
+    assert!(wrong["error"]["message"].is_string(), "{wrong}");
     let json_object = post(&host, &key, "/v1/chat/completions", json!({"model": MODEL, "messages": messages, "max_tokens": 40, "temperature": 0, "response_format": {"type": "json_object"}})).await;
     let json_object: Value = json_object.json().await.unwrap();
     let content = json_object["choices"][0]["message"]["content"]

@@ -31,6 +31,7 @@ mod validate;
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, finish};
+use lamina_sdk::router::{Params, Router};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 /// The service's own database (spin.toml grants it to this component only).
@@ -51,51 +52,41 @@ impl wasip2::exports::http::incoming_handler::Guest for Auth {
     }
 }
 
+/// A route's handler.
+type Handler = fn(&Request, &Params) -> Result<Reply, ApiError>;
+
 fn route(request: &Request) -> Result<Reply, ApiError> {
+    let router: Router<Handler> = Router::new([
+        (
+            "POST",
+            "/register",
+            (|r, _| accounts::register(r)) as Handler,
+        ),
+        ("POST", "/login", |r, _| accounts::login(r)),
+        ("GET", "/me", |r, _| accounts::me(r)),
+        ("PATCH", "/me", |r, _| accounts::update_me(r)),
+        ("POST", "/me/password", |r, _| accounts::change_password(r)),
+        ("POST", "/refresh", |r, _| sessions::refresh(r)),
+        ("POST", "/logout", |r, _| sessions::logout(r)),
+        ("POST", "/password/forgot", |r, _| resets::forgot(r)),
+        ("POST", "/password/reset", |r, _| resets::reset(r)),
+        ("POST", "/email/confirm", |r, _| confirmations::confirm(r)),
+        ("POST", "/email/confirm/resend", |r, _| {
+            confirmations::resend(r)
+        }),
+        ("POST", "/api-keys", |r, _| api_keys::create(r)),
+        ("GET", "/api-keys", |r, _| api_keys::list(r)),
+        ("DELETE", "/api-keys/{id}", |r, p| {
+            api_keys::revoke(r, p.get("id").unwrap_or_default())
+        }),
+    ]);
     let full = request.path_with_query();
     let path = full.split('?').next().unwrap_or_default();
     let path = path.strip_prefix(MOUNT).unwrap_or(path);
     let method = request.method();
-    match (method.as_str(), path) {
-        ("POST", "/register") => accounts::register(request),
-        ("POST", "/login") => accounts::login(request),
-        ("GET", "/me") => accounts::me(request),
-        ("PATCH", "/me") => accounts::update_me(request),
-        ("POST", "/me/password") => accounts::change_password(request),
-        ("POST", "/refresh") => sessions::refresh(request),
-        ("POST", "/logout") => sessions::logout(request),
-        ("POST", "/password/forgot") => resets::forgot(request),
-        ("POST", "/password/reset") => resets::reset(request),
-        ("POST", "/email/confirm") => confirmations::confirm(request),
-        ("POST", "/email/confirm/resend") => confirmations::resend(request),
-        ("POST", "/api-keys") => api_keys::create(request),
-        ("GET", "/api-keys") => api_keys::list(request),
-        ("DELETE", id) if id.starts_with("/api-keys/") => {
-            api_keys::revoke(request, &id["/api-keys/".len()..])
-        }
-        (_, known)
-            if [
-                "/register",
-                "/login",
-                "/me",
-                "/me/password",
-                "/refresh",
-                "/logout",
-                "/password/forgot",
-                "/password/reset",
-                "/email/confirm",
-                "/email/confirm/resend",
-                "/api-keys",
-            ]
-            .contains(&known) =>
-        {
-            Err(ApiError::new(
-                405,
-                "method not allowed",
-                format!("{method} is not supported on {MOUNT}{known}"),
-            ))
-        }
-        _ => Err(ApiError::not_found(format!("no endpoint {MOUNT}{path}"))),
+    match router.find(&method, path) {
+        Ok((handler, params)) => handler(request, &params),
+        Err(miss) => Err(miss.to_api_error(&method, &format!("{MOUNT}{path}"))),
     }
 }
 

@@ -7,13 +7,14 @@ use lamina_sdk::inference::PullState;
 use lamina_sdk::inference::{
     self, Error, Generation, Message, ModelInfo, OllamaOptions, stats_json,
 };
+use lamina_sdk::router::Router;
 use lamina_sdk::{BodyWriter, Request, respond, sleep, usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::{Text, keep_alive, rfc3339, rfc3339_now};
+use crate::wire::{self, Text, keep_alive, rfc3339, rfc3339_now};
 
 /// A failure before the response started: status and message.
 type Failure = (u16, String);
@@ -45,25 +46,40 @@ struct Run {
 
 /// Answers one `/api/...` request.
 pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
-    let method = request.method();
-    let answer = match (method.as_str(), path) {
-        ("POST", "/api/generate") => generate(request),
-        ("POST", "/api/chat") => chat(request),
-        ("POST", "/api/embed") => embed(request),
-        ("POST", "/api/embeddings") => embeddings(request),
-        ("GET", "/api/tags") => tags(),
-        ("POST", "/api/show") => show(request),
-        ("GET", "/api/ps") => ps(),
-        ("POST", "/api/pull") => admin(request).and_then(|()| pull(request)),
-        ("DELETE", "/api/delete") => admin(request).and_then(|()| delete(request)),
-        ("POST", "/api/copy") => admin(request).and_then(|()| copy(request)),
-        ("GET" | "HEAD", "/api/version") => Ok(Answer::Json(
+    type Handler = fn(&Request) -> Result<Answer, Failure>;
+    let version: Handler = |_| {
+        Ok(Answer::Json(
             json!({ "version": env!("CARGO_PKG_VERSION") }),
-        )),
-        _ => Err((
-            404,
-            format!("{method} {path} is not an endpoint of this server"),
-        )),
+        ))
+    };
+    let router: Router<Handler> = Router::new([
+        ("POST", "/api/generate", generate as Handler),
+        ("POST", "/api/chat", chat),
+        ("POST", "/api/embed", embed),
+        ("POST", "/api/embeddings", embeddings),
+        ("GET", "/api/tags", |_| tags()),
+        ("POST", "/api/show", show),
+        ("GET", "/api/ps", |_| ps()),
+        ("POST", "/api/pull", |r| admin(r).and_then(|()| pull(r))),
+        ("DELETE", "/api/delete", |r| {
+            admin(r).and_then(|()| delete(r))
+        }),
+        ("POST", "/api/copy", |r| admin(r).and_then(|()| copy(r))),
+        ("GET", "/api/version", version),
+        ("HEAD", "/api/version", version),
+    ]);
+    let method = request.method();
+    let answer = match router.find(&method, path) {
+        Ok((handler, _)) => handler(request),
+        Err(miss) => {
+            return wire::unmatched(
+                out,
+                &miss,
+                &method,
+                path,
+                |message| json!({ "error": message }),
+            );
+        }
     };
     match answer {
         Ok(Answer::Json(value)) => send(out, 200, &value),

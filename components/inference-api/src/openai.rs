@@ -4,13 +4,14 @@
 
 use lamina_sdk::api::{new_id, now, read_json};
 use lamina_sdk::inference::{self, DoneReason, Error, Generation, Message, Options, Stats};
+use lamina_sdk::router::{Miss, Params, Router};
 use lamina_sdk::{BodyWriter, Request, usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use wasip2::http::types::ResponseOutparam;
 
 use crate::BODY_LIMIT;
-use crate::wire::Text;
+use crate::wire::{self, Text};
 
 /// A failure before the response started.
 struct Failure {
@@ -52,32 +53,50 @@ fn error_type(status: u16) -> &'static str {
 
 /// Answers one `/v1/...` request.
 pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
-    let method = request.method();
-    let result = match (method.as_str(), path) {
-        ("POST", "/v1/chat/completions") => completion(request, true),
-        ("POST", "/v1/completions") => completion(request, false),
-        ("POST", "/v1/embeddings") => embeddings(request),
-        ("GET", "/v1/models") => models(),
-        ("GET", id) if id.starts_with("/v1/models/") => model(&id["/v1/models/".len()..]),
-        _ => Err(Failure {
-            status: 404,
-            message: format!("{method} {path} is not an endpoint of this server"),
-            param: None,
+    type Handler = fn(&Request, &Params) -> Result<Answer, Failure>;
+    let router: Router<Handler> = Router::new([
+        (
+            "POST",
+            "/v1/chat/completions",
+            (|r, _| completion(r, true)) as Handler,
+        ),
+        ("POST", "/v1/completions", |r, _| completion(r, false)),
+        ("POST", "/v1/embeddings", |r, _| embeddings(r)),
+        ("GET", "/v1/models", |_, _| models()),
+        ("GET", "/v1/models/{id}", |_, p| {
+            model(p.get("id").unwrap_or_default())
         }),
+    ]);
+    let method = request.method();
+    let result = match router.find(&method, path) {
+        Ok((handler, params)) => handler(request, &params),
+        Err(miss) => {
+            return wire::unmatched(out, &miss, &method, path, |message| {
+                error_body(miss_status(&miss), message, None)
+            });
+        }
     };
     match result {
         Ok(Answer::Json(value)) => lamina_sdk::json(out, 200, &value),
         Ok(Answer::Completion(run)) => present(request, out, run),
-        Err(f) => lamina_sdk::json(
-            out,
-            f.status,
-            &json!({"error": {
-                "message": f.message,
-                "type": error_type(f.status),
-                "param": f.param,
-                "code": Value::Null,
-            }}),
-        ),
+        Err(f) => lamina_sdk::json(out, f.status, &error_body(f.status, &f.message, f.param)),
+    }
+}
+
+/// OpenAI's error object.
+fn error_body(status: u16, message: &str, param: Option<&'static str>) -> Value {
+    json!({"error": {
+        "message": message,
+        "type": error_type(status),
+        "param": param,
+        "code": Value::Null,
+    }})
+}
+
+fn miss_status(miss: &Miss) -> u16 {
+    match miss {
+        Miss::NotFound => 404,
+        Miss::MethodNotAllowed(_) => 405,
     }
 }
 

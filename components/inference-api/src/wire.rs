@@ -1,6 +1,9 @@
 //! What the Ollama and OpenAI surfaces share.
 
+use lamina_sdk::respond;
+use lamina_sdk::router::Miss;
 use serde::Deserialize;
+use wasip2::http::types::ResponseOutparam;
 
 /// One string or a list of them, as both APIs accept for inputs and
 /// stop strings.
@@ -82,4 +85,32 @@ pub fn rfc3339(seconds: i64, nanoseconds: u32) -> String {
         secs % 60,
         nanoseconds
     )
+}
+
+/// Answers a request no route takes, in the API's own error shape
+/// (`body` of the message): 404, or 405 with `Allow`.
+pub fn unmatched(
+    out: ResponseOutparam,
+    miss: &Miss,
+    method: &str,
+    path: &str,
+    body: impl Fn(&str) -> serde_json::Value,
+) {
+    let (status, message, allow) = match miss {
+        Miss::NotFound => (
+            404,
+            format!("{method} {path} is not an endpoint of this server"),
+            None,
+        ),
+        Miss::MethodNotAllowed(allow) => (
+            405,
+            format!("{method} is not supported on {path}"),
+            Some(allow.join(", ")),
+        ),
+    };
+    let mut headers = vec![("content-type", "application/json; charset=utf-8")];
+    if let Some(allow) = &allow {
+        headers.push(("allow", allow));
+    }
+    respond(out, status, &headers, body(&message).to_string().as_bytes());
 }

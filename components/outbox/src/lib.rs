@@ -17,6 +17,7 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now};
+use lamina_sdk::router::Router;
 use lamina_sdk::sql::{Database, Sql, Value};
 use serde::{Deserialize, Serialize};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
@@ -223,7 +224,7 @@ fn insert(db: &Database, sql: &str, params: Vec<Value>) -> Result<(), String> {
 impl wasip2::exports::http::incoming_handler::Guest for Outbox {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        finish(out, read(&request));
+        finish(out, route(&request));
     }
 }
 
@@ -248,10 +249,24 @@ struct AuditRow {
     at: i64,
 }
 
-fn read(request: &Request) -> Result<Reply, ApiError> {
-    if request.method() != "GET" {
-        return Err(ApiError::new(405, "method not allowed", "only GET"));
-    }
+/// The administrators' listings (`?limit=N`, a filter), newest first.
+fn route(request: &Request) -> Result<Reply, ApiError> {
+    type Handler = fn(&Database, &Listing) -> Result<Reply, ApiError>;
+    let router: Router<Handler> = Router::new([
+        ("GET", "/api/outbox/mail", mail as Handler),
+        ("GET", "/api/outbox/audit", audit),
+        ("GET", "/api/outbox/usage", usage),
+    ]);
+    let full = request.path_with_query();
+    let path = full
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let method = request.method();
+    let (handler, _) = router
+        .find(&method, path)
+        .map_err(|miss| miss.to_api_error(&method, path))?;
     let limit: i64 = match request.query("limit") {
         Some(n) => n
             .parse()
@@ -260,53 +275,66 @@ fn read(request: &Request) -> Result<Reply, ApiError> {
             .ok_or_else(|| ApiError::new(400, "invalid limit", "limit must be 1–500"))?,
         None => 100,
     };
-    let filter = |name: &str| {
-        request
+    handler(&Database::open(DATABASE)?, &Listing { request, limit })
+}
+
+/// What a listing asks for: a `limit`, and `?name=` filters.
+struct Listing<'r> {
+    request: &'r Request,
+    limit: i64,
+}
+
+impl Listing<'_> {
+    /// A filter's value, decoded; none if empty or over 254 bytes.
+    fn filter(&self, name: &str) -> Option<String> {
+        self.request
             .query(name)
             .map(|v| decode_query(&v))
             .filter(|v| !v.is_empty() && v.len() <= 254)
-    };
-    let db = Database::open(DATABASE)?;
-    let full = request.path_with_query();
-    let path = full.split('?').next().unwrap_or_default();
-    match path.trim_end_matches('/') {
-        // Mail kept while the mode was on stays unreadable once it is off.
-        "/api/outbox/mail" if !dev_mailbox() => Err(ApiError::not_found(
-            "the dev mailbox is off (it is a development mode: dev_mailbox)",
-        )),
-        "/api/outbox/mail" => {
-            let to = filter("to").map(|t| t.to_ascii_lowercase());
-            let rows: Vec<MailRow> = filtered(
-                &db,
-                "SELECT id, recipient, subject, body, created_at FROM outbox_mail",
-                ("recipient", to),
-                "created_at DESC, id",
-                limit,
-            )?;
-            Ok(Reply::json(200, rows))
-        }
-        "/api/outbox/audit" => {
-            let rows: Vec<AuditRow> = filtered(
-                &db,
-                "SELECT id, event, user_id, detail, at FROM outbox_audit",
-                ("user_id", filter("userId")),
-                "at DESC, id",
-                limit,
-            )?;
-            Ok(Reply::json(200, rows))
-        }
-        "/api/outbox/usage" => {
-            let rows: Vec<UsageRow> = filtered(
-                &db,
-                "SELECT id, user_id, credential_id, model, prompt_tokens, completion_tokens, done_reason, at FROM outbox_usage",
-                ("user_id", filter("userId")),
-                "at DESC, id",
-                limit,
-            )?;
-            Ok(Reply::json(200, rows))
-        }
-        other => Err(ApiError::not_found(format!("no endpoint {other}"))),
     }
+}
+
+/// `GET /api/outbox/mail?to=`: the dev mailbox, while the mode is on (mail
+/// kept while it was on stays unreadable once it is off).
+fn mail(db: &Database, listing: &Listing) -> Result<Reply, ApiError> {
+    if !dev_mailbox() {
+        return Err(ApiError::not_found(
+            "the dev mailbox is off (it is a development mode: dev_mailbox)",
+        ));
+    }
+    let to = listing.filter("to").map(|t| t.to_ascii_lowercase());
+    let rows: Vec<MailRow> = filtered(
+        db,
+        "SELECT id, recipient, subject, body, created_at FROM outbox_mail",
+        ("recipient", to),
+        "created_at DESC, id",
+        listing.limit,
+    )?;
+    Ok(Reply::json(200, rows))
+}
+
+/// `GET /api/outbox/audit?userId=`.
+fn audit(db: &Database, listing: &Listing) -> Result<Reply, ApiError> {
+    let rows: Vec<AuditRow> = filtered(
+        db,
+        "SELECT id, event, user_id, detail, at FROM outbox_audit",
+        ("user_id", listing.filter("userId")),
+        "at DESC, id",
+        listing.limit,
+    )?;
+    Ok(Reply::json(200, rows))
+}
+
+/// `GET /api/outbox/usage?userId=`.
+fn usage(db: &Database, listing: &Listing) -> Result<Reply, ApiError> {
+    let rows: Vec<UsageRow> = filtered(
+        db,
+        "SELECT id, user_id, credential_id, model, prompt_tokens, completion_tokens, done_reason, at FROM outbox_usage",
+        ("user_id", listing.filter("userId")),
+        "at DESC, id",
+        listing.limit,
+    )?;
+    Ok(Reply::json(200, rows))
 }
 
 /// `select`, with `WHERE column = value` when there is a value, ordered,

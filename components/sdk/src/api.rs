@@ -72,8 +72,8 @@ pub struct ApiError {
     pub detail: String,
     /// Per-field problems (400).
     pub errors: Vec<FieldError>,
-    /// Seconds, sent as `Retry-After` (429, 503).
-    pub retry_after: Option<u64>,
+    /// Extra response headers (`Retry-After`, `Allow`, ...).
+    pub headers: Vec<(String, String)>,
 }
 
 impl ApiError {
@@ -84,7 +84,7 @@ impl ApiError {
             title: title.to_owned(),
             detail: detail.into(),
             errors: Vec::new(),
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -111,9 +111,14 @@ impl ApiError {
         ApiError::new(404, "not found", detail)
     }
 
-    /// Adds `Retry-After`.
-    pub fn retry_after(mut self, seconds: u64) -> ApiError {
-        self.retry_after = Some(seconds);
+    /// Adds `Retry-After` (429, 503).
+    pub fn retry_after(self, seconds: u64) -> ApiError {
+        self.header("retry-after", seconds.to_string())
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name.to_owned(), value.into()));
         self
     }
 
@@ -128,11 +133,8 @@ impl ApiError {
         if !self.errors.is_empty() {
             body["errors"] = serde_json::to_value(&self.errors).expect("errors serialize");
         }
-        let retry = self.retry_after.map(|s| s.to_string());
         let mut headers = vec![("content-type", "application/problem+json")];
-        if let Some(retry) = &retry {
-            headers.push(("retry-after", retry));
-        }
+        headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         respond(out, self.status, &headers, body.to_string().as_bytes());
     }
 }

@@ -5,7 +5,8 @@
 //!   [`json`] or [`problem`], or stream with a [`BodyWriter`]. A component
 //!   exports its handler with `wasip2::http::proxy::export!`. [`api`] adds
 //!   JSON handlers returning `Result<Reply, ApiError>` and the verified
-//!   [`api::Caller`].
+//!   [`api::Caller`]; [`router`] picks a handler by method and path (405
+//!   with `Allow`).
 //! - Host capabilities (`wit/platform.wit`): [`sql`] (typed rows into serde
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
 //!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
@@ -21,6 +22,7 @@ pub mod inference;
 pub mod mail;
 pub mod page;
 pub mod queue;
+pub mod router;
 pub mod sql;
 pub mod tokens;
 pub mod usage;
