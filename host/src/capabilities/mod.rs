@@ -91,8 +91,8 @@ pub struct Grants {
 }
 
 impl Capabilities {
-    /// Opens every backend runtime-config names and every database the
-    /// manifest grants, and applies the application's migrations
+    /// Opens every backend runtime-config names (and the `default` and
+    /// host databases), and applies the application's migrations
     /// (`<manifest dir>/migrations/<database>/<dialect>/`). `jwt_secret` is
     /// the HS256 secret from the environment, if set.
     pub async fn open(

@@ -279,7 +279,14 @@ async fn dispatch(
         .into_response();
         return (response, route);
     }
-    let client = SocketAddr::new(client, if client == peer.ip() { peer.port() } else { 0 });
+    // The peer's port only if the client is the peer (a dual-stack
+    // listener's IPv4 peer compared as IPv4, as `client` is).
+    let port = if client == peer.ip().to_canonical() {
+        peer.port()
+    } else {
+        0
+    };
+    let client = SocketAddr::new(client, port);
     set_routing_headers(
         &mut parts.headers,
         matched.pattern,

@@ -551,8 +551,9 @@ pub struct Databases {
 impl Databases {
     /// Opens every configured database, plus `default` and the
     /// `host_only` ones if they are not configured, as the embedded SQLite
-    /// file `<data dir>/<name>.db`. A host-only database must not share its
-    /// location with any other: that would hand its tables to components.
+    /// file `<data dir>/<name>.db`. A host-only database must not be the
+    /// same database as any other (asked of the databases themselves): that
+    /// would hand its tables to components.
     pub async fn open(
         configs: &BTreeMap<String, DatabaseConfig>,
         host_only: &BTreeSet<String>,
