@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::config::{Admin, Config};
 use crate::users::{self, ADMIN, USER, User};
-use crate::validate::Checks;
+use crate::validate::{AccountRules, Checks};
 use crate::{BODY_LIMIT, confirmations, events, lockout, password, resets, sessions, sweep};
 
 /// The same answer for every failed login: nothing about which part failed.

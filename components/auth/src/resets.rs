@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Config;
-use crate::validate::Checks;
+use crate::validate::{AccountRules, Checks};
 use crate::{BODY_LIMIT, accounts, api_keys, events, lockout, sessions, users};
 
 #[derive(Deserialize, Default)]

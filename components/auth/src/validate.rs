@@ -1,32 +1,22 @@
-//! Field rules: every violation of a request is collected, so one 400 lists
-//! them all.
+//! The account fields' rules (username, email, password), added to the
+//! SDK's [`Checks`], which collects every violation into one 400.
 
-use lamina_sdk::api::{ApiError, FieldError};
+pub use lamina_sdk::validate::Checks;
+use lamina_sdk::validate::has_control;
 
-/// Collects field errors.
-#[derive(Default)]
-pub struct Checks(Vec<FieldError>);
-
-impl Checks {
-    /// Records that `field` is wrong.
-    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// `Err(400)` listing the failures, if any.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::invalid(self.0))
-        }
-    }
-
+/// The account rules, on the SDK's collector.
+pub trait AccountRules {
     /// 3–50 of `A-Z a-z 0-9 _ . -`.
-    pub fn username(&mut self, field: &str, value: &str) {
+    fn username(&mut self, field: &str, value: &str);
+    /// A plausible address; returns it normalized (trimmed, lower-case).
+    fn email(&mut self, field: &str, value: &str) -> String;
+    /// 8–128 characters with at least three of: lower-case, upper-case,
+    /// digit, symbol.
+    fn password(&mut self, field: &str, value: &str);
+}
+
+impl AccountRules for Checks {
+    fn username(&mut self, field: &str, value: &str) {
         let ok_chars = value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
@@ -38,8 +28,7 @@ impl Checks {
         }
     }
 
-    /// A plausible address; returns it normalized (trimmed, lower-case).
-    pub fn email(&mut self, field: &str, value: &str) -> String {
+    fn email(&mut self, field: &str, value: &str) -> String {
         let email = value.trim().to_ascii_lowercase();
         if !valid_email(&email) {
             self.fail(field, "a valid email address of at most 254 characters");
@@ -47,9 +36,7 @@ impl Checks {
         email
     }
 
-    /// 8–128 characters with at least three of: lower-case, upper-case,
-    /// digit, symbol.
-    pub fn password(&mut self, field: &str, value: &str) {
+    fn password(&mut self, field: &str, value: &str) {
         let length = value.chars().count();
         let classes = [
             value.chars().any(|c| c.is_lowercase()),
@@ -67,21 +54,6 @@ impl Checks {
             );
         }
     }
-
-    /// A required string of at most `max` characters, none of them
-    /// control characters.
-    pub fn text(&mut self, field: &str, value: &str, max: usize) {
-        if value.trim().is_empty() || value.chars().count() > max || has_control(value) {
-            self.fail(
-                field,
-                format!("required, at most {max} characters, no control characters"),
-            );
-        }
-    }
-}
-
-fn has_control(value: &str) -> bool {
-    value.chars().any(char::is_control)
 }
 
 /// `local@domain.tld`: ASCII, no spaces, a dotted domain of valid labels.
@@ -130,7 +102,7 @@ mod tests {
         let check = |p: &str| {
             let mut c = Checks::default();
             c.password("password", p);
-            c.0.is_empty()
+            c.is_empty()
         };
         assert!(check("Correct-horse1"));
         assert!(check("lower UPPER 1"));

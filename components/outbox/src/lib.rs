@@ -22,21 +22,7 @@ use lamina_sdk::sql::{Database, Sql, Value};
 use serde::{Deserialize, Serialize};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "queue-worker",
-    with: {
-        "lamina:platform/sql@0.1.0": lamina_sdk::platform::sql,
-        "lamina:platform/kv@0.1.0": lamina_sdk::platform::kv,
-        "lamina:platform/queue@0.1.0": lamina_sdk::platform::queue,
-        "lamina:platform/variables@0.1.0": lamina_sdk::platform::variables,
-        "lamina:platform/tokens@0.1.0": lamina_sdk::platform::tokens,
-        "lamina:platform/inference@0.1.0": lamina_sdk::platform::inference,
-        "lamina:platform/mail@0.1.0": lamina_sdk::platform::mail,
-    },
-});
-
-use exports::lamina::platform::queue_handler::{Guest as QueueHandler, Message};
+use lamina_sdk::worker::{Guest as QueueHandler, Message};
 
 struct Outbox;
 
@@ -359,4 +345,4 @@ fn filtered<T: serde::de::DeserializeOwned>(
 }
 
 wasip2::http::proxy::export!(Outbox);
-export!(Outbox);
+lamina_sdk::worker::export_queue_handler!(Outbox);

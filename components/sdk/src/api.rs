@@ -306,3 +306,23 @@ pub fn new_id() -> String {
 pub fn now() -> i64 {
     wasip2::clocks::wall_clock::now().seconds as i64
 }
+
+/// Milliseconds since the Unix epoch, for ordering within a second.
+pub fn now_ms() -> i64 {
+    let now = wasip2::clocks::wall_clock::now();
+    now.seconds as i64 * 1000 + i64::from(now.nanoseconds / 1_000_000)
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds
+/// (`2026-11-30T12:00:00.000Z`), the API's timestamp format.
+pub fn timestamp(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// Parses an RFC 3339 timestamp into milliseconds since the epoch.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let at = humantime::parse_rfc3339_weak(text).ok()?;
+    let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
+}

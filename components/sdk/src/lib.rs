@@ -13,7 +13,8 @@
 //!   revoke credentials), [`inference`] (generation and embeddings on the
 //!   host's llama.cpp engine), [`usage`] (what a generation or embedding
 //!   costs the caller, published to `usage.recorded`), [`mail`] (SMTP) and
-//!   [`page`] (pagination).
+//!   [`page`] (pagination). [`sse`] streams Server-Sent Events;
+//!   [`worker`] consumes queue topics.
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod api;
@@ -24,9 +25,12 @@ pub mod page;
 pub mod queue;
 pub mod router;
 pub mod sql;
+pub mod sse;
 pub mod tokens;
 pub mod usage;
+pub mod validate;
 pub mod variables;
+pub mod worker;
 
 /// Raw bindings of the `lamina:platform` imports (world `service`).
 pub mod platform {

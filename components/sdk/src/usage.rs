@@ -26,9 +26,29 @@ pub fn record(
     done_reason: Option<&str>,
 ) {
     let caller = Caller::of(request);
+    record_for(
+        caller.as_ref().map(|c| c.user_id.as_str()),
+        caller.as_ref().map(|c| c.token_id.as_str()),
+        model,
+        prompt_tokens,
+        completion_tokens,
+        done_reason,
+    );
+}
+
+/// [`record`] for work done on someone's behalf outside a request (a
+/// queue job): charged to `user_id`, with the credential if known.
+pub fn record_for(
+    user_id: Option<&str>,
+    credential_id: Option<&str>,
+    model: &str,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    done_reason: Option<&str>,
+) {
     let payload = json!({
-        "userId": caller.as_ref().map(|c| c.user_id.clone()),
-        "credentialId": caller.as_ref().map(|c| c.token_id.clone()),
+        "userId": user_id,
+        "credentialId": credential_id,
         "model": model,
         "promptTokens": prompt_tokens,
         "completionTokens": completion_tokens,
