@@ -46,6 +46,43 @@ pub async fn register(host: &Host) -> (String, String, Value) {
     )
 }
 
+/// A fresh user's access token and id.
+pub async fn user_session(host: &Host) -> (String, String) {
+    let (_, _, body) = register(host).await;
+    (
+        body["accessToken"].as_str().unwrap().to_owned(),
+        body["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Calls `method path` as the holder of `token` (if any) with a JSON body
+/// (if any); returns the status and the body as JSON (`null` if empty, a
+/// string if not JSON).
+pub async fn call(
+    host: &Host,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client().request(method.parse().unwrap(), host.at(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
 /// The administrator's access token.
 pub async fn admin_token(host: &Host) -> String {
     let response = client()

@@ -15,7 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 mod app;
 
-pub use app::{ADMIN_LOGIN, ADMIN_PASSWORD, USER_PASSWORD, admin_poll, admin_token, register};
+pub use app::{
+    ADMIN_LOGIN, ADMIN_PASSWORD, USER_PASSWORD, admin_poll, admin_token, call, register,
+    user_session,
+};
 
 /// The workspace root.
 ///
@@ -127,7 +130,8 @@ impl HostOptions {
         HostOptions::manifest(&manifest)
             .with_migrations(&workspace().join("migrations"))
             .databases(
-                "[databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n",
+                "[databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n\
+                 [databases.conversation]\ntype = \"sqlite\"\n",
             )
             .runtime_config(classes)
     }
@@ -479,10 +483,10 @@ impl PgSchema {
     }
 
     /// runtime-config TOML putting the application's databases
-    /// (`default`, the services' `auth` and `outbox`, and the host's own
+    /// (`default`, the services' `auth`, `outbox` and `conversation`, and the host's own
     /// `host`) on PostgreSQL, each in a schema of its own.
     pub fn databases(&self) -> String {
-        ["default", "host", "auth", "outbox"]
+        ["default", "host", "auth", "outbox", "conversation"]
             .iter()
             .map(|db| {
                 format!(

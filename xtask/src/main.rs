@@ -225,9 +225,12 @@ fn test(args: &[String]) -> Result {
             "lamina-tests",
             "-p",
             "lamina-sdk",
-            // Components' own unit tests (validation rules) run natively.
+            // Components' own unit tests (validation rules, title
+            // cleaning, search queries) run natively.
             "-p",
             "auth",
+            "-p",
+            "conversation",
         ])
         .args(args)
         // Where the inference tests find the default models (installed

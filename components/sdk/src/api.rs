@@ -173,6 +173,17 @@ impl From<crate::tokens::Error> for ApiError {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "nullable")]` on an
+/// `Option<Option<T>>` field of a PATCH body: absent → `None` (keep),
+/// `null` → `Some(None)` (clear), a value → `Some(Some(v))` (set).
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
 /// Reads the whole body: 413 past `limit` bytes.
 pub fn read_body(request: &Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     request.read_body(limit).map_err(|e| {

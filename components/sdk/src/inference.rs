@@ -9,7 +9,7 @@
 //! What a generation or an embedding costs the caller is recorded with
 //! [`crate::usage`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::platform::inference;
 
@@ -71,20 +71,33 @@ impl Default for Options {
 
 /// Ollama's `options` object. Unknown keys are ignored as Ollama does;
 /// values are range-checked by the host (400 with every bad one named).
-#[derive(Debug, Default, Deserialize)]
+/// Serialized, only the options set appear (to store them).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OllamaOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_k: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat_last_n: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub num_predict: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub num_ctx: Option<u32>,
 }
 

@@ -1,0 +1,251 @@
+//! `GET /api/conversations/search?q=`: full-text search over the caller's
+//! conversation titles and message contents: SQLite FTS5 (bm25) or
+//! PostgreSQL `tsvector` (GIN, `ts_rank`). Words must all appear (the last
+//! may be the start of a word, for search as you type). One result per
+//! conversation, its best match first, with a snippet (HTML-escaped, the
+//! matches in `<mark>`) and the id of the matching message (none when the
+//! title matched). The list filters apply too.
+
+use std::collections::HashSet;
+
+use lamina_sdk::api::{ApiError, Reply, timestamp};
+use lamina_sdk::page::{Page, PageRequest};
+use lamina_sdk::sql::{Dialect, Sql, Value};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::Ctx;
+use crate::conversations::Filter;
+
+/// Most matches ranked per search (then grouped by conversation).
+const MAX_MATCHES: i64 = 1000;
+/// Most words in a query.
+const MAX_WORDS: usize = 16;
+/// Longest query, in characters.
+const MAX_QUERY: usize = 500;
+/// Marks around a match in snippets: private-use characters, replaced by
+/// `<mark>` after the snippet is HTML-escaped.
+const OPEN: char = '\u{E000}';
+const CLOSE: char = '\u{E001}';
+/// PostgreSQL's `ts_headline` drops what looks like an HTML tag: `<` and
+/// `>` go in as these and come back out before escaping.
+const LT: char = '\u{E002}';
+const GT: char = '\u{E003}';
+
+/// The query's words: letters and digits only (what both indexes
+/// tokenize), lower-cased, at most [`MAX_WORDS`].
+fn words(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .take(MAX_WORDS)
+        .collect()
+}
+
+/// FTS5: `"w1" "w2" "w3"*`.
+fn fts5_query(words: &[String]) -> String {
+    let last = words.len() - 1;
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == last {
+                format!("\"{w}\"*")
+            } else {
+                format!("\"{w}\"")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `to_tsquery`: `w1 & w2 & w3:*`.
+fn tsquery(words: &[String]) -> String {
+    let last = words.len() - 1;
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == last {
+                format!("{w}:*")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
+/// One match, best first.
+#[derive(Deserialize)]
+struct Hit {
+    conversation_id: String,
+    message_id: Option<String>,
+    snippet: String,
+    title: String,
+    model: String,
+    updated_at: i64,
+}
+
+/// HTML-escapes `text` and turns the match marks into `<mark>`.
+fn highlight(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' | LT => out.push_str("&lt;"),
+            '>' | GT => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            OPEN => out.push_str("<mark>"),
+            CLOSE => out.push_str("</mark>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /api/conversations/search?q=&page=&pageSize=` plus the list's
+/// filters.
+pub fn search(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let q = ctx.query("q").unwrap_or_default();
+    let page = PageRequest::parse(
+        ctx.query("page").as_deref(),
+        ctx.query("pageSize").as_deref(),
+    )
+    .map_err(|e| ApiError::new(400, "invalid paging", e))?;
+    if q.chars().count() > MAX_QUERY {
+        return Err(ApiError::new(
+            400,
+            "query too long",
+            format!("q: at most {MAX_QUERY} characters"),
+        ));
+    }
+    let words = words(&q);
+    if words.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "empty query",
+            "q: at least one word to search for",
+        ));
+    }
+    let filter = Filter::from_query(ctx)?;
+    let hits = match ctx.db.dialect() {
+        Dialect::Sqlite => sqlite(&ctx.db, ctx.user(), &filter, &words)?,
+        Dialect::Postgres => postgres(&ctx.db, ctx.user(), &filter, &words)?,
+    };
+    let mut seen = HashSet::new();
+    let best: Vec<Hit> = hits
+        .into_iter()
+        .filter(|h| seen.insert(h.conversation_id.clone()))
+        .collect();
+    let total = best.len() as u64;
+    let items: Vec<Json> = best
+        .into_iter()
+        .skip(page.offset() as usize)
+        .take(page.page_size as usize)
+        .map(|h| {
+            json!({
+                "conversationId": h.conversation_id,
+                "title": h.title,
+                "model": h.model,
+                "updatedAt": timestamp(h.updated_at),
+                "messageId": h.message_id,
+                "snippet": highlight(&h.snippet),
+            })
+        })
+        .collect();
+    Ok(Reply::json(200, Page::new(items, page, total)))
+}
+
+/// The FTS5 matches: message hits and title hits, by bm25 (lower is
+/// better), the caller's only.
+fn sqlite(
+    db: &impl Sql,
+    user: &str,
+    filter: &Filter,
+    words: &[String],
+) -> Result<Vec<Hit>, ApiError> {
+    let (condition, mut params) = filter.condition(user, 1);
+    params.insert(0, fts5_query(words).into());
+    let n = params.len();
+    params.push(MAX_MATCHES.into());
+    let marks = format!("'{OPEN}', '{CLOSE}'");
+    Ok(db.query(
+        &format!(
+            "SELECT conversation_id, message_id, snippet, title, model, updated_at FROM ( \
+                 SELECT c.id AS conversation_id, m.id AS message_id, \
+                        snippet(conv_messages_fts, 0, {marks}, '…', 16) AS snippet, \
+                        c.title AS title, c.model AS model, c.updated_at AS updated_at, \
+                        bm25(conv_messages_fts) AS rank \
+                 FROM conv_messages_fts JOIN conv_messages m ON m.num = conv_messages_fts.rowid \
+                 JOIN conv_conversations c ON c.id = m.conversation_id \
+                 WHERE conv_messages_fts MATCH $1 AND m.user_id = $2 AND {condition} \
+                 UNION ALL \
+                 SELECT c.id, NULL, highlight(conv_titles_fts, 0, {marks}), c.title, c.model, c.updated_at, \
+                        bm25(conv_titles_fts) - 1000 \
+                 FROM conv_titles_fts JOIN conv_conversations c ON c.num = conv_titles_fts.rowid \
+                 WHERE conv_titles_fts MATCH $1 AND {condition}) \
+             ORDER BY rank LIMIT ${}",
+            n + 1
+        ),
+        &params,
+    )?)
+}
+
+/// The PostgreSQL matches, by `ts_rank` (higher is better); a title match
+/// ranks above a message match.
+fn postgres(
+    db: &impl Sql,
+    user: &str,
+    filter: &Filter,
+    words: &[String],
+) -> Result<Vec<Hit>, ApiError> {
+    let (condition, mut params) = filter.condition(user, 1);
+    params.insert(0, Value::from(tsquery(words)));
+    let n = params.len();
+    params.push(MAX_MATCHES.into());
+    let marks = format!("StartSel={OPEN}, StopSel={CLOSE}, MaxWords=24, MinWords=8, ShortWord=2");
+    let shield = |column: &str| format!("replace(replace({column}, '<', '{LT}'), '>', '{GT}')");
+    let (content, title) = (shield("m.content"), shield("c.title"));
+    Ok(db.query(
+        &format!(
+            "WITH q AS (SELECT to_tsquery('simple', $1) AS query) \
+             SELECT conversation_id, message_id, snippet, title, model, updated_at FROM ( \
+                 SELECT c.id AS conversation_id, m.id AS message_id, \
+                        ts_headline('simple', {content}, q.query, '{marks}') AS snippet, \
+                        c.title AS title, c.model AS model, c.updated_at AS updated_at, \
+                        ts_rank(m.search, q.query) AS rank \
+                 FROM q, conv_messages m JOIN conv_conversations c ON c.id = m.conversation_id \
+                 WHERE m.search @@ q.query AND m.user_id = $2 AND {condition} \
+                 UNION ALL \
+                 SELECT c.id, NULL, ts_headline('simple', {title}, q.query, '{marks}'), c.title, c.model, \
+                        c.updated_at, ts_rank(c.search, q.query) + 1000 \
+                 FROM q, conv_conversations c WHERE c.search @@ q.query AND {condition}) AS hits \
+             ORDER BY rank DESC LIMIT ${}",
+            n + 1
+        ),
+        &params,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_words_only() {
+        let w = words("  Paris' \"capital\" OR NEAR(x) *");
+        assert_eq!(w, ["paris", "capital", "or", "near", "x"]);
+        assert_eq!(fts5_query(&w[..2]), "\"paris\" \"capital\"*");
+        assert_eq!(tsquery(&w[..2]), "paris & capital:*");
+    }
+
+    #[test]
+    fn snippets_are_escaped_then_marked() {
+        assert_eq!(
+            highlight(&format!("a <b> {OPEN}x{CLOSE} & 'y'")),
+            "a &lt;b&gt; <mark>x</mark> &amp; &#39;y&#39;"
+        );
+    }
+}
