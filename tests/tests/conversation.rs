@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use lamina_tests::{
-    Host, HostOptions, PgSchema, call, client, test_models_dir, user_session, workspace,
+    Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, call, client, test_models_dir,
+    user_session, workspace,
 };
 use serde_json::{Value, json};
 
@@ -1851,4 +1852,90 @@ async fn a_deleted_user_leaves_nothing_behind() {
         )["total"],
         1
     );
+}
+
+#[tokio::test]
+async fn the_cache_is_never_in_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = RedisPrefix::new();
+    let proxy = TcpProxy::start("127.0.0.1:6379");
+    let host = Host::start(options().data_dir(dir.path()).runtime_config(&format!(
+        "[key_value_stores.default]\ntype = \"redis\"\nurl = \"redis://{}/0\"\nkey_prefix = \"{}\"\ntimeout = \"200ms\"\n",
+        proxy.addr(),
+        prefix.prefix
+    )));
+    let (token, _) = user_session(&host).await;
+    let t = Some(token.as_str());
+    let id = import(
+        &host,
+        &token,
+        &lamina_line("Cached", &[("user", "a"), ("assistant", "b")]),
+    )
+    .await[0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let c = format!("/api/conversations/{id}");
+    // Read twice (the second from Redis), write, read: never stale.
+    for title in ["One", "Two"] {
+        expect(call(&host, t, "GET", &c, None).await, 200);
+        expect(
+            call(&host, t, "GET", &format!("{c}/messages"), None).await,
+            200,
+        );
+        expect(
+            call(&host, t, "PATCH", &c, Some(json!({"title": title}))).await,
+            200,
+        );
+        assert_eq!(
+            expect(call(&host, t, "GET", &c, None).await, 200)["title"],
+            title
+        );
+    }
+    let messages = path(&host, &token, &id).await;
+    expect(
+        call(
+            &host,
+            t,
+            "PATCH",
+            &c,
+            Some(json!({"currentMessageId": messages[0]["id"]})),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(
+        path(&host, &token, &id).await.len(),
+        2,
+        "the newest leaf below"
+    );
+
+    // Redis gone: every route still answers from the database; stopping,
+    // which needs the store, says so.
+    proxy.cut();
+    expect(
+        call(&host, t, "PATCH", &c, Some(json!({"title": "Three"}))).await,
+        200,
+    );
+    assert_eq!(
+        expect(call(&host, t, "GET", &c, None).await, 200)["title"],
+        "Three"
+    );
+    assert_eq!(path(&host, &token, &id).await.len(), 2);
+    expect(call(&host, t, "GET", "/api/folders", None).await, 200);
+    expect(call(&host, t, "GET", "/api/conversations", None).await, 200);
+    expect(
+        call(&host, t, "POST", &format!("{c}/stop"), None).await,
+        503,
+    );
+    let answer = say(
+        &host,
+        &token,
+        &id,
+        json!({"content": "Hello!", "options": greedy(2)}),
+    )
+    .await;
+    assert_eq!(answer["usage"]["completionTokens"], 2);
+    assert_eq!(path(&host, &token, &id).await.len(), 4);
+    proxy.restore();
 }

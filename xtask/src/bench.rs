@@ -50,17 +50,23 @@ struct Server {
     start: Box<dyn Fn(u16) -> Result<Child>>,
 }
 
-/// `which`: `http`, `capabilities`, `gateway`, `inference`, or all when empty.
+/// `which`: `http`, `capabilities`, `gateway`, `inference`, `conversation`,
+/// or all when empty.
 pub fn bench(which: &[String]) -> Result {
     let only = which.first().map(String::as_str);
     if !matches!(
         only,
-        None | Some("http" | "capabilities" | "gateway" | "inference")
+        None | Some("http" | "capabilities" | "gateway" | "inference" | "conversation")
     ) {
-        return Err("usage: cargo xtask bench [http|capabilities|gateway|inference]".into());
+        return Err(
+            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation]".into(),
+        );
     }
     if matches!(only, None | Some("inference")) {
         super::bench_inference::bench()?;
+    }
+    if matches!(only, None | Some("conversation")) {
+        super::bench_conversation::bench()?;
     }
     ensure_wrk()?;
     if matches!(only, None | Some("gateway")) {
@@ -246,6 +252,18 @@ fn measure(server: &Server) -> Result<Measurement> {
     let _ = child.kill();
     let _ = child.wait();
     outcome
+}
+
+/// The median of some figures (the middle one of an odd number).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The `p` quantile (0–1) of some figures, nearest rank.
+pub fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
 /// A free loopback port.

@@ -15,15 +15,16 @@
 //! `llama-cpp-sys-2` crate (same version as the host's), with the same
 //! options the host's build uses (native CPU, no OpenMP), outside the repo.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bench::{JWT_SECRET, free_port, jwt, spawn_lamina, wait_until_listening};
+use crate::bench::{
+    JWT_SECRET, free_port, jwt, median, percentile, spawn_lamina, wait_until_listening,
+};
+use crate::http_client::post_ndjson;
 use crate::{Result, models, run, target_dir};
 
 /// The `llama-cpp-python` sdist whose vendored llama.cpp provides
@@ -434,89 +435,6 @@ fn embed(port: u16, inputs: &[String]) -> Result {
             Err(format!("unexpected embedding answer: {line}"))
         }
     })
-}
-
-/// POSTs JSON (with a bearer token if given) and calls `line` for each
-/// JSON line of the (possibly chunked) response as it arrives. A plain
-/// HTTP/1.1 client, so the benchmark measures the server rather than a
-/// client library.
-fn post_ndjson(
-    port: u16,
-    path: &str,
-    bearer: Option<&str>,
-    body: &Value,
-    mut line: impl FnMut(&Value) -> Result,
-) -> Result {
-    let body = body.to_string();
-    let authorization = bearer.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-         {authorization}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    reader.read_line(&mut status).map_err(|e| e.to_string())?;
-    let mut chunked = false;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).map_err(|e| e.to_string())?;
-        if header.trim().is_empty() {
-            break;
-        }
-        chunked |= header
-            .to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked");
-    }
-    if !status.contains(" 200 ") {
-        let mut rest = String::new();
-        let _ = reader.read_to_string(&mut rest);
-        return Err(format!("{path}: {} {rest}", status.trim()));
-    }
-    let mut pending = Vec::new();
-    let mut feed = |bytes: &[u8], pending: &mut Vec<u8>| -> Result {
-        pending.extend_from_slice(bytes);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let value: Value =
-                serde_json::from_slice(&pending[..end]).map_err(|e| e.to_string())?;
-            pending.drain(..=end);
-            line(&value)?;
-        }
-        Ok(())
-    };
-    if chunked {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).map_err(|e| e.to_string())?;
-            let size = usize::from_str_radix(size.trim(), 16).map_err(|e| e.to_string())?;
-            if size == 0 {
-                break;
-            }
-            let mut chunk = vec![0u8; size + 2];
-            reader.read_exact(&mut chunk).map_err(|e| e.to_string())?;
-            feed(&chunk[..size], &mut pending)?;
-        }
-    } else {
-        let mut rest = Vec::new();
-        reader.read_to_end(&mut rest).map_err(|e| e.to_string())?;
-        rest.push(b'\n');
-        feed(&rest, &mut pending)?;
-    }
-    Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Builds llama.cpp's `llama-bench` once, into

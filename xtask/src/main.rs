@@ -10,9 +10,11 @@
 
 mod bench;
 mod bench_capabilities;
+mod bench_conversation;
 mod bench_gateway;
 mod bench_inference;
 mod clients;
+mod http_client;
 mod models;
 mod services;
 
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
                  test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
                  models       fetch the default models (gemma3:270m, all-minilm:l6-v2, smollm2:135m) and install them\n  \
-                 bench [http|capabilities|gateway|inference]  build, then benchmark (docs/benchmarks.md)"
+                 bench [http|capabilities|gateway|inference|conversation]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {
                 ExitCode::SUCCESS

@@ -1,8 +1,14 @@
 //! What the service keeps in the key-value store (cache-aside, the
-//! design's key names): a conversation's row, its active path and a user's
-//! folder tree. Every write drops what it changed, each chat turn
-//! included, so the history sent to the model is never stale; with the
-//! store down every read goes to the database.
+//! design's key names): a conversation's row, the path to a message and a
+//! user's folder tree. Every write drops what it changed; with the store
+//! down every read goes to the database.
+//!
+//! Writes never read through the cache: they read the database, so a
+//! change is never made on a stale row, and chat reads the history from
+//! the database too. A path is keyed by the message it ends at, and
+//! messages never change, so a cached path is never stale. Only a row or a
+//! tree that a write could not invalidate (the store was down at the time)
+//! may be served stale to a read, for at most [`TTL`].
 
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use lamina_sdk::cache::{Cache, key};
 /// The granted store.
 const STORE: &str = "default";
 /// How long an entry may live even if nothing invalidates it.
-pub const TTL: Duration = Duration::from_secs(300);
+pub const TTL: Duration = Duration::from_secs(60);
 
 /// The store, or `None` when it is not configured (then nothing is cached).
 pub fn store() -> Option<Cache> {
@@ -25,9 +31,9 @@ pub fn info(id: &str) -> String {
     key("conversation", "info", id)
 }
 
-/// `conversation:path:{id}`: the active path's messages, root first.
-pub fn path(id: &str) -> String {
-    key("conversation", "path", id)
+/// `conversation:path:{id}:{leaf}`: the messages from the root to `leaf`.
+pub fn path(id: &str, leaf: &str) -> String {
+    format!("{}:{leaf}", key("conversation", "path", id))
 }
 
 /// `conversation:folders:{user}`: the user's folder tree.
@@ -55,7 +61,10 @@ pub fn invalidate(keys: &[String]) {
     }
 }
 
-/// Drops a conversation's row and path.
+/// Drops a conversation's row and paths.
 pub fn conversation(id: &str) {
-    invalidate(&[info(id), path(id)]);
+    if let Some(cache) = store() {
+        cache.invalidate(&info(id));
+        cache.invalidate_prefix(&format!("{}:", key("conversation", "path", id)));
+    }
 }

@@ -438,7 +438,7 @@ impl Turn<'_> {
         let db = &self.ctx.db;
         db.transaction(|tx| messages::insert(tx, &message))?;
         cached::conversation(&self.conversation.id);
-        if !self.conversation.title_by_user {
+        if titles::wanted(&self.conversation) {
             titles::request(&self.conversation.id, self.ctx.user());
         }
         let siblings =

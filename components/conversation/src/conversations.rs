@@ -2,8 +2,8 @@
 //! change, trash and restore, delete for good, list with filters, tags,
 //! clone from a message.
 //!
-//! A conversation's row is cached (`conversation:info:{id}`); every write
-//! here drops it.
+//! A conversation's row is cached (`conversation:info:{id}`) for the read
+//! routes; every write here reads the database and drops the cached row.
 
 use std::collections::HashMap;
 
@@ -189,19 +189,27 @@ impl Conversation {
     }
 }
 
-/// Conversation `id` by id alone, through the cache.
+/// Conversation `id` by id alone.
 fn load(db: &impl Sql, id: &str) -> Result<Option<Conversation>, ApiError> {
-    cached::get_or_load(&cached::info(id), || {
-        let select = format!("SELECT {COLUMNS} FROM conv_conversations WHERE id = $1");
-        Ok(db.query_one(&select, &[id.into()])?)
-    })
+    let select = format!("SELECT {COLUMNS} FROM conv_conversations WHERE id = $1");
+    Ok(db.query_one(&select, &[id.into()])?)
+}
+
+fn mine(ctx: &Ctx, id: &str, found: Option<Conversation>) -> Result<Conversation, ApiError> {
+    found
+        .filter(|c| c.user_id == ctx.user())
+        .ok_or_else(|| ApiError::not_found(format!("no conversation {id}")))
 }
 
 /// The caller's conversation `id`, trashed ones included; 404 otherwise.
 pub fn owned_any(ctx: &Ctx, id: &str) -> Result<Conversation, ApiError> {
-    load(&ctx.db, id)?
-        .filter(|c| c.user_id == ctx.user())
-        .ok_or_else(|| ApiError::not_found(format!("no conversation {id}")))
+    mine(ctx, id, load(&ctx.db, id)?)
+}
+
+/// [`owned_any`] through the cache, for routes that only read.
+pub fn cached_owned_any(ctx: &Ctx, id: &str) -> Result<Conversation, ApiError> {
+    let found = cached::get_or_load(&cached::info(id), || load(&ctx.db, id))?;
+    mine(ctx, id, found)
 }
 
 /// The caller's live (not trashed) conversation `id`; 404 otherwise.
@@ -527,16 +535,18 @@ pub fn insert(db: &impl Sql, c: &Conversation) -> Result<(), ApiError> {
 
 /// `GET /api/conversations/{id}` (trashed ones too: the trash lists them).
 pub fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = owned_any(ctx, ctx.param("id"))?;
+    let conversation = cached_owned_any(ctx, ctx.param("id"))?;
+    reply(ctx, &conversation)
+}
+
+/// `conversation` with its tags, as `GET` answers.
+fn reply(ctx: &Ctx, conversation: &Conversation) -> Result<Reply, ApiError> {
     let tags = tags_of(&ctx.db, &[&conversation.id])?;
-    Ok(Reply::json(
-        200,
-        conversation.view(
-            tags.get(&conversation.id)
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-        ),
-    ))
+    let tags = tags
+        .get(&conversation.id)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    Ok(Reply::json(200, conversation.view(tags)))
 }
 
 #[derive(Deserialize)]
@@ -633,7 +643,7 @@ pub fn update(ctx: &Ctx) -> Result<Reply, ApiError> {
     })?;
     cached::conversation(&c.id);
     cached::invalidate(&[cached::folders(user)]);
-    get(ctx)
+    reply(ctx, &owned_any(ctx, &c.id)?)
 }
 
 /// `DELETE /api/conversations/{id}[?permanent=true]`: to the trash
@@ -666,7 +676,7 @@ pub fn restore(ctx: &Ctx) -> Result<Reply, ApiError> {
     )?;
     cached::conversation(&c.id);
     cached::invalidate(&[cached::folders(ctx.user())]);
-    get(ctx)
+    reply(ctx, &owned_any(ctx, &c.id)?)
 }
 
 /// `GET /api/conversations/tags`: the caller's tags with how many live

@@ -3,8 +3,9 @@
 //! active path from the root, each message with its siblings' ids so a
 //! client can show "2/3". Messages never change once stored.
 //!
-//! The active path is cached (`conversation:path:{id}`); storing a
-//! message or switching branch drops it.
+//! Paths are cached by the message they end at
+//! (`conversation:path:{id}:{leaf}`): messages never change, so neither
+//! does a path.
 
 use std::collections::HashMap;
 
@@ -108,7 +109,7 @@ pub fn active_path(db: &impl Sql, conversation: &Conversation) -> Result<Vec<Mes
     let Some(leaf) = &conversation.current_message_id else {
         return Ok(Vec::new());
     };
-    cached::get_or_load(&cached::path(&conversation.id), || path_to(db, leaf))
+    cached::get_or_load(&cached::path(&conversation.id, leaf), || path_to(db, leaf))
 }
 
 /// For each message of `path`, the ids of it and its siblings.
@@ -224,7 +225,7 @@ pub fn insert(db: &impl Sql, message: &Message) -> Result<(), ApiError> {
 /// `GET /api/conversations/{id}/messages?page=&pageSize=`: the active path,
 /// root first.
 pub fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned_any(ctx, ctx.param("id"))?;
+    let conversation = conversations::cached_owned_any(ctx, ctx.param("id"))?;
     let page = PageRequest::parse(
         ctx.query("page").as_deref(),
         ctx.query("pageSize").as_deref(),

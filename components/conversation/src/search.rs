@@ -6,7 +6,7 @@
 //! matches in `<mark>`) and the id of the matching message (none when the
 //! title matched). The list filters apply too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use lamina_sdk::api::{ApiError, Reply, timestamp};
 use lamina_sdk::page::{Page, PageRequest};
@@ -16,6 +16,7 @@ use serde_json::{Value as Json, json};
 
 use crate::Ctx;
 use crate::conversations::Filter;
+use crate::folders::placeholders;
 
 /// Most matches ranked per search (then grouped by conversation).
 const MAX_MATCHES: i64 = 1000;
@@ -81,7 +82,8 @@ fn tsquery(words: &[String]) -> String {
 struct Hit {
     conversation_id: String,
     message_id: Option<String>,
-    snippet: String,
+    /// SQLite's, from the match; PostgreSQL's are made for the page only.
+    snippet: Option<String>,
     title: String,
     model: String,
     updated_at: i64,
@@ -140,10 +142,16 @@ pub fn search(ctx: &Ctx) -> Result<Reply, ApiError> {
         .filter(|h| seen.insert(h.conversation_id.clone()))
         .collect();
     let total = best.len() as u64;
-    let items: Vec<Json> = best
+    let mut shown: Vec<Hit> = best
         .into_iter()
         .skip(page.offset() as usize)
         .take(page.page_size as usize)
+        .collect();
+    if ctx.db.dialect() == Dialect::Postgres {
+        headlines(&ctx.db, ctx.user(), &words, &mut shown)?;
+    }
+    let items: Vec<Json> = shown
+        .into_iter()
         .map(|h| {
             json!({
                 "conversationId": h.conversation_id,
@@ -151,7 +159,7 @@ pub fn search(ctx: &Ctx) -> Result<Reply, ApiError> {
                 "model": h.model,
                 "updatedAt": timestamp(h.updated_at),
                 "messageId": h.message_id,
-                "snippet": highlight(&h.snippet),
+                "snippet": highlight(h.snippet.as_deref().unwrap_or_default()),
             })
         })
         .collect();
@@ -159,7 +167,9 @@ pub fn search(ctx: &Ctx) -> Result<Reply, ApiError> {
 }
 
 /// The FTS5 matches: message hits and title hits, by bm25 (lower is
-/// better), the caller's only.
+/// better), the caller's only. `CROSS JOIN` keeps the full-text index
+/// first: left to itself SQLite walks the user's messages and asks the
+/// index about each (5 s instead of 25 ms for 10 000 messages).
 fn sqlite(
     db: &impl Sql,
     user: &str,
@@ -178,13 +188,13 @@ fn sqlite(
                         snippet(conv_messages_fts, 0, {marks}, '…', 16) AS snippet, \
                         c.title AS title, c.model AS model, c.updated_at AS updated_at, \
                         bm25(conv_messages_fts) AS rank \
-                 FROM conv_messages_fts JOIN conv_messages m ON m.num = conv_messages_fts.rowid \
-                 JOIN conv_conversations c ON c.id = m.conversation_id \
+                 FROM conv_messages_fts CROSS JOIN conv_messages m ON m.num = conv_messages_fts.rowid \
+                 CROSS JOIN conv_conversations c ON c.id = m.conversation_id \
                  WHERE conv_messages_fts MATCH $1 AND m.user_id = $2 AND {condition} \
                  UNION ALL \
                  SELECT c.id, NULL, highlight(conv_titles_fts, 0, {marks}), c.title, c.model, c.updated_at, \
                         bm25(conv_titles_fts) - 1000 \
-                 FROM conv_titles_fts JOIN conv_conversations c ON c.num = conv_titles_fts.rowid \
+                 FROM conv_titles_fts CROSS JOIN conv_conversations c ON c.num = conv_titles_fts.rowid \
                  WHERE conv_titles_fts MATCH $1 AND {condition}) \
              ORDER BY rank LIMIT ${}",
             n + 1
@@ -194,7 +204,8 @@ fn sqlite(
 }
 
 /// The PostgreSQL matches, by `ts_rank` (higher is better); a title match
-/// ranks above a message match.
+/// ranks above a message match. No snippets: `ts_headline` costs a parse
+/// of the text, so [`headlines`] makes them for the page shown.
 fn postgres(
     db: &impl Sql,
     user: &str,
@@ -205,28 +216,75 @@ fn postgres(
     params.insert(0, Value::from(tsquery(words)));
     let n = params.len();
     params.push(MAX_MATCHES.into());
-    let marks = format!("StartSel={OPEN}, StopSel={CLOSE}, MaxWords=24, MinWords=8, ShortWord=2");
-    let shield = |column: &str| format!("replace(replace({column}, '<', '{LT}'), '>', '{GT}')");
-    let (content, title) = (shield("m.content"), shield("c.title"));
     Ok(db.query(
         &format!(
             "WITH q AS (SELECT to_tsquery('simple', $1) AS query) \
-             SELECT conversation_id, message_id, snippet, title, model, updated_at FROM ( \
+             SELECT conversation_id, message_id, NULL AS snippet, title, model, updated_at FROM ( \
                  SELECT c.id AS conversation_id, m.id AS message_id, \
-                        ts_headline('simple', {content}, q.query, '{marks}') AS snippet, \
                         c.title AS title, c.model AS model, c.updated_at AS updated_at, \
                         ts_rank(m.search, q.query) AS rank \
                  FROM q, conv_messages m JOIN conv_conversations c ON c.id = m.conversation_id \
                  WHERE m.search @@ q.query AND m.user_id = $2 AND {condition} \
                  UNION ALL \
-                 SELECT c.id, NULL, ts_headline('simple', {title}, q.query, '{marks}'), c.title, c.model, \
-                        c.updated_at, ts_rank(c.search, q.query) + 1000 \
+                 SELECT c.id, NULL, c.title, c.model, c.updated_at, ts_rank(c.search, q.query) + 1000 \
                  FROM q, conv_conversations c WHERE c.search @@ q.query AND {condition}) AS hits \
              ORDER BY rank DESC LIMIT ${}",
             n + 1
         ),
         &params,
     )?)
+}
+
+/// Fills in the snippets of `hits` (PostgreSQL): one `ts_headline` query
+/// for the messages and one for the titles shown.
+fn headlines(
+    db: &impl Sql,
+    user: &str,
+    words: &[String],
+    hits: &mut [Hit],
+) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Headline {
+        id: String,
+        snippet: String,
+    }
+    let marks = format!("StartSel={OPEN}, StopSel={CLOSE}, MaxWords=24, MinWords=8, ShortWord=2");
+    let shield = |column: &str| format!("replace(replace({column}, '<', '{LT}'), '>', '{GT}')");
+    let messages: Vec<&str> = hits
+        .iter()
+        .filter_map(|h| h.message_id.as_deref())
+        .collect();
+    let titles: Vec<&str> = hits
+        .iter()
+        .filter(|h| h.message_id.is_none())
+        .map(|h| h.conversation_id.as_str())
+        .collect();
+    let mut found: HashMap<String, String> = HashMap::new();
+    for (table, column, ids) in [
+        ("conv_messages", "content", messages),
+        ("conv_conversations", "title", titles),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let mut params: Vec<Value> = vec![tsquery(words).into(), user.into()];
+        params.extend(ids.iter().map(|id| Value::from(*id)));
+        let rows: Vec<Headline> = db.query(
+            &format!(
+                "SELECT t.id AS id, ts_headline('simple', {}, to_tsquery('simple', $1), '{marks}') AS snippet \
+                 FROM {table} t WHERE t.user_id = $2 AND t.id IN ({})",
+                shield(&format!("t.{column}")),
+                placeholders(2, ids.len())
+            ),
+            &params,
+        )?;
+        found.extend(rows.into_iter().map(|r| (r.id, r.snippet)));
+    }
+    for hit in hits {
+        let id = hit.message_id.as_ref().unwrap_or(&hit.conversation_id);
+        hit.snippet = found.remove(id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Titles: after an answer in a conversation whose title the user has not
-//! set, a `conversation.title` job (one per conversation: the idempotency
+//! Titles: after an answer in a conversation that still has the default
+//! title, a `conversation.title` job (one per conversation: the idempotency
 //! key) asks the conversation's model for a short title. A title the user
-//! set, before or while the job runs, is never overwritten.
+//! set, before or while the job runs, is never overwritten, nor is one a
+//! job already wrote.
 
 use lamina_sdk::api::now_ms;
 use lamina_sdk::inference::{self, Chunk, Options};
@@ -24,6 +25,12 @@ const EXCERPT: usize = 1000;
 struct Job {
     conversation_id: String,
     user_id: String,
+}
+
+/// Whether `conversation` still waits for a generated title: neither the
+/// user nor an earlier job gave it one.
+pub fn wanted(conversation: &Conversation) -> bool {
+    !conversation.title_by_user && conversation.title == UNTITLED
 }
 
 /// Queues the title job for `conversation` (once: later requests are
@@ -54,8 +61,7 @@ pub fn handle(payload: &[u8]) -> Result<(), String> {
             ],
         )
         .map_err(|e| format!("{e:?}"))?;
-    let Some(conversation) = conversation.filter(|c| !c.title_by_user && c.deleted_at.is_none())
-    else {
+    let Some(conversation) = conversation.filter(|c| wanted(c) && c.deleted_at.is_none()) else {
         return Ok(());
     };
     #[derive(Deserialize)]
@@ -110,12 +116,13 @@ pub fn handle(payload: &[u8]) -> Result<(), String> {
     };
     db.execute(
         "UPDATE conv_conversations SET title = $1, updated_at = $2 \
-         WHERE id = $3 AND title_by_user = $4 AND deleted_at IS NULL",
+         WHERE id = $3 AND title_by_user = $4 AND title = $5 AND deleted_at IS NULL",
         &[
             title.into(),
             now_ms().into(),
             conversation.id.as_str().into(),
             false.into(),
+            UNTITLED.into(),
         ],
     )
     .map_err(|e| format!("{e:?}"))?;

@@ -30,7 +30,7 @@ use crate::{Ctx, Streamer, cached, folders};
 /// The export format's name.
 const FORMAT: &str = "lamina.conversation.v1";
 /// Largest import body (spin.toml's route allows it).
-pub const IMPORT_LIMIT: usize = 32 << 20;
+pub const IMPORT_LIMIT: usize = 16 << 20;
 /// Most conversations in one import.
 const MAX_CONVERSATIONS: usize = 10_000;
 /// Conversations read per export query.
