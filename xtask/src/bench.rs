@@ -68,6 +68,9 @@ pub fn bench(which: &[String]) -> Result {
     if matches!(only, None | Some("conversation")) {
         super::bench_conversation::bench()?;
     }
+    if matches!(only, Some("inference" | "conversation")) {
+        return Ok(());
+    }
     ensure_wrk()?;
     if matches!(only, None | Some("gateway")) {
         super::bench_gateway::bench()?;
