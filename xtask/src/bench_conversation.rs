@@ -269,8 +269,8 @@ fn measure(port: u16) -> Result {
         ttft_chat / ttft_conversation
     );
     println!(
-        "\n| read route ({total} conversations, {} messages) | p50 ms | p99 ms |",
-        total as usize * MESSAGES
+        "\n| read route (one user: {total} conversations, {} messages seeded) | p50 ms | p99 ms |",
+        CONVERSATIONS * MESSAGES
     );
     println!("| --- | ---: | ---: |");
     for ((name, _), samples) in routes.iter().zip(latencies) {
