@@ -3,7 +3,7 @@
 //! this service creates, lists and revokes the caller's own keys.
 
 use lamina_sdk::Request;
-use lamina_sdk::api::{ApiError, Caller, Reply, now, read_json};
+use lamina_sdk::api::{ApiError, Caller, Reply, now, parse_timestamp, read_json, timestamp_secs};
 use lamina_sdk::sql::Database;
 use lamina_sdk::tokens::{self, ApiKey};
 use serde::Deserialize;
@@ -16,8 +16,27 @@ use crate::{BODY_LIMIT, events, users};
 #[serde(default, rename_all = "camelCase")]
 struct NewKey {
     name: String,
-    /// Seconds since the epoch; none = no expiry.
-    expires_at: Option<i64>,
+    /// An RFC 3339 timestamp (or seconds since the epoch); none = no
+    /// expiry.
+    expires_at: Option<When>,
+}
+
+/// A point in time as clients send it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum When {
+    Seconds(i64),
+    Timestamp(String),
+}
+
+impl When {
+    /// Seconds since the epoch, if it is a valid time.
+    fn seconds(&self) -> Option<i64> {
+        match self {
+            When::Seconds(s) => Some(*s),
+            When::Timestamp(t) => parse_timestamp(t).map(|ms| ms / 1000),
+        }
+    }
 }
 
 fn listed(key: &ApiKey) -> serde_json::Value {
@@ -25,10 +44,10 @@ fn listed(key: &ApiKey) -> serde_json::Value {
         "id": key.id,
         "prefix": key.prefix,
         "name": key.name,
-        "createdAt": key.created_at,
-        "expiresAt": key.expires_at,
-        "revokedAt": key.revoked_at,
-        "lastUsedAt": key.last_used_at,
+        "createdAt": timestamp_secs(key.created_at),
+        "expiresAt": key.expires_at.map(timestamp_secs),
+        "revokedAt": key.revoked_at.map(timestamp_secs),
+        "lastUsedAt": key.last_used_at.map(timestamp_secs),
     })
 }
 
@@ -40,12 +59,16 @@ pub fn create(request: &Request) -> Result<Reply, ApiError> {
     let body: NewKey = read_json(request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     checks.text("name", &body.name, 100);
-    let ttl = match body.expires_at {
-        Some(at) if at <= now() => {
+    let ttl = match body.expires_at.as_ref().map(When::seconds) {
+        Some(None) => {
+            checks.fail("expiresAt", "an RFC 3339 timestamp");
+            None
+        }
+        Some(Some(at)) if at <= now() => {
             checks.fail("expiresAt", "must be in the future");
             None
         }
-        Some(at) => Some((at - now()) as u64),
+        Some(Some(at)) => Some((at - now()) as u64),
         None => None,
     };
     checks.finish()?;

@@ -12,7 +12,7 @@
 //! issued.
 
 use lamina_sdk::Request;
-use lamina_sdk::api::{ApiError, Caller, Reply, new_id, now, random_bytes};
+use lamina_sdk::api::{ApiError, Caller, Reply, new_id, now, random_bytes, timestamp_secs};
 use lamina_sdk::sql::{Database, Sql};
 use lamina_sdk::tokens;
 use serde::Deserialize;
@@ -90,9 +90,9 @@ pub fn reply(status: u16, config: &Config, user: &User, issued: Issued) -> Reply
             "user": user.public(),
             "accessToken": issued.access.token,
             "tokenType": "Bearer",
-            "expiresAt": issued.access.expires_at,
+            "expiresAt": timestamp_secs(issued.access.expires_at),
             "refreshToken": issued.refresh,
-            "refreshExpiresAt": issued.refresh_expires,
+            "refreshExpiresAt": timestamp_secs(issued.refresh_expires),
         }),
     )
     .header("set-cookie", cookie)

@@ -1,6 +1,6 @@
 //! The `auth_users` table.
 
-use lamina_sdk::api::{ApiError, Caller, now};
+use lamina_sdk::api::{ApiError, Caller, now, timestamp_secs};
 use lamina_sdk::sql::{Database, Sql};
 use serde::Deserialize;
 use serde_json::json;
@@ -50,7 +50,7 @@ impl User {
             "email": self.email,
             "emailConfirmed": self.email_confirmed_at.is_some(),
             "roles": self.roles(),
-            "createdAt": self.created_at,
+            "createdAt": timestamp_secs(self.created_at),
         })
     }
 }

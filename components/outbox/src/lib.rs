@@ -16,7 +16,7 @@
 //! `GET /api/outbox/usage?userId=ID&limit=N`, newest first.
 
 use lamina_sdk::Request;
-use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now};
+use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now, serialize_secs};
 use lamina_sdk::router::Router;
 use lamina_sdk::sql::{Database, Sql, Value};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,7 @@ struct UsageRow {
     prompt_tokens: i64,
     completion_tokens: i64,
     done_reason: Option<String>,
+    #[serde(serialize_with = "serialize_secs")]
     at: i64,
 }
 
@@ -222,6 +223,7 @@ struct MailRow {
     recipient: String,
     subject: String,
     body: String,
+    #[serde(serialize_with = "serialize_secs")]
     created_at: i64,
 }
 
@@ -232,6 +234,7 @@ struct AuditRow {
     event: String,
     user_id: Option<String>,
     detail: String,
+    #[serde(serialize_with = "serialize_secs")]
     at: i64,
 }
 

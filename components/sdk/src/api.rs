@@ -331,6 +331,17 @@ pub fn timestamp(ms: i64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
+/// Seconds since the epoch as an API timestamp (see [`timestamp`]).
+pub fn timestamp_secs(seconds: i64) -> String {
+    timestamp(seconds.saturating_mul(1000))
+}
+
+/// For `#[serde(serialize_with = "…")]` on an `i64` of seconds since the
+/// epoch read from a table: written as an API timestamp.
+pub fn serialize_secs<S: serde::Serializer>(seconds: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&timestamp_secs(*seconds))
+}
+
 /// Parses an RFC 3339 timestamp into milliseconds since the epoch.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     let at = humantime::parse_rfc3339_weak(text).ok()?;
