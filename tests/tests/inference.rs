@@ -280,9 +280,11 @@ async fn a_dropped_stream_frees_its_slot() {
     let started = Instant::now();
     let next = stream(&host, "/ai/inference/generate", greedy(PROMPT, 4)).await;
     assert_eq!(next.done["eval_count"], 4);
-    // 1500 tokens take tens of seconds; a freed slot answers at once.
+    // 1500 tokens take 23 s at this machine's best (66 tok/s), longer when
+    // other tests share its two cores; a freed slot answers well before
+    // (a second or two, more under that load).
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(15),
         "{:?}",
         started.elapsed()
     );
