@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use lamina_tests::{
-    Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, call, client, test_models_dir,
+    Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_poll, call, client, test_models_dir,
     user_session, workspace,
 };
 use serde_json::{Value, json};
@@ -657,8 +657,8 @@ async fn import(host: &Host, token: &str, body: &str) -> Vec<Value> {
 #[tokio::test]
 async fn chat_streams_and_stores_each_answer_once() {
     let dir = tempfile::tempdir().unwrap();
-    let host = app(dir.path());
-    let (token, _) = user_session(&host).await;
+    let host = Host::start(options().data_dir(dir.path()).with_admin());
+    let (token, user) = user_session(&host).await;
     let conversation = new_conversation(
         &host,
         &token,
@@ -753,7 +753,23 @@ async fn chat_streams_and_stores_each_answer_once() {
     );
     assert_eq!(direct["message"]["content"], streamed.as_str());
 
-    // Usage is recorded per generation; the title comes from the model.
+    // Usage is recorded per generation, for the caller; the title comes
+    // from the model (charged to them too, without a credential).
+    let usage = admin_poll(&host, &format!("/api/outbox/usage?userId={user}"), |v| {
+        v.as_array().is_some_and(|items| items.len() >= 3)
+    })
+    .await;
+    let completions: Vec<u64> = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["model"] == CHAT_MODEL && u["credentialId"].is_string())
+        .map(|u| u["completionTokens"].as_u64().unwrap())
+        .collect();
+    assert!(
+        completions.contains(&8) && completions.contains(&6),
+        "{usage}"
+    );
     eventually("a generated title", || async {
         let c = expect(
             call(
