@@ -790,6 +790,8 @@ async fn chat_streams_and_stores_each_answer_once() {
         json!({"content": ""}),
         json!({"content": "x", "options": {"temperature": "hot"}}),
         json!({"content": "x", "extra": 1}),
+        // Refused by the engine: the question is not stored either.
+        json!({"content": "x", "options": {"temperature": 5}}),
     ] {
         expect(
             call(
@@ -1530,6 +1532,10 @@ async fn export_and_import_round_trip_and_open_webui_chats_import() {
         "not json".to_owned(),
         json!({"format": "lamina.conversation.v1", "title": "x", "model": "m", "messages": [{"id": "a", "parentId": "ghost", "role": "user", "content": "x"}]}).to_string(),
         json!({"format": "lamina.conversation.v1", "title": "x", "model": "m", "messages": [{"id": "a", "role": "system", "content": "x"}]}).to_string(),
+        json!({"format": "lamina.conversation.v1", "title": "x", "model": "m", "messages": [{"id": "a", "role": "user", "content": "x", "createdAt": "+275760-09-13T00:00:00Z"}]}).to_string(),
+        json!({"title": "x", "chat": {"history": {"messages": {"a": {"id": "a", "parentId": null, "role": "user", "content": "x", "timestamp": 1_718_000_000_000_000i64}}}}}).to_string(),
+        json!({"format": "lamina.conversation.v1", "title": "x", "model": "m", "messages": [{"id": "a", "role": "user", "content": "x"}], "feedback": [{"messageId": "a", "rating": "up"}]}).to_string(),
+        json!({"format": "lamina.conversation.v1", "title": "x", "model": "m", "messages": [{"id": "a", "role": "user", "content": "x"}], "notes": [{"messageId": "a", "fromIndex": 0, "toIndex": 9, "content": "n"}]}).to_string(),
     ] {
         let response = client().post(host.at("/api/conversations/import")).bearer_auth(&third).body(body).send().await.unwrap();
         assert_eq!(response.status(), 400);

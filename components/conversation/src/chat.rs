@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::conversations::{self, Conversation, parse_options};
-use crate::messages::{self, MAX_MESSAGES, Message};
+use crate::messages::{self, MAX_MESSAGES, MAX_SIZE, Message, Usage};
 use crate::{Ctx, Streamer, cached, titles};
 
 /// Longest message, in characters.
@@ -44,6 +44,8 @@ const DEFAULT_CONTEXT: i64 = 2048;
 const ANSWER_RESERVE: i64 = 512;
 /// Tokens the chat template adds around each message (role markers).
 const TEMPLATE_OVERHEAD: i64 = 8;
+/// Characters kept free for an answer when checking a conversation's size.
+const ANSWER_ROOM: i64 = 100_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -85,15 +87,7 @@ pub fn send<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
         Some(None) => None,
         None => conversation.current_message_id.clone(),
     };
-    if conversation.message_count + 2 > MAX_MESSAGES {
-        return Err(ApiError::new(
-            400,
-            "conversation full",
-            format!(
-                "a conversation holds at most {MAX_MESSAGES} messages; start a new one or clone it"
-            ),
-        ));
-    }
+    room_for(&conversation, 2, body.content.chars().count())?;
     let tokens =
         inference::count_tokens(&conversation.model, &body.content).map_err(model_error)?;
     let user_message = Message {
@@ -115,18 +109,39 @@ pub fn send<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
         done_reason: None,
         created_at: now_ms(),
     };
-    ctx.db
-        .transaction(|tx| messages::insert(tx, &user_message))?;
-    cached::conversation(&conversation.id);
-    cached::invalidate(&[cached::folders(ctx.user())]);
-    let path = messages::path_to(&ctx.db, &user_message.id)?;
+    let mut path = match &user_message.parent_id {
+        Some(parent) => messages::path_to(&ctx.db, parent)?,
+        None => Vec::new(),
+    };
+    path.push(user_message);
     answer(
         ctx,
         conversation,
         path,
         options,
         body.stream.unwrap_or(true),
+        true,
     )
+}
+
+/// 400 unless `conversation` has room for `messages` more messages, the
+/// first of `characters` characters, the answer within [`ANSWER_ROOM`]:
+/// checked before generating, so an answer is never refused once made.
+fn room_for(conversation: &Conversation, messages: i64, characters: usize) -> Result<(), ApiError> {
+    let full = |what: String| {
+        Err(ApiError::new(
+            400,
+            "conversation full",
+            format!("a conversation holds at most {what}; start a new one or clone a part of it"),
+        ))
+    };
+    if conversation.message_count + messages > MAX_MESSAGES {
+        return full(format!("{MAX_MESSAGES} messages"));
+    }
+    if conversation.content_size + characters as i64 + ANSWER_ROOM > MAX_SIZE {
+        return full(format!("{MAX_SIZE} characters of messages"));
+    }
+    Ok(())
 }
 
 /// `POST /api/conversations/{id}/messages/{mid}/regenerate` {options?,
@@ -157,13 +172,7 @@ pub fn regenerate<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
             )
         })?,
     };
-    if conversation.message_count + 1 > MAX_MESSAGES {
-        return Err(ApiError::new(
-            400,
-            "conversation full",
-            format!("a conversation holds at most {MAX_MESSAGES} messages"),
-        ));
-    }
+    room_for(&conversation, 1, 0)?;
     let path = messages::path_to(&ctx.db, &question)?;
     answer(
         ctx,
@@ -171,6 +180,7 @@ pub fn regenerate<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
         path,
         options,
         body.stream.unwrap_or(true),
+        false,
     )
 }
 
@@ -276,13 +286,16 @@ fn prompt(
 }
 
 /// Starts generating the answer to the last message of `path` and returns
-/// what streams (or returns) it.
+/// what streams (or returns) it. With `store_question`, that message is new
+/// and is stored once the generation has started, so a request the engine
+/// refuses leaves nothing behind.
 fn answer<'a>(
     ctx: &'a Ctx<'a>,
     conversation: Conversation,
     path: Vec<Message>,
     options: Option<String>,
     stream: bool,
+    store_question: bool,
 ) -> Result<Streamer<'a>, ApiError> {
     let question = path.last().expect("a path ends with the question").clone();
     let parsed: OllamaOptions = options
@@ -296,6 +309,12 @@ fn answer<'a>(
         &parsed.clone().into_options(None),
     )
     .map_err(model_error)?;
+    if store_question {
+        ctx.db
+            .transaction(|tx| messages::insert(tx, &question, Usage::Charged))?;
+        cached::conversation(&conversation.id);
+        cached::invalidate(&[cached::folders(ctx.user())]);
+    }
     let turn = Turn {
         ctx,
         conversation,
@@ -355,9 +374,17 @@ impl Turn<'_> {
     /// Generates the whole answer, then replies with both messages.
     fn whole(self) -> Result<Reply, ApiError> {
         let question = self.question.clone();
+        let db = &self.ctx.db;
+        let conversation = self.conversation.id.clone();
         let (message, siblings) = self.run(|_| true)?;
+        let asked = messages::siblings(db, &conversation, std::slice::from_ref(&question))?;
         let mut body = done(&message);
-        body["userMessage"] = question.view(std::slice::from_ref(&question.id));
+        body["userMessage"] = question.view(
+            asked
+                .get(&question.id)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        );
         body["message"] = message.view(&siblings);
         Ok(Reply::json(200, body))
     }
@@ -436,7 +463,7 @@ impl Turn<'_> {
             created_at: now_ms(),
         };
         let db = &self.ctx.db;
-        db.transaction(|tx| messages::insert(tx, &message))?;
+        db.transaction(|tx| messages::insert(tx, &message, Usage::Charged))?;
         cached::conversation(&self.conversation.id);
         if titles::wanted(&self.conversation) {
             titles::request(&self.conversation.id, self.ctx.user());
@@ -507,9 +534,16 @@ impl StopFlag {
         cache.store().exists(&self.stop).unwrap_or(false)
     }
 
+    /// Removes this generation's keys; the running marker only if it is
+    /// still this generation's (another may have started since).
     fn clear(&self) {
         if let Some(cache) = &self.cache {
-            let _ = cache.store().delete(&self.running);
+            let answer = self.stop.rsplit(':').next().unwrap_or_default();
+            if let Ok(Some(running)) = cache.store().get(&self.running)
+                && running == answer.as_bytes()
+            {
+                let _ = cache.store().delete(&self.running);
+            }
             let _ = cache.store().delete(&self.stop);
         }
     }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
 use crate::folders::{self, placeholders};
-use crate::messages::{self, Message};
+use crate::messages::{self, Message, Usage};
 use crate::{Ctx, cached};
 
 /// Longest title, in characters.
@@ -147,6 +147,9 @@ pub struct Conversation {
     pub message_count: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Characters of message content, all branches.
+    #[serde(default)]
+    pub content_size: i64,
     pub deleted_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -155,7 +158,7 @@ pub struct Conversation {
 /// The columns of [`Conversation`].
 pub const COLUMNS: &str = "id, user_id, folder_id, title, title_by_user, model, system_prompt, \
      options, pinned, archived, current_message_id, message_count, prompt_tokens, \
-     completion_tokens, deleted_at, created_at, updated_at";
+     completion_tokens, content_size, deleted_at, created_at, updated_at";
 
 impl Conversation {
     /// As lists show it.
@@ -246,7 +249,7 @@ pub fn tags_of(db: &impl Sql, ids: &[&str]) -> Result<HashMap<String, Vec<String
 }
 
 /// Lower-cased, trimmed, unique tags; failures recorded on `checks`.
-fn clean_tags(checks: &mut Checks, tags: &[String]) -> Vec<String> {
+pub fn clean_tags(checks: &mut Checks, tags: &[String]) -> Vec<String> {
     let mut clean: Vec<String> = Vec::new();
     for tag in tags {
         let tag = tag.trim().to_lowercase();
@@ -491,6 +494,7 @@ pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
         message_count: 0,
         prompt_tokens: 0,
         completion_tokens: 0,
+        content_size: 0,
         deleted_at: None,
         created_at: at,
         updated_at: at,
@@ -571,70 +575,69 @@ struct Update {
 /// at the newest leaf below that message.
 pub fn update(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let mut c = owned(ctx, ctx.param("id"))?;
+    let c = owned(ctx, ctx.param("id"))?;
     let body: Update = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if let Some(title) = &body.title {
         checks.text("title", title, MAX_TITLE);
     }
     let tags = body.tags.as_ref().map(|t| clean_tags(&mut checks, t));
-    let mut defaults = Defaults {
+    let defaults = Defaults {
         model: body.model.clone(),
-        system_prompt: c.system_prompt.clone(),
-        options: c.options.clone(),
-    };
-    if let Some(prompt) = body.system_prompt {
-        defaults.system_prompt = prompt;
+        system_prompt: body.system_prompt.clone().flatten(),
+        options: None,
     }
-    let new_options = match body.options {
-        Some(None) => {
-            defaults.options = None;
-            None
-        }
-        Some(Some(options)) => Some(options),
-        None => None,
-    };
-    let defaults = defaults.checked(&mut checks, new_options.as_ref());
+    .checked(&mut checks, body.options.as_ref().and_then(Option::as_ref));
     checks.finish()?;
+    // Only the fields the body names are written, so a change made
+    // meanwhile (an answer stored, a title generated) is kept.
+    let mut set: Vec<(&str, Value)> = Vec::new();
     if let Some(model) = defaults.model {
         check_model(&model)?;
-        c.model = model;
+        set.push(("model", model.into()));
+    }
+    if body.system_prompt.is_some() {
+        set.push(("system_prompt", defaults.system_prompt.into()));
+    }
+    if body.options.is_some() {
+        set.push(("options", defaults.options.into()));
     }
     if let Some(folder) = &body.folder_id {
-        c.folder_id = folders::owned(&ctx.db, user, Some(folder))?.id;
+        set.push((
+            "folder_id",
+            folders::owned(&ctx.db, user, Some(folder))?.id.into(),
+        ));
     }
     if let Some(message) = &body.current_message_id {
         let message = messages::owned(&ctx.db, &c.id, message)?;
-        c.current_message_id = Some(messages::newest_leaf(&ctx.db, &c.id, &message.id)?);
+        let leaf = messages::newest_leaf(&ctx.db, &c.id, &message.id)?;
+        set.push(("current_message_id", leaf.into()));
     }
-    if let Some(title) = body.title {
-        c.title = title.trim().to_owned();
-        c.title_by_user = true;
+    if let Some(title) = &body.title {
+        set.push(("title", title.trim().into()));
+        set.push(("title_by_user", true.into()));
     }
-    c.system_prompt = defaults.system_prompt;
-    c.options = defaults.options;
-    c.pinned = body.pinned.unwrap_or(c.pinned);
-    c.archived = body.archived.unwrap_or(c.archived);
-    c.updated_at = now_ms();
+    if let Some(pinned) = body.pinned {
+        set.push(("pinned", pinned.into()));
+    }
+    if let Some(archived) = body.archived {
+        set.push(("archived", archived.into()));
+    }
+    set.push(("updated_at", now_ms().into()));
+    let assignments: Vec<String> = set
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ${}", i + 3))
+        .collect();
+    let mut params: Vec<Value> = vec![c.id.as_str().into(), user.into()];
+    params.extend(set.into_iter().map(|(_, value)| value));
     ctx.db.transaction(|tx| {
         tx.execute(
-            "UPDATE conv_conversations SET title = $1, title_by_user = $2, model = $3, system_prompt = $4, \
-             options = $5, folder_id = $6, pinned = $7, archived = $8, current_message_id = $9, updated_at = $10 \
-             WHERE id = $11 AND user_id = $12",
-            &[
-                c.title.as_str().into(),
-                c.title_by_user.into(),
-                c.model.as_str().into(),
-                c.system_prompt.clone().into(),
-                c.options.clone().into(),
-                c.folder_id.as_str().into(),
-                c.pinned.into(),
-                c.archived.into(),
-                c.current_message_id.clone().into(),
-                c.updated_at.into(),
-                c.id.as_str().into(),
-                user.into(),
-            ],
+            &format!(
+                "UPDATE conv_conversations SET {} WHERE id = $1 AND user_id = $2",
+                assignments.join(", ")
+            ),
+            &params,
         )?;
         if let Some(tags) = &tags {
             set_tags(tx, &c.id, user, tags)?;
@@ -733,11 +736,12 @@ pub fn clone(ctx: &Ctx) -> Result<Reply, ApiError> {
             .title
             .as_deref()
             .map_or_else(|| source.title.clone(), |t| t.trim().to_owned()),
-        title_by_user: true,
+        title_by_user: body.title.is_some() || source.title_by_user,
         current_message_id: None,
         message_count: 0,
         prompt_tokens: 0,
         completion_tokens: 0,
+        content_size: 0,
         pinned: false,
         archived: false,
         deleted_at: None,
@@ -761,6 +765,7 @@ pub fn clone(ctx: &Ctx) -> Result<Reply, ApiError> {
                     parent_id: parent.clone(),
                     ..message.clone()
                 },
+                Usage::Copied,
             )?;
             parent = Some(id);
         }

@@ -91,19 +91,19 @@ struct Put {
     tags: Vec<String>,
 }
 
-/// Checks a feedback body; returns the tags as stored.
-fn checked(body: &Put) -> Result<String, ApiError> {
+/// Checks feedback; returns the tags as stored.
+pub fn checked(rating: &str, comment: Option<&str>, tags: &[String]) -> Result<String, ApiError> {
     let mut checks = Checks::default();
-    if !matches!(body.rating.as_str(), "up" | "down") {
+    if !matches!(rating, "up" | "down") {
         checks.fail("rating", "up or down");
     }
-    if let Some(comment) = &body.comment {
+    if let Some(comment) = comment {
         checks.long_text("comment", comment, MAX_COMMENT);
     }
-    if body.tags.len() > MAX_TAGS {
+    if tags.len() > MAX_TAGS {
         checks.fail("tags", format!("at most {MAX_TAGS} tags"));
     }
-    let tags: Vec<String> = body.tags.iter().map(|t| t.trim().to_lowercase()).collect();
+    let tags: Vec<String> = tags.iter().map(|t| t.trim().to_lowercase()).collect();
     for tag in &tags {
         checks.text("tags", tag, MAX_TAG);
     }
@@ -116,7 +116,7 @@ fn checked(body: &Put) -> Result<String, ApiError> {
 pub fn put(ctx: &Ctx) -> Result<Reply, ApiError> {
     let message = target(ctx)?;
     let body: Put = read_json(ctx.request, BODY_LIMIT)?;
-    let tags = checked(&body)?;
+    let tags = checked(&body.rating, body.comment.as_deref(), &body.tags)?;
     let existing = find(ctx, &message.id)?;
     let at = now_ms();
     let feedback = Feedback {

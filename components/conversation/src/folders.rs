@@ -111,22 +111,6 @@ pub fn owned(db: &impl Sql, user: &str, id: Option<&str>) -> Result<Folder, ApiE
         .ok_or_else(|| ApiError::not_found(format!("no folder {id}")))
 }
 
-/// Ids of `id` and every folder below it.
-fn subtree(db: &impl Sql, user: &str, id: &str) -> Result<Vec<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    let rows: Vec<Id> = db.query(
-        "WITH RECURSIVE below (id) AS ( \
-             SELECT id FROM conv_folders WHERE id = $1 AND user_id = $2 \
-             UNION ALL SELECT f.id FROM conv_folders f JOIN below b ON f.parent_id = b.id) \
-         SELECT id FROM below",
-        &[id.into(), user.into()],
-    )?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
 /// How deep `id` is (the root is 0) and its ancestors' ids.
 fn ancestors(db: &impl Sql, id: &str) -> Result<Vec<String>, ApiError> {
     #[derive(Deserialize)]
@@ -421,18 +405,28 @@ pub fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
         ));
     };
     let recursive = ctx.query("recursive").as_deref() == Some("true");
-    let ids = subtree(&ctx.db, user, &folder.id)?;
+    // The folder and every folder below it ($1 the folder, $2 the user).
+    const BELOW: &str = "WITH RECURSIVE below (id) AS ( \
+         SELECT id FROM conv_folders WHERE id = $1 AND user_id = $2 \
+         UNION ALL SELECT f.id FROM conv_folders f JOIN below b ON f.parent_id = b.id)";
+    let at: [Value; 2] = [folder.id.as_str().into(), user.into()];
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
     let moved = ctx.db.transaction(|tx| {
         if !recursive {
-            #[derive(Deserialize)]
-            struct Count {
-                n: i64,
-            }
-            let live: Option<Count> = tx.query_one(
-                "SELECT COUNT(*) AS n FROM conv_conversations WHERE folder_id = $1 AND deleted_at IS NULL",
-                &[folder.id.as_str().into()],
+            let held: Option<Count> = tx.query_one(
+                "SELECT (SELECT COUNT(*) FROM conv_folders WHERE parent_id = $1 AND user_id = $2) \
+                      + (SELECT COUNT(*) FROM conv_conversations WHERE folder_id = $1 AND user_id = $2 \
+                         AND deleted_at IS NULL) AS n",
+                &at,
             )?;
-            if ids.len() > 1 || live.is_some_and(|c| c.n > 0) {
+            if held.is_some_and(|c| c.n > 0) {
                 return Err(ApiError::new(
                     409,
                     "folder not empty",
@@ -440,31 +434,23 @@ pub fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
                 ));
             }
         }
-        // $1 the user, then the folders' ids.
-        let mut params: Vec<Value> = vec![user.into()];
-        params.extend(ids.iter().map(|id| Value::from(id.as_str())));
-        let list = placeholders(1, ids.len());
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
-        }
         let moved: Vec<Id> = tx.query(
-            &format!("SELECT id FROM conv_conversations WHERE user_id = $1 AND folder_id IN ({list})"),
-            &params,
+            &format!(
+                "{BELOW} SELECT id FROM conv_conversations WHERE user_id = $2 AND folder_id IN (SELECT id FROM below)"
+            ),
+            &at,
         )?;
         // Trashed conversations move too, so restoring them finds a folder.
-        let mut update = params.clone();
-        update.push(parent.as_str().into());
         tx.execute(
             &format!(
-                "UPDATE conv_conversations SET folder_id = ${} WHERE user_id = $1 AND folder_id IN ({list})",
-                ids.len() + 2
+                "{BELOW} UPDATE conv_conversations SET folder_id = $3 \
+                 WHERE user_id = $2 AND folder_id IN (SELECT id FROM below)"
             ),
-            &update,
+            &[at[0].clone(), at[1].clone(), parent.as_str().into()],
         )?;
         tx.execute(
-            &format!("DELETE FROM conv_folders WHERE user_id = $1 AND id IN ({list})"),
-            &params,
+            &format!("{BELOW} DELETE FROM conv_folders WHERE user_id = $2 AND id IN (SELECT id FROM below)"),
+            &at,
         )?;
         Ok::<_, ApiError>(moved)
     })?;

@@ -21,6 +21,9 @@ use crate::{Ctx, cached};
 
 /// Most messages one conversation may hold.
 pub const MAX_MESSAGES: i64 = 10_000;
+/// Most characters of content one conversation may hold (all branches):
+/// what the component may have to hold in memory for it.
+pub const MAX_SIZE: i64 = 4_000_000;
 
 /// A row of `conv_messages`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,20 +181,86 @@ pub fn newest_leaf(db: &impl Sql, conversation: &str, from: &str) -> Result<Stri
     Ok(leaf)
 }
 
+/// Whether a message's tokens count towards its conversation's usage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// Generated here (or the question of a generation).
+    Charged,
+    /// A copy (clone, import): its tokens were spent elsewhere.
+    Copied,
+}
+
 /// Stores `message` as the newest of its conversation and makes it the
-/// active leaf (counts and token totals follow). Its `seq` is assigned
-/// here.
-pub fn insert(db: &impl Sql, message: &Message) -> Result<(), ApiError> {
+/// active leaf (counts, size and token totals follow). Its `seq` is
+/// assigned here, from the conversation's count, which the first statement
+/// increments: that locks the conversation's row (PostgreSQL), so two
+/// messages stored at once get different numbers. 400 past
+/// [`MAX_MESSAGES`] or [`MAX_SIZE`]; run it in a transaction, which then
+/// rolls back.
+pub fn insert(db: &impl Sql, message: &Message, usage: Usage) -> Result<(), ApiError> {
+    let size = message.content.chars().count() as i64;
+    let (prompt, completion) = match usage {
+        Usage::Charged => (
+            message.prompt_tokens.unwrap_or(0),
+            message.completion_tokens.unwrap_or(0),
+        ),
+        Usage::Copied => (0, 0),
+    };
+    #[derive(Deserialize)]
+    struct Counts {
+        message_count: i64,
+        content_size: i64,
+    }
+    let counts: Counts = db
+        .query_one(
+            "UPDATE conv_conversations SET message_count = message_count + 1, \
+             content_size = content_size + $1, current_message_id = $2, \
+             prompt_tokens = prompt_tokens + $3, completion_tokens = completion_tokens + $4, \
+             updated_at = $5 WHERE id = $6 RETURNING message_count, content_size",
+            &[
+                size.into(),
+                message.id.as_str().into(),
+                prompt.into(),
+                completion.into(),
+                message.created_at.into(),
+                message.conversation_id.as_str().into(),
+            ],
+        )?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no conversation {}", message.conversation_id))
+        })?;
+    // An answer is never refused once generated (its room was checked
+    // before); a question or a copy is.
+    let limited = message.role == "user" || usage == Usage::Copied;
+    if limited && counts.message_count > MAX_MESSAGES {
+        return Err(ApiError::new(
+            400,
+            "conversation full",
+            format!(
+                "a conversation holds at most {MAX_MESSAGES} messages; start a new one or clone a part of it"
+            ),
+        ));
+    }
+    if limited && counts.content_size > MAX_SIZE {
+        return Err(ApiError::new(
+            400,
+            "conversation full",
+            format!(
+                "a conversation holds at most {MAX_SIZE} characters of messages; start a new one or clone a part of it"
+            ),
+        ));
+    }
     db.execute(
         "INSERT INTO conv_messages (id, conversation_id, user_id, parent_id, seq, role, content, \
          model, options, tokens, prompt_tokens, completion_tokens, load_duration_ns, \
          prompt_duration_ns, eval_duration_ns, total_duration_ns, done_reason, created_at) \
-         SELECT $1, c.id, c.user_id, $3, c.message_count + 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+         SELECT $1, c.id, c.user_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
          FROM conv_conversations c WHERE c.id = $2",
         &[
             message.id.as_str().into(),
             message.conversation_id.as_str().into(),
             message.parent_id.clone().into(),
+            counts.message_count.into(),
             message.role.as_str().into(),
             message.content.as_str().into(),
             message.model.clone().into(),
@@ -205,18 +274,6 @@ pub fn insert(db: &impl Sql, message: &Message) -> Result<(), ApiError> {
             message.total_duration_ns.into(),
             message.done_reason.clone().into(),
             message.created_at.into(),
-        ],
-    )?;
-    db.execute(
-        "UPDATE conv_conversations SET message_count = message_count + 1, current_message_id = $1, \
-         prompt_tokens = prompt_tokens + $2, completion_tokens = completion_tokens + $3, \
-         updated_at = $4 WHERE id = $5",
-        &[
-            message.id.as_str().into(),
-            message.prompt_tokens.unwrap_or(0).into(),
-            message.completion_tokens.unwrap_or(0).into(),
-            message.created_at.into(),
-            message.conversation_id.as_str().into(),
         ],
     )?;
     Ok(())

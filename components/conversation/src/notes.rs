@@ -15,7 +15,7 @@ use crate::{Ctx, conversations};
 /// Longest note, in characters.
 const MAX_NOTE: usize = 10_000;
 /// Most notes on one message.
-const MAX_PER_MESSAGE: i64 = 200;
+pub const MAX_PER_MESSAGE: i64 = 200;
 const BODY_LIMIT: usize = 64 << 10;
 
 /// A row of `conv_notes`.
@@ -49,9 +49,19 @@ impl Note {
     }
 }
 
-/// Checks a range against `message` (UTF-16 code units).
-fn check_range(checks: &mut Checks, message: &Message, from: i64, to: i64) {
-    let length = message.content.encode_utf16().count() as i64;
+/// Checks a note on a message whose text is `text`: the range (UTF-16
+/// code units) and the note's content.
+pub fn check(checks: &mut Checks, text: &str, from: i64, to: i64, content: &str) {
+    check_range(checks, text, from, to);
+    checks.long_text("content", content, MAX_NOTE);
+    if content.trim().is_empty() {
+        checks.fail("content", "required");
+    }
+}
+
+/// Checks a range against a message's `text` (UTF-16 code units).
+fn check_range(checks: &mut Checks, text: &str, from: i64, to: i64) {
+    let length = text.encode_utf16().count() as i64;
     if from < 0 || to <= from || to > length {
         checks.fail(
             "fromIndex",
@@ -108,11 +118,13 @@ pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
     let message = messages::owned(&ctx.db, &conversation.id, ctx.param("mid"))?;
     let body: Create = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
-    check_range(&mut checks, &message, body.from_index, body.to_index);
-    checks.long_text("content", &body.content, MAX_NOTE);
-    if body.content.trim().is_empty() {
-        checks.fail("content", "required");
-    }
+    check(
+        &mut checks,
+        &message.content,
+        body.from_index,
+        body.to_index,
+        &body.content,
+    );
     checks.finish()?;
     #[derive(Deserialize)]
     struct Count {
@@ -193,7 +205,12 @@ pub fn update(ctx: &Ctx) -> Result<Reply, ApiError> {
     note.from_index = body.from_index.unwrap_or(note.from_index);
     note.to_index = body.to_index.unwrap_or(note.to_index);
     let mut checks = Checks::default();
-    check_range(&mut checks, &message, note.from_index, note.to_index);
+    check_range(
+        &mut checks,
+        &message.content,
+        note.from_index,
+        note.to_index,
+    );
     if let Some(content) = body.content {
         checks.long_text("content", &content, MAX_NOTE);
         if content.trim().is_empty() {

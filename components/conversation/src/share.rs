@@ -39,9 +39,11 @@ fn find(ctx: &Ctx, conversation: &str) -> Result<Option<Share>, ApiError> {
     )?)
 }
 
-/// `GET /api/conversations/{id}/share`: the conversation's share, if any.
+/// `GET /api/conversations/{id}/share`: the conversation's share, if any
+/// (of a trashed conversation too: the link is dead while it is in the
+/// trash, and can be revoked for good).
 pub fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned_any(ctx, ctx.param("id"))?;
     let share = find(ctx, &conversation.id)?
         .ok_or_else(|| ApiError::not_found("this conversation is not shared"))?;
     Ok(Reply::json(200, view(&share)))
@@ -100,7 +102,7 @@ pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
 
 /// `DELETE /api/conversations/{id}/share`.
 pub fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned_any(ctx, ctx.param("id"))?;
     let removed = ctx.db.execute(
         "DELETE FROM conv_shares WHERE conversation_id = $1 AND user_id = $2",
         &[conversation.id.as_str().into(), ctx.user().into()],
@@ -111,7 +113,8 @@ pub fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
     Ok(Reply::no_content())
 }
 
-/// `GET /api/shared/{shareId}` (public): the snapshot.
+/// `GET /api/shared/{shareId}` (public): the snapshot, unless its
+/// conversation is in the trash.
 pub fn read(request: &Request, id: &str) -> Result<Reply, ApiError> {
     if request.method() != "GET" {
         return Err(ApiError::new(
@@ -130,7 +133,9 @@ pub fn read(request: &Request, id: &str) -> Result<Reply, ApiError> {
     let db = Database::open(DATABASE)?;
     let share: Share = db
         .query_one(
-            "SELECT id, snapshot, created_at, updated_at FROM conv_shares WHERE id = $1",
+            "SELECT s.id AS id, s.snapshot AS snapshot, s.created_at AS created_at, s.updated_at AS updated_at \
+             FROM conv_shares s JOIN conv_conversations c ON c.id = s.conversation_id \
+             WHERE s.id = $1 AND c.deleted_at IS NULL",
             &[id.into()],
         )?
         .ok_or_else(not_found)?;

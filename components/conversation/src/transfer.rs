@@ -23,7 +23,7 @@ use crate::conversations::{
     self, COLUMNS, Conversation, MAX_SYSTEM_PROMPT, MAX_TITLE, parse_options,
 };
 use crate::feedback::{self, Feedback};
-use crate::messages::{self, MAX_MESSAGES, Message};
+use crate::messages::{self, MAX_MESSAGES, Message, Usage};
 use crate::notes::{self, Note};
 use crate::{Ctx, Streamer, cached, folders};
 
@@ -239,10 +239,11 @@ struct LaminaFeedback {
 
 impl From<Lamina> for Incoming {
     fn from(l: Lamina) -> Incoming {
+        // Left out: now; not a time: out of range, for `check` to refuse.
         let at = |t: &Option<String>| {
             t.as_deref()
-                .and_then(parse_timestamp)
-                .unwrap_or_else(now_ms)
+                .map_or(Some(now_ms()), parse_timestamp)
+                .unwrap_or(i64::MAX)
         };
         Incoming {
             title: l.title,
@@ -432,14 +433,34 @@ fn check(incoming: &Incoming) -> Result<(), String> {
     if incoming.messages.len() as i64 > MAX_MESSAGES {
         checks.fail("messages", format!("at most {MAX_MESSAGES}"));
     }
-    let mut known = std::collections::HashSet::new();
+    conversations::clean_tags(&mut checks, &incoming.tags);
+    let times = std::iter::once(incoming.created_at)
+        .chain([incoming.updated_at])
+        .chain(incoming.messages.iter().map(|m| m.created_at));
+    if times.into_iter().any(|t| !(0..=LAST_TIME).contains(&t)) {
+        checks.fail("createdAt", "a time between 1970 and 9999");
+    }
+    let mut known: HashMap<&str, &IncomingMessage> = HashMap::new();
     for m in &incoming.messages {
+        if let Some(model) = &m.model {
+            checks.text("messages.model", model, 200);
+        }
+        if m.done_reason
+            .as_deref()
+            .is_some_and(|r| !matches!(r, "stop" | "length" | "cancelled"))
+        {
+            checks.fail("messages.doneReason", "stop, length or cancelled");
+        }
         if !matches!(m.role.as_str(), "user" | "assistant") {
             checks.fail("messages", format!("role {:?}: user or assistant", m.role));
             break;
         }
         checks.long_text("messages", &m.content, MAX_CONTENT);
-        if m.parent_id.as_ref().is_some_and(|p| !known.contains(p)) || !known.insert(m.id.clone()) {
+        if m.parent_id
+            .as_deref()
+            .is_some_and(|p| !known.contains_key(p))
+            || known.insert(&m.id, m).is_some()
+        {
             checks.fail(
                 "messages",
                 format!(
@@ -450,8 +471,50 @@ fn check(incoming: &Incoming) -> Result<(), String> {
             break;
         }
     }
+    let mut per_message: HashMap<&str, i64> = HashMap::new();
+    for n in &incoming.notes {
+        let Some(m) = known.get(n.message_id.as_str()) else {
+            checks.fail(
+                "notes.messageId",
+                format!("{}: no such message", n.message_id),
+            );
+            break;
+        };
+        notes::check(
+            &mut checks,
+            &m.content,
+            n.from_index,
+            n.to_index,
+            &n.content,
+        );
+        *per_message.entry(&n.message_id).or_default() += 1;
+    }
+    if per_message.values().any(|n| *n > notes::MAX_PER_MESSAGE) {
+        checks.fail(
+            "notes",
+            format!("at most {} notes per message", notes::MAX_PER_MESSAGE),
+        );
+    }
+    for f in &incoming.feedback {
+        if !known
+            .get(f.message_id.as_str())
+            .is_some_and(|m| m.role == "assistant")
+        {
+            checks.fail(
+                "feedback.messageId",
+                format!("{}: no such answer", f.message_id),
+            );
+            break;
+        }
+        if let Err(e) = feedback::checked(&f.rating, f.comment.as_deref(), &f.tags) {
+            checks.fail("feedback", e.detail);
+        }
+    }
     checks.finish().map_err(|e| e.detail)
 }
+
+/// The last millisecond humans write timestamps for (9999-12-31).
+const LAST_TIME: i64 = 253_402_300_799_999;
 
 /// `POST /api/conversations/import[?folderId=]`.
 pub fn import(ctx: &Ctx) -> Result<Reply, ApiError> {
@@ -513,6 +576,7 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
         message_count: 0,
         prompt_tokens: 0,
         completion_tokens: 0,
+        content_size: 0,
         deleted_at: None,
         created_at: incoming.created_at,
         updated_at: incoming.updated_at,
@@ -547,6 +611,7 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
                     done_reason: m.done_reason.clone(),
                     created_at: m.created_at,
                 },
+                Usage::Copied,
             )?;
             ids.insert(m.id.clone(), id);
         }
@@ -571,15 +636,9 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
                 conversation.id.as_str().into(),
             ],
         )?;
-        let mut tags: Vec<String> = incoming
-            .tags
-            .iter()
-            .map(|t| t.trim().to_lowercase())
-            .filter(|t| !t.is_empty() && t.chars().count() <= 50)
-            .collect();
-        tags.sort();
-        tags.dedup();
-        for tag in tags.iter().take(20) {
+        // Checked before: nothing fails here.
+        let tags = conversations::clean_tags(&mut Checks::default(), &incoming.tags);
+        for tag in &tags {
             tx.execute(
                 "INSERT INTO conv_tags (conversation_id, user_id, tag) VALUES ($1, $2, $3)",
                 &[
@@ -589,29 +648,14 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
                 ],
             )?;
         }
+        let at = now_ms();
         for n in &incoming.notes {
-            let Some(message) = ids.get(&n.message_id) else {
-                continue;
-            };
-            let length = incoming
-                .messages
-                .iter()
-                .find(|m| m.id == n.message_id)
-                .map_or(0, |m| m.content.encode_utf16().count() as i64);
-            if n.from_index < 0
-                || n.to_index <= n.from_index
-                || n.to_index > length
-                || n.content.chars().count() > 10_000
-            {
-                continue;
-            }
-            let at = now_ms();
             notes::insert(
                 tx,
                 user,
                 &Note {
                     id: new_id(),
-                    message_id: message.clone(),
+                    message_id: ids[&n.message_id].clone(),
                     conversation_id: conversation.id.clone(),
                     from_index: n.from_index,
                     to_index: n.to_index,
@@ -622,23 +666,15 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
             )?;
         }
         for f in &incoming.feedback {
-            let Some(message) = ids.get(&f.message_id) else {
-                continue;
-            };
-            if !matches!(f.rating.as_str(), "up" | "down") {
-                continue;
-            }
-            let at = now_ms();
             feedback::store(
                 tx,
                 user,
                 &Feedback {
-                    message_id: message.clone(),
+                    message_id: ids[&f.message_id].clone(),
                     conversation_id: conversation.id.clone(),
                     rating: f.rating.clone(),
-                    comment: f.comment.as_ref().map(|c| c.chars().take(2000).collect()),
-                    tags: serde_json::to_string(&f.tags.iter().take(10).collect::<Vec<_>>())
-                        .expect("tags serialize"),
+                    comment: f.comment.clone(),
+                    tags: feedback::checked(&f.rating, f.comment.as_deref(), &f.tags)?,
                     created_at: at,
                     updated_at: at,
                 },

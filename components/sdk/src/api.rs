@@ -327,7 +327,9 @@ pub fn now_ms() -> i64 {
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds
 /// (`2026-11-30T12:00:00.000Z`), the API's timestamp format.
 pub fn timestamp(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    // humantime writes years 1970–9999 only (and fails past them).
+    const LAST: i64 = 253_402_300_799_999;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.clamp(0, LAST) as u64);
     humantime::format_rfc3339_millis(at).to_string()
 }
 
