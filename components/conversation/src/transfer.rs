@@ -496,9 +496,9 @@ fn check(incoming: &Incoming) -> Result<(), String> {
         );
     }
     for f in &incoming.feedback {
-        if !known
+        if known
             .get(f.message_id.as_str())
-            .is_some_and(|m| m.role == "assistant")
+            .is_none_or(|m| m.role != "assistant")
         {
             checks.fail(
                 "feedback.messageId",
