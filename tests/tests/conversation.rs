@@ -1961,3 +1961,35 @@ async fn the_cache_is_never_in_the_way() {
     assert_eq!(path(&host, &token, &id).await.len(), 4);
     proxy.restore();
 }
+
+#[tokio::test]
+async fn a_new_account_gets_its_root_folder_from_user_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = PgSchema::new();
+    let host = Host::start(
+        options()
+            .data_dir(dir.path())
+            .databases(&schema.databases()),
+    );
+    let (token, user) = user_session(&host).await;
+    // Nothing has called the conversation service yet: the root comes
+    // from the queue message.
+    eventually("the root folder", || async {
+        schema.psql_value(
+            "conversation",
+            &format!(
+                "SELECT COUNT(*) FROM conv_folders WHERE user_id = '{user}' AND parent_id IS NULL"
+            ),
+        ) == "1"
+    })
+    .await;
+    let tree = expect(
+        call(&host, Some(&token), "GET", "/api/folders", None).await,
+        200,
+    );
+    let root = schema.psql_value(
+        "conversation",
+        &format!("SELECT id FROM conv_folders WHERE user_id = '{user}'"),
+    );
+    assert_eq!(tree["id"], root.as_str(), "one root, not a second one");
+}
