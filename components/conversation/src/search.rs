@@ -43,38 +43,30 @@ fn words(q: &str) -> Vec<String> {
         .collect()
 }
 
+/// The words in a backend's query syntax: each through `word`, the last
+/// (a prefix, for search as you type) through `last`, joined by `join`.
+fn query_text(
+    words: &[String],
+    word: fn(&str) -> String,
+    last: fn(&str) -> String,
+    join: &str,
+) -> String {
+    let (tail, head) = words.split_last().expect("at least one word");
+    head.iter()
+        .map(|w| word(w))
+        .chain([last(tail)])
+        .collect::<Vec<_>>()
+        .join(join)
+}
+
 /// FTS5: `"w1" "w2" "w3"*`.
 fn fts5_query(words: &[String]) -> String {
-    let last = words.len() - 1;
-    words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            if i == last {
-                format!("\"{w}\"*")
-            } else {
-                format!("\"{w}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    query_text(words, |w| format!("\"{w}\""), |w| format!("\"{w}\"*"), " ")
 }
 
 /// `to_tsquery`: `w1 & w2 & w3:*`.
 fn tsquery(words: &[String]) -> String {
-    let last = words.len() - 1;
-    words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            if i == last {
-                format!("{w}:*")
-            } else {
-                w.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" & ")
+    query_text(words, str::to_owned, |w| format!("{w}:*"), " & ")
 }
 
 /// One match, best first.
