@@ -374,6 +374,19 @@ async fn kv_contract(host: &Host) {
         false
     );
 
+    // The host counts what components' reads found: 3 hits and 2 misses
+    // above.
+    let metrics = lamina_tests::get_text(&format!("{}/metrics", host.admin_url)).await;
+    for (result, count) in [("hit", 3), ("miss", 2)] {
+        let counted = metrics.lines().any(|line| {
+            line.starts_with("lamina_kv_gets_total{")
+                && line.contains("store=\"default\"")
+                && line.contains(&format!("result=\"{result}\""))
+                && line.ends_with(&format!(" {count}"))
+        });
+        assert!(counted, "{result}: {metrics}");
+    }
+
     // Limits.
     let too_big = client()
         .post(host.at("/caps/kv/set?store=default&key=big"))

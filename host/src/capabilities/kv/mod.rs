@@ -307,7 +307,15 @@ impl wit::HostStore for CapabilityView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wit::Error>> {
         let store = self.table.get(&this)?.clone();
-        Ok(store.get(&key).await)
+        let found = store.get(&key).await;
+        // What a component's reads find, per store: the hit rate of the
+        // caches components keep (failures are counted as unavailable).
+        if let Ok(value) = &found {
+            let result = if value.is_some() { "hit" } else { "miss" };
+            metrics::counter!("lamina_kv_gets_total", "store" => store.name.clone(), "result" => result)
+                .increment(1);
+        }
+        Ok(found)
     }
 
     async fn set(
