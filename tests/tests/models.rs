@@ -384,3 +384,55 @@ async fn component_pulls_by_url_need_a_sha256() {
         "{problem}"
     );
 }
+
+/// An administrator stops a pull: its download ends and is deleted, nothing
+/// is installed, and it says `cancelled`; stopping it again is a no-op.
+#[tokio::test]
+async fn a_pull_can_be_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let server = FileServer::start(&test_gguf()).await;
+    server.stall.store(true, Ordering::SeqCst);
+    let host = Host::start(HostOptions::manifest(ADMIN).runtime_config(&store_config(&store)));
+    let id = pull_id(pull(&host, &server.model_url(), SHA256).await).await;
+    poll(&host, &id, |s| s["completed"].as_u64() >= Some(STALL_AFTER)).await;
+    assert!(
+        files(&store, "tmp") + files(&store, "pulls") >= 2,
+        "a partial file and a job"
+    );
+
+    let cancel = || async {
+        client()
+            .delete(host.at(&format!("/admin/inference/pull?id={id}")))
+            .send()
+            .await
+            .unwrap()
+    };
+    let response = cancel().await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["cancelled"], true);
+    let ended = poll(&host, &id, |s| s["state"] != "downloading").await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+    assert_eq!(
+        files(&store, "tmp") + files(&store, "pulls"),
+        0,
+        "nothing kept"
+    );
+    let models: Value = client()
+        .get(host.at("/admin/inference/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models, json!([]), "nothing installed");
+    let again = cancel().await;
+    assert_eq!(again.json::<Value>().await.unwrap()["cancelled"], false);
+    let unknown = client()
+        .delete(host.at(&format!("/admin/inference/pull?id={}", "0".repeat(32))))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(unknown, 404).await;
+}

@@ -498,6 +498,7 @@ fn progress(p: &inference::PullProgress) -> Value {
         PullState::Failed => json!({
             "error": p.error.as_ref().map_or("the pull failed", |e| e.detail()),
         }),
+        PullState::Cancelled => json!({"error": "the pull was cancelled"}),
     }
 }
 
@@ -524,8 +525,14 @@ fn present_pull(out: ResponseOutparam, id: &str, stream: bool) {
     loop {
         let (line, finished, status) = match inference::pull_status(id) {
             Ok(p) => {
-                let finished = matches!(p.state, PullState::Done | PullState::Failed);
-                let status = p.error.as_ref().map_or(200, Error::status);
+                let finished = matches!(
+                    p.state,
+                    PullState::Done | PullState::Failed | PullState::Cancelled
+                );
+                let status = match p.state {
+                    PullState::Cancelled => 409,
+                    _ => p.error.as_ref().map_or(200, Error::status),
+                };
                 (progress(&p), finished, status)
             }
             Err(e) => (json!({"error": e.detail()}), true, e.status()),

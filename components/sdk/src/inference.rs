@@ -15,8 +15,8 @@ use crate::platform::inference;
 
 pub use inference::{
     Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options, PullProgress,
-    PullState, Stats, Waited, chat, copy_model, count_tokens, embed, generate, list_models,
-    loaded_models, pull_model, pull_status, remove_model, show_model,
+    PullState, Stats, Waited, cancel_pull, chat, copy_model, count_tokens, embed, generate,
+    list_models, loaded_models, pull_model, pull_status, remove_model, show_model,
 };
 
 impl Error {

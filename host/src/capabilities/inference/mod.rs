@@ -698,6 +698,7 @@ fn wit_pull(status: PullStatus) -> wit::PullProgress {
             PullState::Verifying => wit::PullState::Verifying,
             PullState::Done => wit::PullState::Done,
             PullState::Failed => wit::PullState::Failed,
+            PullState::Cancelled => wit::PullState::Cancelled,
         },
         completed: status.completed,
         total: status.total,
@@ -884,6 +885,25 @@ impl wit::Host for CapabilityView<'_> {
             ))));
         };
         Ok(Ok(wit_pull(status)))
+    }
+
+    async fn cancel_pull(&mut self, id: String) -> wasmtime::Result<Result<bool, wit::Error>> {
+        if !self.ctx.grants.manage_models {
+            return Ok(Err(wit::Error::AccessDenied(MANAGE_DENIED.to_owned())));
+        }
+        let pulls = self.ctx.shared.inference.pulls();
+        // As in `pull_status`: a pull of a model this component may not
+        // manage is as good as unknown.
+        if !pulls
+            .status(&id)
+            .is_some_and(|s| self.ctx.grants.models.allows(&s.name))
+        {
+            return Ok(Err(wit::Error::NoSuchModel(format!(
+                "no pull `{}`",
+                id.escape_debug()
+            ))));
+        }
+        Ok(pulls.cancel(&id).map_err(Into::into))
     }
 
     async fn copy_model(

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::InferenceError;
 use super::store::{self, ModelEntry, ModelStore, Progress};
@@ -50,6 +50,8 @@ pub enum PullState {
     Verifying,
     Done,
     Failed,
+    /// Stopped by [`Pulls::cancel`].
+    Cancelled,
 }
 
 /// A pull's progress and outcome.
@@ -85,11 +87,19 @@ impl PullStatus {
     }
 }
 
+/// A pull of this process: what it fetches, where it stands, and how to
+/// stop it.
+struct Running {
+    job: Job,
+    status: watch::Sender<PullStatus>,
+    cancel: Arc<Notify>,
+}
+
 /// The pulls of one process.
 pub struct Pulls {
     store: ModelStore,
     dir: PathBuf,
-    pulls: Mutex<HashMap<String, (Job, watch::Sender<PullStatus>)>>,
+    pulls: Mutex<HashMap<String, Running>>,
     slots: Arc<Semaphore>,
 }
 
@@ -123,16 +133,16 @@ impl Pulls {
         }
         self.store.check_source(source)?;
         let mut pulls = self.pulls.lock().expect("pulls lock");
-        pulls.retain(|_, (_, status)| {
-            status
+        pulls.retain(|_, pull| {
+            pull.status
                 .borrow()
                 .finished
                 .is_none_or(|at| at.elapsed() < FINISHED_KEPT)
         });
         let running = pulls
             .values()
-            .filter(|(_, status)| status.borrow().finished.is_none());
-        if let Some((job, _)) = running.clone().find(|(job, _)| job.name == name) {
+            .filter(|pull| pull.status.borrow().finished.is_none());
+        if let Some(Running { job, .. }) = running.clone().find(|pull| pull.job.name == name) {
             return if job.source == source && job.sha256 == sha256 {
                 Ok(job.id.clone())
             } else {
@@ -169,8 +179,8 @@ impl Pulls {
     /// A pull's progress: this process's pulls (kept for a while after they
     /// finish), else one another process is running in this store.
     pub fn status(&self, id: &str) -> Option<PullStatus> {
-        if let Some((_, status)) = self.pulls.lock().expect("pulls lock").get(id) {
-            return Some(status.borrow().clone());
+        if let Some(pull) = self.pulls.lock().expect("pulls lock").get(id) {
+            return Some(pull.status.borrow().clone());
         }
         if !is_id(id) {
             return None;
@@ -189,7 +199,7 @@ impl Pulls {
         mut progress: impl FnMut(&PullStatus),
     ) -> Result<ModelEntry, InferenceError> {
         let mut updates = match self.pulls.lock().expect("pulls lock").get(id) {
-            Some((_, status)) => status.subscribe(),
+            Some(pull) => pull.status.subscribe(),
             None => return Err(InferenceError::NoSuchModel(format!("no pull `{id}`"))),
         };
         loop {
@@ -198,6 +208,11 @@ impl Pulls {
             match status.state {
                 PullState::Done => return Ok(status.model.expect("set when done")),
                 PullState::Failed => return Err(status.error.expect("set when failed")),
+                PullState::Cancelled => {
+                    return Err(InferenceError::Unavailable(
+                        "the pull was cancelled".to_owned(),
+                    ));
+                }
                 _ => {}
             }
             if updates.changed().await.is_err() {
@@ -239,20 +254,93 @@ impl Pulls {
         }
     }
 
+    /// Stops pull `id` of this process: true if it was running (it then
+    /// ends as [`PullState::Cancelled`], its files deleted), false if it had
+    /// ended. One checking its download (`Verifying`) finishes; a pull
+    /// another process runs cannot be stopped from here.
+    pub fn cancel(&self, id: &str) -> Result<bool, InferenceError> {
+        if let Some(pull) = self.pulls.lock().expect("pulls lock").get(id) {
+            let (running, verifying) = {
+                let status = pull.status.borrow();
+                (
+                    status.finished.is_none(),
+                    status.state == PullState::Verifying,
+                )
+            };
+            if verifying {
+                return Err(InferenceError::InUse(format!(
+                    "pull `{id}` is checking its download and will finish"
+                )));
+            }
+            if running {
+                // A stored permit: a pull not yet waiting sees it too.
+                pull.cancel.notify_one();
+            }
+            return Ok(running);
+        }
+        match self.status(id) {
+            Some(_) => Err(InferenceError::Unavailable(format!(
+                "pull `{id}` is run by another process on this model store; cancel it there"
+            ))),
+            None => Err(InferenceError::NoSuchModel(format!("no pull `{id}`"))),
+        }
+    }
+
     fn spawn(
         self: &Arc<Self>,
-        pulls: &mut HashMap<String, (Job, watch::Sender<PullStatus>)>,
+        pulls: &mut HashMap<String, Running>,
         job: Job,
         lock: File,
     ) -> String {
         let (status, _) = watch::channel(PullStatus::new(&job));
-        pulls.insert(job.id.clone(), (job.clone(), status.clone()));
+        let cancel = Arc::new(Notify::new());
+        pulls.insert(
+            job.id.clone(),
+            Running {
+                job: job.clone(),
+                status: status.clone(),
+                cancel: cancel.clone(),
+            },
+        );
         let id = job.id.clone();
-        tokio::spawn(self.clone().run(job, lock, status));
+        tokio::spawn(self.clone().run(job, lock, status, cancel));
         id
     }
 
-    async fn run(self: Arc<Self>, job: Job, lock: File, status: watch::Sender<PullStatus>) {
+    async fn run(
+        self: Arc<Self>,
+        job: Job,
+        lock: File,
+        status: watch::Sender<PullStatus>,
+        cancel: Arc<Notify>,
+    ) {
+        let attempts = self.clone().attempts(&job, lock, &status);
+        tokio::pin!(attempts);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut attempts => return,
+                () = cancel.notified() => {
+                    // Too late once the file is checked and installed.
+                    if status.borrow().state != PullState::Verifying {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping the attempts stops the download where it is.
+        drop(attempts);
+        tracing::info!(pull = %job.id, model = %job.name, "pull cancelled");
+        self.discard(&job.id);
+        status.send_modify(|s| {
+            s.finished = Some(Instant::now());
+            s.state = PullState::Cancelled;
+        });
+    }
+
+    /// Downloads and installs, retrying what may pass, and reports the
+    /// outcome.
+    async fn attempts(self: Arc<Self>, job: &Job, lock: File, status: &watch::Sender<PullStatus>) {
         let _slot = self.slots.clone().acquire_owned().await;
         let partial = self.store.partial_path(&job.id);
         let mut attempt = 0;
