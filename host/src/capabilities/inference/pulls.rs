@@ -314,12 +314,11 @@ impl Pulls {
         status: watch::Sender<PullStatus>,
         cancel: Arc<Notify>,
     ) {
-        let attempts = self.clone().attempts(&job, lock, &status);
-        tokio::pin!(attempts);
+        let mut attempts = Box::pin(self.clone().attempts(&job, lock, &status));
         loop {
             tokio::select! {
                 biased;
-                () = &mut attempts => return,
+                () = attempts.as_mut() => return,
                 () = cancel.notified() => {
                     // Too late once the file is checked and installed.
                     if status.borrow().state != PullState::Verifying {
@@ -328,7 +327,8 @@ impl Pulls {
                 }
             }
         }
-        // Dropping the attempts stops the download where it is.
+        // Dropping the attempts stops the download where it is and closes
+        // (unlocks) the job file.
         drop(attempts);
         tracing::info!(pull = %job.id, model = %job.name, "pull cancelled");
         self.discard(&job.id);
