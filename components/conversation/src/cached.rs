@@ -41,6 +41,16 @@ pub fn folders(user: &str) -> String {
     key("conversation", "folders", user)
 }
 
+/// `conversation:running:{id}`: the answer being generated there.
+pub fn running(id: &str) -> String {
+    key("conversation", "running", id)
+}
+
+/// `conversation:stop:{answer}`: a request to stop that generation.
+pub fn stop(answer: &str) -> String {
+    key("conversation", "stop", answer)
+}
+
 /// Reads through the store (straight to `load` without one).
 pub fn get_or_load<T, E>(key: &str, load: impl FnOnce() -> Result<T, E>) -> Result<T, E>
 where

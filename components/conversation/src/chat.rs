@@ -494,6 +494,7 @@ fn done(message: &Message) -> Json {
 /// so a stop reaches the generation on whichever host runs it.
 struct StopFlag {
     cache: Option<Cache>,
+    answer: String,
     running: String,
     stop: String,
     checked: std::cell::Cell<std::time::Instant>,
@@ -505,7 +506,7 @@ const RUNNING_TTL_MS: u64 = 30 * 60 * 1000;
 impl StopFlag {
     fn register(conversation: &str, answer: &str) -> StopFlag {
         let cache = cached::store();
-        let running = lamina_sdk::cache::key("conversation", "running", conversation);
+        let running = cached::running(conversation);
         if let Some(cache) = &cache
             && let Err(e) = cache
                 .store()
@@ -516,8 +517,9 @@ impl StopFlag {
         let now = std::time::Instant::now();
         StopFlag {
             cache,
+            answer: answer.to_owned(),
             running,
-            stop: lamina_sdk::cache::key("conversation", "stop", answer),
+            stop: cached::stop(answer),
             checked: std::cell::Cell::new(now),
         }
     }
@@ -538,9 +540,8 @@ impl StopFlag {
     /// still this generation's (another may have started since).
     fn clear(&self) {
         if let Some(cache) = &self.cache {
-            let answer = self.stop.rsplit(':').next().unwrap_or_default();
             if let Ok(Some(running)) = cache.store().get(&self.running)
-                && running == answer.as_bytes()
+                && running == self.answer.as_bytes()
             {
                 let _ = cache.store().delete(&self.running);
             }
@@ -564,7 +565,7 @@ pub fn stop(ctx: &Ctx) -> Result<Reply, ApiError> {
     };
     let cache = cached::store()
         .ok_or_else(|| ApiError::new(503, "cannot stop", "no key-value store is configured"))?;
-    let running = lamina_sdk::cache::key("conversation", "running", &conversation.id);
+    let running = cached::running(&conversation.id);
     let Some(answer) = cache.store().get(&running).map_err(unavailable)? else {
         return Err(ApiError::new(
             409,
@@ -575,11 +576,7 @@ pub fn stop(ctx: &Ctx) -> Result<Reply, ApiError> {
     let answer = String::from_utf8_lossy(&answer).into_owned();
     cache
         .store()
-        .set(
-            &lamina_sdk::cache::key("conversation", "stop", &answer),
-            b"1",
-            Some(10 * 60 * 1000),
-        )
+        .set(&cached::stop(&answer), b"1", Some(10 * 60 * 1000))
         .map_err(unavailable)?;
     Ok(Reply::json(202, json!({ "messageId": answer })))
 }
