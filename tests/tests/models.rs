@@ -241,6 +241,18 @@ async fn finished(host: &Host, started: reqwest::Response) -> Value {
     .await
 }
 
+/// The models the admin component sees installed.
+async fn installed(host: &Host) -> Value {
+    client()
+        .get(host.at("/admin/inference/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Polls pull `id` until `until` holds (at most two minutes).
 async fn poll(host: &Host, id: &str, until: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -287,14 +299,7 @@ async fn a_pull_survives_a_host_restart() {
     assert_eq!(done["completed"], size);
     assert_eq!(*server.starts.lock().unwrap(), [0, STALL_AFTER]);
     assert!(host.log_contains("resuming an interrupted pull"));
-    let models: Value = client()
-        .get(host.at("/admin/inference/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = installed(&host).await;
     assert_eq!(models[0]["name"], "gemma3:again", "{models}");
     assert_eq!(files(&store, "tmp") + files(&store, "pulls"), 0);
 }
@@ -418,14 +423,7 @@ async fn a_pull_can_be_cancelled() {
         0,
         "nothing kept"
     );
-    let models: Value = client()
-        .get(host.at("/admin/inference/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = installed(&host).await;
     assert_eq!(models, json!([]), "nothing installed");
     let again = cancel().await;
     assert_eq!(again.json::<Value>().await.unwrap()["cancelled"], false);
