@@ -69,7 +69,7 @@ struct Regenerate {
 /// stream?}: `parentId` left out continues the active path, `null` starts
 /// a new first message (editing the first question).
 pub fn send<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
     let body: Send = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if body.content.trim().is_empty() {
@@ -148,8 +148,8 @@ fn room_for(conversation: &Conversation, messages: i64, characters: usize) -> Re
 /// stream?}: a new answer to user message `mid`, or to the message
 /// assistant message `mid` answered (a sibling of it).
 pub fn regenerate<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
-    let target = messages::owned(&ctx.db, &conversation.id, ctx.param("mid"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
+    let target = messages::owned(&ctx.db, &conversation.id, &ctx.param("mid"))?;
     let body: Regenerate = if ctx.request.header("content-length").as_deref() == Some("0") {
         Regenerate::default()
     } else {
@@ -554,7 +554,7 @@ impl StopFlag {
 /// generation to stop; its partial answer is stored with doneReason
 /// `cancelled`. 202 with the answer's id, 409 if nothing is running.
 pub fn stop(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
     let unavailable = |e: lamina_sdk::cache::Error| {
         ApiError::new(
             503,

@@ -539,7 +539,7 @@ pub fn insert(db: &impl Sql, c: &Conversation) -> Result<(), ApiError> {
 
 /// `GET /api/conversations/{id}` (trashed ones too: the trash lists them).
 pub fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = cached_owned_any(ctx, ctx.param("id"))?;
+    let conversation = cached_owned_any(ctx, &ctx.param("id"))?;
     reply(ctx, &conversation)
 }
 
@@ -575,7 +575,7 @@ struct Update {
 /// at the newest leaf below that message.
 pub fn update(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let c = owned(ctx, ctx.param("id"))?;
+    let c = owned(ctx, &ctx.param("id"))?;
     let body: Update = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if let Some(title) = &body.title {
@@ -653,7 +653,7 @@ pub fn update(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// (restorable), or gone for good with everything in it.
 pub fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let c = owned_any(ctx, ctx.param("id"))?;
+    let c = owned_any(ctx, &ctx.param("id"))?;
     if ctx.query("permanent").as_deref() == Some("true") {
         ctx.db.execute(
             "DELETE FROM conv_conversations WHERE id = $1 AND user_id = $2",
@@ -672,7 +672,7 @@ pub fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
 
 /// `POST /api/conversations/{id}/restore`: out of the trash.
 pub fn restore(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let c = owned_any(ctx, ctx.param("id"))?;
+    let c = owned_any(ctx, &ctx.param("id"))?;
     ctx.db.execute(
         "UPDATE conv_conversations SET deleted_at = NULL WHERE id = $1 AND user_id = $2",
         &[c.id.as_str().into(), ctx.user().into()],
@@ -711,7 +711,7 @@ struct Clone {
 /// (default: the active leaf).
 pub fn clone(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let source = owned(ctx, ctx.param("id"))?;
+    let source = owned(ctx, &ctx.param("id"))?;
     let body: Clone = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if let Some(title) = &body.title {

@@ -47,8 +47,8 @@ impl Feedback {
 
 /// The caller's assistant message `mid` of conversation `id`.
 fn target(ctx: &Ctx) -> Result<Message, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
-    let message = messages::owned(&ctx.db, &conversation.id, ctx.param("mid"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
+    let message = messages::owned(&ctx.db, &conversation.id, &ctx.param("mid"))?;
     if message.role != "assistant" {
         return Err(ApiError::new(
             400,

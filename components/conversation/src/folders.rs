@@ -189,7 +189,7 @@ pub fn tree(ctx: &Ctx) -> Result<Reply, ApiError> {
 
 /// `GET /api/folders/{id}`.
 pub fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let folder = owned(&ctx.db, ctx.user(), Some(ctx.param("id")))?;
+    let folder = owned(&ctx.db, ctx.user(), Some(&ctx.param("id")))?;
     Ok(Reply::json(200, folder.view()))
 }
 
@@ -303,7 +303,7 @@ struct Update {
 /// is and keeps its name.
 pub fn update(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let mut folder = owned(&ctx.db, user, Some(ctx.param("id")))?;
+    let mut folder = owned(&ctx.db, user, Some(&ctx.param("id")))?;
     let body: Update = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     if let Some(name) = &body.name {
@@ -396,7 +396,7 @@ fn subtree_depth(db: &impl Sql, user: &str, id: &str) -> Result<usize, ApiError>
 /// `DELETE /api/folders/{id}[?recursive=true]`.
 pub fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let folder = owned(&ctx.db, user, Some(ctx.param("id")))?;
+    let folder = owned(&ctx.db, user, Some(&ctx.param("id")))?;
     let Some(parent) = folder.parent_id.clone() else {
         return Err(ApiError::new(
             409,
@@ -474,7 +474,7 @@ pub fn placeholders(after: usize, n: usize) -> String {
 /// items with a `type`.
 pub fn contents(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
-    let folder = owned(&ctx.db, user, Some(ctx.param("id")))?;
+    let folder = owned(&ctx.db, user, Some(&ctx.param("id")))?;
     let page = PageRequest::parse(
         ctx.query("page").as_deref(),
         ctx.query("pageSize").as_deref(),

@@ -37,52 +37,20 @@ mod titles;
 mod transfer;
 
 use lamina_sdk::Request;
-use lamina_sdk::api::{ApiError, Caller, Reply, finish};
-use lamina_sdk::router::{Params, Router};
-use lamina_sdk::sql::Database;
+use lamina_sdk::api::finish;
+use lamina_sdk::router::Router;
+use lamina_sdk::service::{Handler, serve};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 /// The service's own database (spin.toml grants it to this component only).
 pub const DATABASE: &str = "conversation";
 
-/// What a handler needs: the request, its verified caller, the matched
+/// What a handler gets: the request, its verified caller, the matched
 /// path segments and the service's database.
-pub struct Ctx<'a> {
-    pub request: &'a Request,
-    pub caller: Caller,
-    pub params: Params,
-    pub db: Database,
-}
+pub type Ctx<'a> = lamina_sdk::service::Ctx<'a>;
 
-impl Ctx<'_> {
-    /// The path segment `name` (the route table guarantees it).
-    pub fn param(&self, name: &str) -> &str {
-        self.params.get(name).unwrap_or_default()
-    }
-
-    /// The caller's user id: every query filters on it.
-    pub fn user(&self) -> &str {
-        &self.caller.user_id
-    }
-
-    /// A query parameter, percent-decoded.
-    pub fn query(&self, key: &str) -> Option<String> {
-        self.request
-            .query(key)
-            .map(|v| lamina_sdk::api::decode_query(&v))
-    }
-}
-
-/// A response written by the handler itself (a stream), once the request
-/// has been validated.
-pub type Streamer<'a> = Box<dyn FnOnce(ResponseOutparam) + 'a>;
-
-/// A route's handler: a JSON reply, or a stream.
-#[derive(Clone, Copy)]
-enum Handler {
-    Json(for<'a> fn(&'a Ctx<'a>) -> Result<Reply, ApiError>),
-    Stream(for<'a> fn(&'a Ctx<'a>) -> Result<Streamer<'a>, ApiError>),
-}
+/// A stream a handler starts once the request is valid.
+pub type Streamer<'a> = lamina_sdk::service::Streamer<'a>;
 
 fn router() -> Router<Handler> {
     use Handler::{Json, Stream};
@@ -193,33 +161,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Service {
         if let Some(id) = path.strip_prefix("/api/shared/") {
             return finish(out, share::read(&request, id));
         }
-        let method = request.method();
-        let router = router();
-        let (handler, params) = match router.find(&method, path) {
-            Ok(found) => found,
-            Err(miss) => return finish(out, Err(miss.to_api_error(&method, path))),
-        };
-        let ctx = match context(&request, params) {
-            Ok(ctx) => ctx,
-            Err(error) => return finish(out, Err(error)),
-        };
-        match *handler {
-            Handler::Json(handle) => finish(out, handle(&ctx)),
-            Handler::Stream(start) => match start(&ctx) {
-                Ok(stream) => stream(out),
-                Err(error) => finish(out, Err(error)),
-            },
-        }
+        serve(&request, out, &router(), DATABASE);
     }
-}
-
-fn context(request: &Request, params: Params) -> Result<Ctx<'_>, ApiError> {
-    Ok(Ctx {
-        request,
-        caller: Caller::required(request)?,
-        params,
-        db: Database::open(DATABASE)?,
-    })
 }
 
 wasip2::http::proxy::export!(Service);

@@ -282,7 +282,7 @@ pub fn insert(db: &impl Sql, message: &Message, usage: Usage) -> Result<(), ApiE
 /// `GET /api/conversations/{id}/messages?page=&pageSize=`: the active path,
 /// root first.
 pub fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::cached_owned_any(ctx, ctx.param("id"))?;
+    let conversation = conversations::cached_owned_any(ctx, &ctx.param("id"))?;
     let page = PageRequest::parse(
         ctx.query("page").as_deref(),
         ctx.query("pageSize").as_deref(),

@@ -93,14 +93,14 @@ fn listed(notes: Vec<Note>) -> Reply {
 
 /// `GET /api/conversations/{id}/notes`.
 pub fn list(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
     Ok(listed(of(&ctx.db, &conversation.id, None)?))
 }
 
 /// `GET /api/conversations/{id}/messages/{mid}/notes`.
 pub fn list_for_message(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
-    let message = messages::owned(&ctx.db, &conversation.id, ctx.param("mid"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
+    let message = messages::owned(&ctx.db, &conversation.id, &ctx.param("mid"))?;
     Ok(listed(of(&ctx.db, &conversation.id, Some(&message.id))?))
 }
 
@@ -114,8 +114,8 @@ struct Create {
 
 /// `POST /api/conversations/{id}/messages/{mid}/notes`.
 pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
-    let message = messages::owned(&ctx.db, &conversation.id, ctx.param("mid"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
+    let message = messages::owned(&ctx.db, &conversation.id, &ctx.param("mid"))?;
     let body: Create = read_json(ctx.request, BODY_LIMIT)?;
     let mut checks = Checks::default();
     check(
@@ -177,13 +177,13 @@ pub fn insert(db: &impl Sql, user: &str, note: &Note) -> Result<(), ApiError> {
 }
 
 fn owned(ctx: &Ctx) -> Result<(Note, Message), ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
     let id = ctx.param("nid");
     let note: Note = ctx
         .db
         .query_one(
             &format!("SELECT {COLUMNS} FROM conv_notes WHERE id = $1 AND conversation_id = $2 AND user_id = $3"),
-            &[id.into(), conversation.id.as_str().into(), ctx.user().into()],
+            &[id.as_str().into(), conversation.id.as_str().into(), ctx.user().into()],
         )?
         .ok_or_else(|| ApiError::not_found(format!("no note {id}")))?;
     let message = messages::owned(&ctx.db, &conversation.id, &note.message_id)?;

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use lamina_sdk::api::{ApiError, Reply, timestamp};
+use lamina_sdk::fulltext::{fts5_query, tsquery, words};
 use lamina_sdk::page::{Page, PageRequest};
 use lamina_sdk::sql::{Dialect, Sql, Value};
 use serde::Deserialize;
@@ -20,8 +21,6 @@ use crate::folders::placeholders;
 
 /// Most matches ranked per search (then grouped by conversation).
 const MAX_MATCHES: i64 = 1000;
-/// Most words in a query.
-const MAX_WORDS: usize = 16;
 /// Longest query, in characters.
 const MAX_QUERY: usize = 500;
 /// Marks around a match in snippets: private-use characters, replaced by
@@ -32,42 +31,6 @@ const CLOSE: char = '\u{E001}';
 /// `>` go in as these and come back out before escaping.
 const LT: char = '\u{E002}';
 const GT: char = '\u{E003}';
-
-/// The query's words: letters and digits only (what both indexes
-/// tokenize), lower-cased, at most [`MAX_WORDS`].
-fn words(q: &str) -> Vec<String> {
-    q.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .take(MAX_WORDS)
-        .collect()
-}
-
-/// The words in a backend's query syntax: each through `word`, the last
-/// (a prefix, for search as you type) through `last`, joined by `join`.
-fn query_text(
-    words: &[String],
-    word: fn(&str) -> String,
-    last: fn(&str) -> String,
-    join: &str,
-) -> String {
-    let (tail, head) = words.split_last().expect("at least one word");
-    head.iter()
-        .map(|w| word(w))
-        .chain([last(tail)])
-        .collect::<Vec<_>>()
-        .join(join)
-}
-
-/// FTS5: `"w1" "w2" "w3"*`.
-fn fts5_query(words: &[String]) -> String {
-    query_text(words, |w| format!("\"{w}\""), |w| format!("\"{w}\"*"), " ")
-}
-
-/// `to_tsquery`: `w1 & w2 & w3:*`.
-fn tsquery(words: &[String]) -> String {
-    query_text(words, str::to_owned, |w| format!("{w}:*"), " & ")
-}
 
 /// One match, best first.
 #[derive(Deserialize)]
@@ -282,14 +245,6 @@ fn headlines(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queries_are_words_only() {
-        let w = words("  Paris' \"capital\" OR NEAR(x) *");
-        assert_eq!(w, ["paris", "capital", "or", "near", "x"]);
-        assert_eq!(fts5_query(&w[..2]), "\"paris\" \"capital\"*");
-        assert_eq!(tsquery(&w[..2]), "paris & capital:*");
-    }
 
     #[test]
     fn snippets_are_escaped_then_marked() {

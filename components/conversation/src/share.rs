@@ -43,7 +43,7 @@ fn find(ctx: &Ctx, conversation: &str) -> Result<Option<Share>, ApiError> {
 /// (of a trashed conversation too: the link is dead while it is in the
 /// trash, and can be revoked for good).
 pub fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned_any(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned_any(ctx, &ctx.param("id"))?;
     let share = find(ctx, &conversation.id)?
         .ok_or_else(|| ApiError::not_found("this conversation is not shared"))?;
     Ok(Reply::json(200, view(&share)))
@@ -52,7 +52,7 @@ pub fn get(ctx: &Ctx) -> Result<Reply, ApiError> {
 /// `POST /api/conversations/{id}/share`: 201 with a new share, 200 with
 /// the refreshed one.
 pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned(ctx, &ctx.param("id"))?;
     let path = messages::active_path(&ctx.db, &conversation)?;
     let snapshot = json!({
         "title": conversation.title,
@@ -102,7 +102,7 @@ pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
 
 /// `DELETE /api/conversations/{id}/share`.
 pub fn revoke(ctx: &Ctx) -> Result<Reply, ApiError> {
-    let conversation = conversations::owned_any(ctx, ctx.param("id"))?;
+    let conversation = conversations::owned_any(ctx, &ctx.param("id"))?;
     let removed = ctx.db.execute(
         "DELETE FROM conv_shares WHERE conversation_id = $1 AND user_id = $2",
         &[conversation.id.as_str().into(), ctx.user().into()],

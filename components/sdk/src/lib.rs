@@ -6,24 +6,27 @@
 //!   exports its handler with `wasip2::http::proxy::export!`. [`api`] adds
 //!   JSON handlers returning `Result<Reply, ApiError>` and the verified
 //!   [`api::Caller`]; [`router`] picks a handler by method and path (405
-//!   with `Allow`).
+//!   with `Allow`); [`service`] runs a route table's request loop.
 //! - Host capabilities (`wit/platform.wit`): [`sql`] (typed rows into serde
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
-//!   helper), [`queue`] (publish), [`variables`], [`tokens`] (issue and
+//!   helper), [`queue`] (publish, audit events), [`variables`], [`tokens`] (issue and
 //!   revoke credentials), [`inference`] (generation and embeddings on the
 //!   host's llama.cpp engine), [`usage`] (what a generation or embedding
 //!   costs the caller, published to `usage.recorded`), [`mail`] (SMTP) and
 //!   [`page`] (pagination). [`sse`] streams Server-Sent Events;
+//!   [`fulltext`] turns typed text into FTS5 / tsquery queries;
 //!   [`worker`] consumes queue topics.
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod api;
 pub mod cache;
+pub mod fulltext;
 pub mod inference;
 pub mod mail;
 pub mod page;
 pub mod queue;
 pub mod router;
+pub mod service;
 pub mod sql;
 pub mod sse;
 pub mod tokens;

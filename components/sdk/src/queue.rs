@@ -28,3 +28,25 @@ pub fn publish_with(
         },
     )
 }
+
+/// Publishes a security or administration event to `audit` (the outbox
+/// keeps the log): who (`user_id`), from where (the client address the
+/// gateway saw), what (`event`, `detail`). A queue failure is logged, not
+/// returned: the change it reports has already happened.
+pub fn audit(
+    request: &crate::Request,
+    event: &str,
+    user_id: Option<&str>,
+    detail: serde_json::Value,
+) {
+    let payload = serde_json::json!({
+        "event": event,
+        "userId": user_id,
+        "at": crate::api::now(),
+        "client": request.header("spin-client-addr"),
+        "detail": detail,
+    });
+    if let Err(e) = publish("audit", payload.to_string().as_bytes()) {
+        eprintln!("audit event {event} not published: {e:?}");
+    }
+}
