@@ -117,6 +117,21 @@ impl Request {
         })
     }
 
+    /// Every raw value of a repeated query parameter (`?tag=a&tag=b`).
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        let path = self.path_with_query();
+        let Some((_, query)) = path.split_once('?') else {
+            return Vec::new();
+        };
+        query
+            .split('&')
+            .filter_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == key).then(|| v.to_owned())
+            })
+            .collect()
+    }
+
     /// The body as a blocking reader.
     pub fn body_reader(&self) -> Result<impl Read, String> {
         let body = self

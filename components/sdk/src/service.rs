@@ -36,6 +36,15 @@ impl<C> Ctx<'_, C> {
     pub fn query(&self, key: &str) -> Option<String> {
         self.request.query(key).map(|v| decode_query(&v))
     }
+
+    /// Every value of a repeated query parameter, percent-decoded.
+    pub fn query_all(&self, key: &str) -> Vec<String> {
+        self.request
+            .query_all(key)
+            .iter()
+            .map(|v| decode_query(v))
+            .collect()
+    }
 }
 
 impl Ctx<'_, Caller> {
