@@ -119,3 +119,55 @@ pub async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool)
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Asserts `status` and returns the body.
+#[track_caller]
+pub fn expect(result: (u16, Value), status: u16) -> Value {
+    assert_eq!(result.0, status, "{}", result.1);
+    result.1
+}
+
+/// One Server-Sent Event.
+#[derive(Debug)]
+pub struct Event {
+    pub id: Option<u64>,
+    pub name: String,
+    pub data: Value,
+}
+
+/// Parses an event stream (comments are skipped).
+pub fn sse_events(text: &str) -> Vec<Event> {
+    text.split("\n\n")
+        .filter(|frame| !frame.trim().is_empty() && !frame.starts_with(':'))
+        .map(|frame| {
+            let mut event = Event {
+                id: None,
+                name: String::new(),
+                data: Value::Null,
+            };
+            for line in frame.lines() {
+                if let Some(id) = line.strip_prefix("id: ") {
+                    event.id = id.parse().ok();
+                } else if let Some(name) = line.strip_prefix("event: ") {
+                    event.name = name.to_owned();
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    event.data = serde_json::from_str(data).unwrap();
+                }
+            }
+            event
+        })
+        .collect()
+}
+
+/// Polls `check` every 100 ms for up to 30 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 mod app;
 
 pub use app::{
-    ADMIN_LOGIN, ADMIN_PASSWORD, USER_PASSWORD, admin_poll, admin_token, call, register,
-    user_session,
+    ADMIN_LOGIN, ADMIN_PASSWORD, Event, USER_PASSWORD, admin_poll, admin_token, call, eventually,
+    expect, register, sse_events, user_session,
 };
 
 /// The workspace root.
@@ -131,7 +131,8 @@ impl HostOptions {
             .with_migrations(&workspace().join("migrations"))
             .databases(
                 "[databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n\
-                 [databases.conversation]\ntype = \"sqlite\"\n",
+                 [databases.conversation]\ntype = \"sqlite\"\n\
+                 [databases.explore]\ntype = \"sqlite\"\n",
             )
             .runtime_config(classes)
     }
@@ -483,10 +484,10 @@ impl PgSchema {
     }
 
     /// runtime-config TOML putting the application's databases
-    /// (`default`, the services' `auth`, `outbox` and `conversation`, and the host's own
+    /// (`default`, the services' `auth`, `outbox`, `conversation` and `explore`, and the host's own
     /// `host`) on PostgreSQL, each in a schema of its own.
     pub fn databases(&self) -> String {
-        ["default", "host", "auth", "outbox", "conversation"]
+        ["default", "host", "auth", "outbox", "conversation", "explore"]
             .iter()
             .map(|db| {
                 format!(

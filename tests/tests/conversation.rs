@@ -3,11 +3,11 @@
 //! said), real accounts from the auth service, and the real instruction-
 //! tuned model (`smollm2:135m`, greedy, a few tokens) for chat.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lamina_tests::{
-    Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_poll, call, client, test_models_dir,
-    user_session, workspace,
+    Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_poll, call, client, eventually,
+    expect, sse_events as events, test_models_dir, user_session, workspace,
 };
 use serde_json::{Value, json};
 
@@ -31,13 +31,6 @@ fn app(dir: &std::path::Path) -> Host {
 /// Greedy and short.
 fn greedy(num_predict: i32) -> Value {
     json!({"temperature": 0, "num_predict": num_predict})
-}
-
-/// Asserts `status` and returns the body.
-#[track_caller]
-fn expect(result: (u16, Value), status: u16) -> Value {
-    assert_eq!(result.0, status, "{}", result.1);
-    result.1
 }
 
 async fn new_conversation(host: &Host, token: &str, body: Value) -> Value {
@@ -80,38 +73,6 @@ async fn say(host: &Host, token: &str, conversation: &str, body: Value) -> Value
     )
 }
 
-/// One Server-Sent Event.
-#[derive(Debug)]
-struct Event {
-    id: Option<u64>,
-    name: String,
-    data: Value,
-}
-
-/// Parses an event stream (comments are skipped).
-fn events(text: &str) -> Vec<Event> {
-    text.split("\n\n")
-        .filter(|frame| !frame.trim().is_empty() && !frame.starts_with(':'))
-        .map(|frame| {
-            let mut event = Event {
-                id: None,
-                name: String::new(),
-                data: Value::Null,
-            };
-            for line in frame.lines() {
-                if let Some(id) = line.strip_prefix("id: ") {
-                    event.id = id.parse().ok();
-                } else if let Some(name) = line.strip_prefix("event: ") {
-                    event.name = name.to_owned();
-                } else if let Some(data) = line.strip_prefix("data: ") {
-                    event.data = serde_json::from_str(data).unwrap();
-                }
-            }
-            event
-        })
-        .collect()
-}
-
 /// Starts a streamed message; returns the open response.
 async fn stream(host: &Host, token: &str, conversation: &str, body: Value) -> reqwest::Response {
     let response = client()
@@ -138,19 +99,6 @@ async fn read_until(response: &mut reqwest::Response, needle: &str) -> String {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     text
-}
-
-/// Polls `check` every 100 ms for up to 30 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

@@ -50,16 +50,17 @@ struct Server {
     start: Box<dyn Fn(u16) -> Result<Child>>,
 }
 
-/// `which`: `http`, `capabilities`, `gateway`, `inference`, `conversation`,
+/// `which`: `http`, `capabilities`, `gateway`, `inference`, `conversation`, `explore`,
 /// or all when empty.
 pub fn bench(which: &[String]) -> Result {
     let only = which.first().map(String::as_str);
     if !matches!(
         only,
-        None | Some("http" | "capabilities" | "gateway" | "inference" | "conversation")
+        None | Some("http" | "capabilities" | "gateway" | "inference" | "conversation" | "explore")
     ) {
         return Err(
-            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation]".into(),
+            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation|explore]"
+                .into(),
         );
     }
     if matches!(only, None | Some("inference")) {
@@ -72,6 +73,9 @@ pub fn bench(which: &[String]) -> Result {
         return Ok(());
     }
     ensure_wrk()?;
+    if matches!(only, None | Some("explore")) {
+        super::bench_explore::bench()?;
+    }
     if matches!(only, None | Some("gateway")) {
         super::bench_gateway::bench()?;
     }
@@ -247,6 +251,48 @@ pub fn spawn_lamina(
         .map_err(|e| format!("cannot start lamina: {e}"))
 }
 
+/// The repo's spin.toml (components from the target dir, its migrations)
+/// on SQLite, with rate limits no run reaches, the models of `store`, and
+/// its manifest passed through `edit` (a variant to compare against).
+pub fn start_app(
+    work: &Path,
+    store: &Path,
+    port: u16,
+    edit: impl FnOnce(String) -> String,
+) -> Result<Child> {
+    let wasm = target_dir().join("wasm32-wasip2/release");
+    let manifest = std::fs::read_to_string(root().join("spin.toml"))
+        .map_err(|e| e.to_string())?
+        .replace(
+            "\"target/wasm32-wasip2/release/",
+            &format!("\"{}/", wasm.display()),
+        );
+    std::fs::write(work.join("spin.toml"), edit(manifest)).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(root().join("migrations"), work.join("migrations"))
+        .map_err(|e| e.to_string())?;
+    let classes: String = ["auth", "login", "api", "inference"]
+        .iter()
+        .map(|c| format!("[rate_limit.classes.{c}]\nrequests = 1000000\nper = \"1m\"\n"))
+        .collect();
+    std::fs::write(
+        work.join("runtime-config.toml"),
+        format!(
+            "[data]\ndir = \"data\"\n\
+             [databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n\
+             [databases.conversation]\ntype = \"sqlite\"\n[databases.explore]\ntype = \"sqlite\"\n\
+             [inference]\nmodels_dir = {:?}\n{classes}",
+            store.display().to_string()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    spawn_lamina(
+        &work.join("spin.toml"),
+        &work.join("runtime-config.toml"),
+        port,
+        &[("LAMINA_JWT_SECRET", JWT_SECRET)],
+    )
+}
+
 fn measure(server: &Server) -> Result<Measurement> {
     let port = free_port()?;
     let mut child = (server.start)(port)?;
@@ -341,14 +387,19 @@ fn millis(value: &str) -> Result<f64> {
 /// (`LAMINA_JWT_SECRET`).
 pub const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
 
-/// A bearer token for [`JWT_SECRET`], valid for an hour.
+/// A user's bearer token for [`JWT_SECRET`], valid for an hour.
 pub fn jwt() -> Result<String> {
+    jwt_as("bench-user", &["User"])
+}
+
+/// A bearer token for `sub` with `roles`, valid for an hour.
+pub fn jwt_as(sub: &str, roles: &[&str]) -> Result<String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
     let claims = serde_json::json!({
-        "sub": "bench-user", "roles": ["User"], "iss": "lamina", "aud": "lamina",
+        "sub": sub, "roles": roles, "iss": "lamina", "aud": "lamina",
         "iat": now, "exp": now + 3600,
     });
     jsonwebtoken::encode(

@@ -10,17 +10,13 @@
 //! - latency (p50/p99) of listing, searching and reading a conversation
 //!   for a user with 10 000 messages, next to the bare `/api/about` route.
 
-use std::path::Path;
-use std::process::Child;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::bench::{
-    JWT_SECRET, free_port, jwt, median, percentile, spawn_lamina, wait_until_listening,
-};
+use crate::bench::{free_port, jwt, median, percentile, start_app, wait_until_listening};
 use crate::http_client::{call_json, post_ndjson, request_lines};
-use crate::{Result, models, root, target_dir};
+use crate::{Result, models, target_dir};
 
 /// Chat rounds per route (odd: the median is one run).
 const TTFT_ROUNDS: usize = 21;
@@ -44,47 +40,11 @@ pub fn bench() -> Result {
     let store = target_dir().join("bench/inference/models");
     models::install(Some(&store))?;
     let port = free_port()?;
-    let mut child = start_host(&work, &store, port)?;
+    let mut child = start_app(&work, &store, port, |m| m)?;
     let outcome = wait_until_listening(port).and_then(|()| measure(port));
     let _ = child.kill();
     let _ = child.wait();
     outcome
-}
-
-/// The repo's spin.toml (components from the target dir, its migrations)
-/// on SQLite, with rate limits no run reaches.
-fn start_host(work: &Path, store: &Path, port: u16) -> Result<Child> {
-    let wasm = target_dir().join("wasm32-wasip2/release");
-    let manifest = std::fs::read_to_string(root().join("spin.toml"))
-        .map_err(|e| e.to_string())?
-        .replace(
-            "\"target/wasm32-wasip2/release/",
-            &format!("\"{}/", wasm.display()),
-        );
-    std::fs::write(work.join("spin.toml"), manifest).map_err(|e| e.to_string())?;
-    std::os::unix::fs::symlink(root().join("migrations"), work.join("migrations"))
-        .map_err(|e| e.to_string())?;
-    let classes: String = ["auth", "login", "api", "inference"]
-        .iter()
-        .map(|c| format!("[rate_limit.classes.{c}]\nrequests = 1000000\nper = \"1m\"\n"))
-        .collect();
-    std::fs::write(
-        work.join("runtime-config.toml"),
-        format!(
-            "[data]\ndir = \"data\"\n\
-             [databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n\
-             [databases.conversation]\ntype = \"sqlite\"\n\
-             [inference]\nmodels_dir = {:?}\n{classes}",
-            store.display().to_string()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    spawn_lamina(
-        &work.join("spin.toml"),
-        &work.join("runtime-config.toml"),
-        port,
-        &[("LAMINA_JWT_SECRET", JWT_SECRET)],
-    )
 }
 
 fn measure(port: u16) -> Result {
