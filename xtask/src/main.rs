@@ -11,6 +11,7 @@
 mod bench;
 mod bench_capabilities;
 mod bench_conversation;
+mod bench_explore;
 mod bench_gateway;
 mod bench_inference;
 mod clients;
