@@ -260,6 +260,25 @@ async fn admin_routes_need_an_administrator() {
         let (status, problem) = call(&host, Some(&user), method, path, body).await;
         assert_eq!(status, 403, "{method} {path}: {problem}");
     }
+    // An administrator's API key is not a login session: 403.
+    let admin = admin_token(&host).await;
+    let key = expect(
+        call(
+            &host,
+            Some(&admin),
+            "POST",
+            "/api/auth/api-keys",
+            Some(json!({"name": "script"})),
+        )
+        .await,
+        201,
+    );
+    let key = key["key"].as_str().unwrap();
+    for (method, path) in [("GET", "/api/admin/models"), ("POST", "/api/admin/tags")] {
+        let (status, problem) =
+            call(&host, Some(key), method, path, Some(json!({"name": "x"}))).await;
+        assert_eq!(status, 403, "{method} {path}: {problem}");
+    }
     // Nothing changed.
     assert_eq!(names(&get(&host, "/api/explore/models").await).len(), 3);
     assert_eq!(
