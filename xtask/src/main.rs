@@ -229,11 +229,13 @@ fn test(args: &[String]) -> Result {
             "-p",
             "lamina-sdk",
             // Components' own unit tests (validation rules, title
-            // cleaning, search queries) run natively.
+            // cleaning, search queries, rank fusion) run natively.
             "-p",
             "auth",
             "-p",
             "conversation",
+            "-p",
+            "explore",
         ])
         .args(args)
         // Where the inference tests find the default models (installed
