@@ -388,6 +388,28 @@ pub fn change_password(request: &Request) -> Result<Reply, ApiError> {
     Ok(sessions::reply(200, &config, &user, issued))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct Deletion {
+    current_password: String,
+}
+
+/// `DELETE /me` `{currentPassword}`: the account goes for good, and every
+/// service deletes what it holds of the user (`user.deleted`). The last
+/// active administrator cannot (409).
+pub fn delete_me(request: &Request) -> Result<Reply, ApiError> {
+    let caller = Caller::required(request)?;
+    let body: Deletion = read_json(request, BODY_LIMIT)?;
+    let config = Config::load()?;
+    let db = Database::open(crate::DATABASE)?;
+    let user = users::current(&db, &caller)?;
+    check_current_password(&db, &config, &user, &body.current_password)?;
+    crate::admin::not_last_admin(&db, &user)?;
+    crate::admin::erase(&db, &user)?;
+    events::audit(request, "account.deleted", Some(&user.id), json!({}));
+    Ok(Reply::no_content())
+}
+
 /// Stores a new password hash for `user_id`.
 pub fn set_password(db: &impl Sql, user_id: &str, password: &str) -> Result<(), ApiError> {
     db.execute(

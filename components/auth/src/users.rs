@@ -55,7 +55,7 @@ impl User {
     }
 }
 
-const COLUMNS: &str = "id, username, email, password_hash, roles, active, locked_until, \
+pub const COLUMNS: &str = "id, username, email, password_hash, roles, active, locked_until, \
                        deleted_at, created_at, email_confirmed_at";
 
 /// The account with this id.

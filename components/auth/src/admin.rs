@@ -1,0 +1,539 @@
+//! `/api/admin/users`: accounts as administrators see and manage them.
+//!
+//! - `GET /api/admin/users?q=&role=&status=&page=&pageSize=` and
+//!   `GET /api/admin/users/{id}`;
+//! - `POST`/`DELETE /api/admin/users/{id}/roles/{role}`;
+//! - `POST /api/admin/users/{id}/lock` `{minutes}` (1–43 200) and
+//!   `/unlock`, `/deactivate` and `/activate`, `DELETE` (soft) and
+//!   `/restore`, `DELETE ?hard=true` (the account goes and `user.deleted`
+//!   tells every service holding its data), `/sessions/revoke`.
+//!
+//! Locking, deactivating and deleting end the account's sessions and
+//! disable its credentials on every host at once (JWTs, refresh tokens,
+//! API keys: the host's disabled subjects); unlocking, activating and
+//! restoring lift that. A lock lifts itself at its end (a delayed
+//! `auth.lock-ended` message). No administrator may do any of this to
+//! themselves, take their own Admin role, or leave no active
+//! administrator (409). Every action is audited.
+
+use lamina_sdk::Request;
+use lamina_sdk::api::{ApiError, Caller, Reply, now, read_json, timestamp_secs};
+use lamina_sdk::page::{Page, PageRequest};
+use lamina_sdk::sql::{Database, Sql, Value};
+use lamina_sdk::{queue, tokens};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+
+use crate::users::{self, ADMIN, USER, User};
+use crate::{BODY_LIMIT, DATABASE, api_keys, events, roles, sessions};
+
+/// Longest lock, in minutes (30 days).
+const MAX_LOCK_MINUTES: i64 = 43_200;
+
+/// The caller, if an administrator: 401/403 otherwise (the gateway's
+/// `roles` refuses them first; this is the component's own check).
+pub fn administrator(request: &Request) -> Result<Caller, ApiError> {
+    let caller = Caller::required(request)?;
+    if caller.has_role(ADMIN) {
+        Ok(caller)
+    } else {
+        Err(ApiError::new(
+            403,
+            "forbidden",
+            "this route needs the Admin role",
+        ))
+    }
+}
+
+/// `active`, `locked`, `deactivated` or `deleted`.
+fn status(user: &User, now: i64) -> &'static str {
+    if user.deleted_at.is_some() {
+        "deleted"
+    } else if !user.active {
+        "deactivated"
+    } else if user.locked_until.is_some_and(|t| t > now) {
+        "locked"
+    } else {
+        "active"
+    }
+}
+
+/// What administrators see of an account.
+fn view(user: &User) -> Json {
+    let now = now();
+    let mut json = user.public();
+    json["status"] = status(user, now).into();
+    json["lockedUntil"] = user
+        .locked_until
+        .filter(|t| *t > now)
+        .map(timestamp_secs)
+        .into();
+    json["deletedAt"] = user.deleted_at.map(timestamp_secs).into();
+    json
+}
+
+/// `GET /api/admin/users`.
+pub fn list(request: &Request) -> Result<Reply, ApiError> {
+    administrator(request)?;
+    let query = |key: &str| {
+        request
+            .query(key)
+            .map(|v| lamina_sdk::api::decode_query(&v))
+    };
+    let page = PageRequest::parse(query("page").as_deref(), query("pageSize").as_deref())
+        .map_err(|e| ApiError::new(400, "invalid paging", e))?;
+    let now = now();
+    let mut conditions = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(q) = query("q").filter(|q| !q.trim().is_empty()) {
+        if q.chars().count() > 100 {
+            return Err(ApiError::new(
+                400,
+                "invalid filter",
+                "q: at most 100 characters",
+            ));
+        }
+        // A substring of the name or address, with LIKE's wildcards taken
+        // literally.
+        let escaped = q
+            .trim()
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let p = bind(&mut params, format!("%{escaped}%").into());
+        conditions.push(format!(
+            "(username_key LIKE {p} ESCAPE '\\' OR email LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(role) = query("role") {
+        let db = Database::open(DATABASE)?;
+        let role = roles::find(&db, &role)?.ok_or_else(|| {
+            ApiError::new(400, "invalid filter", format!("role: no role `{role}`"))
+        })?;
+        let p = bind(&mut params, format!("%,{role},%").into());
+        conditions.push(format!("(',' || roles || ',') LIKE {p}"));
+    }
+    match query("status").as_deref() {
+        None => {}
+        Some("active") => {
+            let p = bind(&mut params, now.into());
+            conditions.push(format!(
+                "deleted_at IS NULL AND active AND (locked_until IS NULL OR locked_until <= {p})"
+            ));
+        }
+        Some("locked") => {
+            let p = bind(&mut params, now.into());
+            conditions.push(format!(
+                "deleted_at IS NULL AND active AND locked_until > {p}"
+            ));
+        }
+        Some("deactivated") => conditions.push("deleted_at IS NULL AND NOT active".into()),
+        Some("deleted") => conditions.push("deleted_at IS NOT NULL".into()),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "invalid filter",
+                "status: active, locked, deactivated or deleted",
+            ));
+        }
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let db = Database::open(DATABASE)?;
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let total: Option<Count> = db.query_one(
+        &format!("SELECT COUNT(*) AS n FROM auth_users {filter}"),
+        &params,
+    )?;
+    let (limit, offset) = (
+        bind(&mut params, page.limit().into()),
+        bind(&mut params, page.offset().into()),
+    );
+    let rows: Vec<User> = db.query(
+        &format!(
+            "SELECT {} FROM auth_users {filter} ORDER BY username_key LIMIT {limit} OFFSET {offset}",
+            users::COLUMNS
+        ),
+        &params,
+    )?;
+    let items: Vec<Json> = rows.iter().map(view).collect();
+    Ok(Reply::json(
+        200,
+        Page::new(items, page, total.map_or(0, |c| c.n) as u64),
+    ))
+}
+
+/// Adds a statement parameter; returns its placeholder.
+fn bind(params: &mut Vec<Value>, value: Value) -> String {
+    params.push(value);
+    format!("${}", params.len())
+}
+
+/// The account `id` (deleted ones too), or 404.
+fn target(db: &Database, id: &str) -> Result<User, ApiError> {
+    users::by_id(db, id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))
+}
+
+/// `GET /api/admin/users/{id}`.
+pub fn get(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    administrator(request)?;
+    let db = Database::open(DATABASE)?;
+    Ok(Reply::json(200, view(&target(&db, id)?)))
+}
+
+/// 409 unless `caller` acts on someone else.
+fn not_self(caller: &Caller, user: &User, what: &str) -> Result<(), ApiError> {
+    if caller.user_id == user.id {
+        Err(ApiError::new(
+            409,
+            "not on yourself",
+            format!("administrators cannot {what} themselves"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// 409 if `user` is the last active administrator (taking their role or
+/// their access would leave none).
+pub fn not_last_admin(db: &Database, user: &User) -> Result<(), ApiError> {
+    if !user.roles().iter().any(|r| r == ADMIN) {
+        return Ok(());
+    }
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let others: Option<Count> = db.query_one(
+        "SELECT COUNT(*) AS n FROM auth_users WHERE id <> $1 AND (',' || roles || ',') LIKE $2 \
+         AND active AND deleted_at IS NULL AND (locked_until IS NULL OR locked_until <= $3)",
+        &[
+            user.id.as_str().into(),
+            format!("%,{ADMIN},%").into(),
+            now().into(),
+        ],
+    )?;
+    if others.is_some_and(|c| c.n > 0) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            409,
+            "last administrator",
+            "this would leave no active administrator",
+        ))
+    }
+}
+
+/// Writes `user`'s roles and tells the host (API keys carry them); a
+/// removed role also ends the tokens that still carry it.
+fn set_roles(
+    db: &Database,
+    user: &User,
+    roles: Vec<String>,
+    removed: bool,
+) -> Result<(), ApiError> {
+    db.execute(
+        "UPDATE auth_users SET roles = $1, updated_at = $2 WHERE id = $3",
+        &[
+            roles.join(",").into(),
+            now().into(),
+            user.id.as_str().into(),
+        ],
+    )?;
+    let mut updated = user.clone();
+    updated.roles = roles.join(",");
+    tokens::update_subject(&users::subject(&updated))?;
+    if removed {
+        sessions::revoke_all(db, &user.id)?;
+    }
+    Ok(())
+}
+
+/// `POST /api/admin/users/{id}/roles/{role}`: the account gains `role`.
+pub fn add_role(request: &Request, id: &str, role: &str) -> Result<Reply, ApiError> {
+    let caller = administrator(request)?;
+    let db = Database::open(DATABASE)?;
+    let user = target(&db, id)?;
+    let role =
+        roles::find(&db, role)?.ok_or_else(|| ApiError::not_found(format!("no role `{role}`")))?;
+    let mut held = user.roles();
+    if !held.contains(&role) {
+        held.push(role.clone());
+        set_roles(&db, &user, held, false)?;
+        events::audit(
+            request,
+            "admin.user.role_added",
+            Some(&caller.user_id),
+            json!({"target": user.id, "role": role}),
+        );
+    }
+    Ok(Reply::json(200, view(&target(&db, id)?)))
+}
+
+/// `DELETE /api/admin/users/{id}/roles/{role}`: the account loses `role`
+/// (not `User`, which every account has).
+pub fn remove_role(request: &Request, id: &str, role: &str) -> Result<Reply, ApiError> {
+    let caller = administrator(request)?;
+    let db = Database::open(DATABASE)?;
+    let user = target(&db, id)?;
+    let mut held = user.roles();
+    let Some(position) = held.iter().position(|r| r.eq_ignore_ascii_case(role)) else {
+        return Err(ApiError::not_found(format!(
+            "the user has no role `{role}`"
+        )));
+    };
+    let role = held.remove(position);
+    if role == USER {
+        return Err(ApiError::new(
+            409,
+            "built-in role",
+            "every account has the User role",
+        ));
+    }
+    if role == ADMIN {
+        not_self(&caller, &user, "take the Admin role from")?;
+        not_last_admin(&db, &user)?;
+    }
+    set_roles(&db, &user, held, true)?;
+    events::audit(
+        request,
+        "admin.user.role_removed",
+        Some(&caller.user_id),
+        json!({"target": user.id, "role": role}),
+    );
+    Ok(Reply::json(200, view(&target(&db, id)?)))
+}
+
+/// Ends every session and disables every credential of `user` on every
+/// host.
+fn cut_off(db: &Database, user: &User) -> Result<(), ApiError> {
+    tokens::disable_subject(&user.id)?;
+    sessions::revoke_all(db, &user.id)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Lock {
+    minutes: i64,
+}
+
+/// An account change applied by [`change`].
+enum Action {
+    Lock(i64),
+    Unlock,
+    Deactivate,
+    Activate,
+    Delete,
+    Restore,
+}
+
+/// `POST /api/admin/users/{id}/lock` `{minutes}`.
+pub fn lock(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    let body: Lock = read_json(request, BODY_LIMIT)?;
+    if !(1..=MAX_LOCK_MINUTES).contains(&body.minutes) {
+        let mut checks = crate::validate::Checks::default();
+        checks.fail("minutes", format!("1 to {MAX_LOCK_MINUTES}"));
+        checks.finish()?;
+    }
+    change(request, id, Action::Lock(body.minutes))
+}
+
+/// `POST /api/admin/users/{id}/unlock`.
+pub fn unlock(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    change(request, id, Action::Unlock)
+}
+
+/// `POST /api/admin/users/{id}/deactivate`.
+pub fn deactivate(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    change(request, id, Action::Deactivate)
+}
+
+/// `POST /api/admin/users/{id}/activate`.
+pub fn activate(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    change(request, id, Action::Activate)
+}
+
+/// `POST /api/admin/users/{id}/restore`.
+pub fn restore(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    change(request, id, Action::Restore)
+}
+
+/// `DELETE /api/admin/users/{id}[?hard=true]`.
+pub fn delete(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    match request.query("hard").as_deref() {
+        None | Some("false") => change(request, id, Action::Delete),
+        Some("true") => {
+            let caller = administrator(request)?;
+            let db = Database::open(DATABASE)?;
+            let user = target(&db, id)?;
+            not_self(&caller, &user, "delete")?;
+            not_last_admin(&db, &user)?;
+            erase(&db, &user)?;
+            events::audit(
+                request,
+                "admin.user.erased",
+                Some(&caller.user_id),
+                json!({"target": user.id}),
+            );
+            Ok(Reply::no_content())
+        }
+        Some(_) => Err(ApiError::new(
+            400,
+            "invalid parameter",
+            "hard: true or false",
+        )),
+    }
+}
+
+fn change(request: &Request, id: &str, action: Action) -> Result<Reply, ApiError> {
+    let caller = administrator(request)?;
+    let db = Database::open(DATABASE)?;
+    let user = target(&db, id)?;
+    let now = now();
+    let (event, sql, params): (&str, &str, Vec<Value>) = match action {
+        Action::Lock(minutes) => {
+            not_self(&caller, &user, "lock")?;
+            not_last_admin(&db, &user)?;
+            let until = now + minutes * 60;
+            cut_off(&db, &user)?;
+            lock_ends_at(&user.id, minutes);
+            ("locked", "locked_until = $1", vec![until.into()])
+        }
+        Action::Unlock => ("unlocked", "locked_until = NULL", vec![]),
+        Action::Deactivate => {
+            not_self(&caller, &user, "deactivate")?;
+            not_last_admin(&db, &user)?;
+            cut_off(&db, &user)?;
+            ("deactivated", "active = FALSE", vec![])
+        }
+        Action::Activate => ("activated", "active = TRUE", vec![]),
+        Action::Delete => {
+            not_self(&caller, &user, "delete")?;
+            not_last_admin(&db, &user)?;
+            cut_off(&db, &user)?;
+            ("deleted", "deleted_at = $1", vec![now.into()])
+        }
+        Action::Restore => ("restored", "deleted_at = NULL", vec![]),
+    };
+    let mut params = params;
+    params.push(now.into());
+    params.push(user.id.as_str().into());
+    let n = params.len();
+    db.execute(
+        &format!(
+            "UPDATE auth_users SET {sql}, updated_at = ${} WHERE id = ${n}",
+            n - 1
+        ),
+        &params,
+    )?;
+    let user = target(&db, id)?;
+    // Whatever was lifted: credentials work again if nothing else holds
+    // them back.
+    if matches!(event, "unlocked" | "activated" | "restored") && user.may_sign_in(now) {
+        tokens::enable_subject(&user.id)?;
+    }
+    events::audit(
+        request,
+        &format!("admin.user.{event}"),
+        Some(&caller.user_id),
+        json!({"target": user.id}),
+    );
+    Ok(Reply::json(200, view(&user)))
+}
+
+/// Schedules the lift of a lock at its end.
+fn lock_ends_at(user_id: &str, minutes: i64) {
+    let payload = json!({"userId": user_id}).to_string();
+    let delay = std::time::Duration::from_secs(minutes as u64 * 60);
+    if let Err(e) = queue::publish_with("auth.lock-ended", payload.as_bytes(), None, Some(delay)) {
+        eprintln!("the lock of {user_id} will not lift itself: {e:?}");
+    }
+}
+
+/// `auth.lock-ended` `{userId}`: lifts the credentials' disablement once
+/// the account's lock is over (an earlier unlock, or a longer lock set
+/// since, leaves nothing to do).
+pub fn lock_ended(payload: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Ended {
+        user_id: String,
+    }
+    let Ok(ended) = serde_json::from_slice::<Ended>(payload) else {
+        return Ok(());
+    };
+    let db = Database::open(DATABASE).map_err(|e| format!("{e:?}"))?;
+    let user = users::by_id(&db, &ended.user_id).map_err(|e| e.detail)?;
+    if let Some(user) = user
+        && user.locked_until.is_some()
+        && user.may_sign_in(now())
+    {
+        tokens::enable_subject(&user.id).map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(())
+}
+
+/// `POST /api/admin/users/{id}/sessions/revoke`: every login session and
+/// access token of the account ends (API keys stay).
+pub fn revoke_sessions(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    let caller = administrator(request)?;
+    let db = Database::open(DATABASE)?;
+    let user = target(&db, id)?;
+    sessions::revoke_all(&db, &user.id)?;
+    events::audit(
+        request,
+        "admin.user.sessions_revoked",
+        Some(&caller.user_id),
+        json!({"target": user.id}),
+    );
+    Ok(Reply::no_content())
+}
+
+/// Removes the account for good: its credentials disabled everywhere,
+/// its keys revoked, its rows deleted, and `user.deleted` published so
+/// every service deletes what it holds of the user.
+pub fn erase(db: &Database, user: &User) -> Result<(), ApiError> {
+    cut_off(db, user)?;
+    api_keys::revoke_all(&user.id)?;
+    // Published before the rows go, so a failure leaves the account to
+    // delete again (the key makes a repeat one message).
+    let event = json!({"userId": user.id});
+    queue::publish_with(
+        "user.deleted",
+        event.to_string().as_bytes(),
+        Some(&format!("user.deleted:{}", user.id)),
+        None,
+    )
+    .map_err(|e| {
+        ApiError::new(
+            503,
+            "queue unavailable",
+            format!("user.deleted not published: {e:?}"),
+        )
+    })?;
+    db.transaction(|tx| {
+        for table in [
+            "auth_refresh_tokens",
+            "auth_sessions",
+            "auth_password_resets",
+            "auth_email_confirmations",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE user_id = $1"),
+                &[user.id.as_str().into()],
+            )?;
+        }
+        tx.execute(
+            "DELETE FROM auth_users WHERE id = $1",
+            &[user.id.as_str().into()],
+        )?;
+        Ok::<_, ApiError>(())
+    })
+}
