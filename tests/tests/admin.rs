@@ -91,6 +91,8 @@ async fn every_admin_route_needs_an_administrator_with_a_session() {
         ("GET", "/api/admin/roles".to_owned()),
         ("POST", "/api/admin/roles".to_owned()),
         ("DELETE", "/api/admin/roles/Auditor".to_owned()),
+        ("GET", "/api/admin/audit".to_owned()),
+        ("GET", "/api/admin/usage".to_owned()),
     ];
     for (method, path) in &routes {
         let body = Some(json!({"minutes": 5, "name": "Auditor"}));
@@ -653,4 +655,295 @@ async fn erased_accounts_leave_nothing_behind() {
         events.contains(&"admin.user.erased") && events.contains(&"account.deleted")
     })
     .await;
+}
+
+/// GETs `path` as `token` until `until` holds (what the outbox records
+/// arrives through the queue); panics after 20 s.
+async fn poll(host: &Host, token: &str, path: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let value = expect(call(host, Some(token), "GET", path, None).await, 200);
+        if until(&value) {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {value}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_is_searched_and_exported_but_never_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(options().data_dir(dir.path()));
+    let admin = admin_token(&host).await;
+    let a = Some(admin.as_str());
+    let me = admin_id(&host, &admin).await;
+    let (id, username, _, _) = user(&host).await;
+    expect(
+        call(
+            &host,
+            a,
+            "POST",
+            "/api/admin/roles",
+            Some(json!({"name": "Auditor"})),
+        )
+        .await,
+        201,
+    );
+    expect(
+        call(
+            &host,
+            a,
+            "POST",
+            &format!("/api/admin/users/{id}/roles/Auditor"),
+            None,
+        )
+        .await,
+        200,
+    );
+    let failed = json!({"login": username, "password": "Not-the-password-1"});
+    assert_eq!(
+        call(&host, None, "POST", "/api/auth/login", Some(failed))
+            .await
+            .0,
+        401
+    );
+
+    let roles = poll(&host, &admin, "/api/admin/audit?action=admin.*", |log| {
+        log["total"] == 2
+    })
+    .await;
+    // Both in one second: found by action, not by position.
+    let entry = |action: &str| {
+        roles["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap()
+            .clone()
+    };
+    let added = entry("admin.user.role_added");
+    assert_eq!(added["actor"], me.as_str());
+    assert_eq!(added["target"], id.as_str());
+    assert_eq!(added["outcome"], "success");
+    assert!(
+        added["requestId"].as_str().is_some_and(|r| !r.is_empty()),
+        "{added}"
+    );
+    assert_eq!(added["detail"]["role"], "Auditor");
+    assert_eq!(entry("admin.role.created")["target"], "role:Auditor");
+    let failures = poll(
+        &host,
+        &admin,
+        "/api/admin/audit?outcome=failure&action=login.failed",
+        |log| log["total"] == 1,
+    )
+    .await;
+    assert_eq!(failures["items"][0]["actor"], id.as_str());
+    let by_target = expect(
+        call(
+            &host,
+            a,
+            "GET",
+            &format!("/api/admin/audit?target={id}"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(by_target["total"], 1);
+    let by_actor = expect(
+        call(
+            &host,
+            a,
+            "GET",
+            &format!("/api/admin/audit?actor={me}&pageSize=1"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert!(by_actor["total"].as_u64().unwrap() >= 3, "{by_actor}");
+    assert_eq!(by_actor["items"].as_array().unwrap().len(), 1);
+    let future = expect(
+        call(
+            &host,
+            a,
+            "GET",
+            "/api/admin/audit?from=2999-01-01T00:00:00Z",
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(future["total"], 0);
+    for bad in [
+        "from=yesterday",
+        "pageSize=0",
+        "format=xml",
+        "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+    ] {
+        assert_eq!(
+            call(&host, a, "GET", &format!("/api/admin/audit?{bad}"), None)
+                .await
+                .0,
+            400,
+            "{bad}"
+        );
+    }
+    // CSV: the filtered set.
+    let response = lamina_tests::client()
+        .get(host.at("/api/admin/audit?action=admin.*&format=csv"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = response.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,at,action,actor,target,outcome,request_id,client,detail"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(text.contains(",admin.user.role_added,"), "{text}");
+    // Append-only.
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let (status, _) = call(&host, a, method, "/api/admin/audit", Some(json!({}))).await;
+        assert_eq!(status, 405, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn usage_is_summed_per_user_key_model_and_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(options().data_dir(dir.path()));
+    let admin = admin_token(&host).await;
+    let (id, _, access, _) = user(&host).await;
+    let key = api_key(&host, &access).await;
+    let generate = |credential: String| {
+        let host = &host;
+        async move {
+            let body = json!({"model": "smollm2:135m", "prompt": "Hello", "stream": false,
+                              "options": {"num_predict": 3, "temperature": 0}});
+            let answer = expect(
+                call(host, Some(&credential), "POST", "/api/generate", Some(body)).await,
+                200,
+            );
+            (
+                answer["prompt_eval_count"].as_i64().unwrap(),
+                answer["eval_count"].as_i64().unwrap(),
+            )
+        }
+    };
+    let mut prompt = 0;
+    let mut completion = 0;
+    for credential in [key.clone(), key.clone(), access.clone()] {
+        let (p, c) = generate(credential).await;
+        prompt += p;
+        completion += c;
+    }
+    let mine = poll(&host, &access, "/api/usage/me", |u| {
+        u["totals"]["requests"] == 3
+    })
+    .await;
+    assert_eq!(mine["totals"]["promptTokens"], prompt);
+    assert_eq!(mine["totals"]["completionTokens"], completion);
+    assert_eq!(mine["items"][0]["model"], "smollm2:135m");
+    assert!(mine["items"][0]["day"].as_str().unwrap().len() == 10);
+
+    let by_user = poll(&host, &admin, "/api/admin/usage?groupBy=user", |u| {
+        u["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["key"] == id.as_str() && i["requests"] == 3)
+    })
+    .await;
+    let row = by_user["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["totalTokens"], prompt + completion);
+    // Only what the API key spent, under its id.
+    let by_key = expect(
+        call(
+            &host,
+            Some(&admin),
+            "GET",
+            &format!("/api/admin/usage?groupBy=key&userId={id}"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(by_key["items"].as_array().unwrap().len(), 1, "{by_key}");
+    assert_eq!(by_key["items"][0]["requests"], 2);
+    let by_model = expect(
+        call(
+            &host,
+            Some(&admin),
+            "GET",
+            &format!("/api/admin/usage?groupBy=model&userId={id}"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(by_model["items"][0]["key"], "smollm2:135m");
+    let by_day = expect(
+        call(
+            &host,
+            Some(&admin),
+            "GET",
+            &format!("/api/admin/usage?groupBy=day&userId={id}&format=csv"),
+            None,
+        )
+        .await,
+        200,
+    );
+    let csv = by_day.as_str().unwrap();
+    assert!(
+        csv.starts_with("day,requests,prompt_tokens,completion_tokens,total_tokens\n"),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!(",3,{prompt},{completion},")), "{csv}");
+    for bad in ["groupBy=week", "limit=0", "to=soon"] {
+        assert_eq!(
+            call(
+                &host,
+                Some(&admin),
+                "GET",
+                &format!("/api/admin/usage?{bad}"),
+                None
+            )
+            .await
+            .0,
+            400,
+            "{bad}"
+        );
+    }
+    // A user sees their own usage only, and no one else's report.
+    assert_eq!(
+        call(&host, Some(&key), "GET", "/api/usage/me", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&host, Some(&access), "GET", "/api/admin/usage", None)
+            .await
+            .0,
+        403
+    );
 }

@@ -224,9 +224,19 @@ impl Credentials {
             user.as_ref().map(|u| u.password_hash.as_str()),
         );
         let Some(user) = user.filter(|u| matches && u.may_sign_in(now())) else {
-            events::audit(request, "login.failed", who.as_deref(), json!({}));
+            events::audit(
+                request,
+                "login.failed",
+                who.as_deref(),
+                json!({"outcome": "failure"}),
+            );
             if let Err(locked) = lockout::failed(db, config, &keys) {
-                events::audit(request, "lockout", who.as_deref(), json!({}));
+                events::audit(
+                    request,
+                    "lockout",
+                    who.as_deref(),
+                    json!({"outcome": "failure"}),
+                );
                 return Err(locked);
             }
             return Err(refused());

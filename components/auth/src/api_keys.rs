@@ -81,7 +81,7 @@ pub fn create(request: &Request) -> Result<Reply, ApiError> {
         request,
         "api_key.created",
         Some(&caller.user_id),
-        json!({"keyId": key.id}),
+        json!({"keyId": key.id, "target": format!("api_key:{}", key.id)}),
     );
     let mut answer = listed(&key);
     answer["key"] = secret.into();
@@ -111,7 +111,7 @@ pub fn revoke(request: &Request, id: &str) -> Result<Reply, ApiError> {
         request,
         "api_key.revoked",
         Some(&caller.user_id),
-        json!({"keyId": id}),
+        json!({"keyId": id, "target": format!("api_key:{id}")}),
     );
     Ok(Reply::no_content())
 }

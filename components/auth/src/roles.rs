@@ -127,7 +127,7 @@ pub fn create(request: &Request) -> Result<Reply, ApiError> {
         request,
         "admin.role.created",
         Some(&caller.user_id),
-        json!({"role": role.name}),
+        json!({"role": role.name, "target": format!("role:{}", role.name)}),
     );
     Ok(Reply::json(201, role.json(0)))
 }
@@ -171,7 +171,7 @@ pub fn delete(request: &Request, name: &str) -> Result<Reply, ApiError> {
         request,
         "admin.role.deleted",
         Some(&caller.user_id),
-        json!({"role": name}),
+        json!({"role": name, "target": format!("role:{name}")}),
     );
     Ok(Reply::no_content())
 }

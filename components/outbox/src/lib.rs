@@ -5,19 +5,27 @@
 //!   runtime-config `[mail]` names one, else, with the `dev_mailbox`
 //!   variable on, `outbox_mail` (the dev mailbox, for local use and tests);
 //! - `user.registered` → a welcome mail, the same way;
-//! - `audit` {event, userId, at, client, detail} → `outbox_audit`;
+//! - `audit` {action, actor, target, outcome, requestId, client, at,
+//!   detail} → `outbox_audit`;
 //! - `usage.recorded` {userId, credentialId, model, promptTokens,
 //!   completionTokens, doneReason, at} → `outbox_usage`.
 //!
 //! Each row is keyed by the queue message id, so a redelivery has no second
-//! effect. HTTP (spin.toml allows the `Admin` role only):
+//! effect. Administrators search the audit log ([`audit_log`],
+//! `/api/admin/audit`) and sum usage ([`usage_stats`], `/api/admin/usage`;
+//! every account its own at `/api/usage/me`). Raw listings (spin.toml
+//! allows the `Admin` role only):
 //! `GET /api/outbox/mail?to=ADDRESS&limit=N`,
 //! `GET /api/outbox/audit?userId=ID&limit=N` and
 //! `GET /api/outbox/usage?userId=ID&limit=N`, newest first.
 
+mod audit_log;
+mod report;
+mod usage_stats;
+
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now, serialize_secs};
-use lamina_sdk::router::Router;
+use lamina_sdk::router::{Miss, Router};
 use lamina_sdk::sql::{Database, Sql, Value};
 use serde::{Deserialize, Serialize};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
@@ -42,14 +50,26 @@ struct Registered {
     email: String,
 }
 
+/// An `audit` message (messages published before the log had its own
+/// fields name the action `event` and the actor `userId`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AuditEvent {
-    event: String,
-    user_id: Option<String>,
+    #[serde(alias = "event")]
+    action: String,
+    #[serde(alias = "userId")]
+    actor: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    outcome: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    client: Option<String>,
     at: i64,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    detail: serde_json::Value,
 }
 
 /// Read from `usage.recorded`, and sent back in camelCase.
@@ -65,6 +85,9 @@ struct Usage {
     /// embeddings.
     #[serde(default)]
     done_reason: Option<String>,
+    /// `api-key` or `session`.
+    #[serde(default, skip_serializing)]
+    credential_type: Option<String>,
     at: i64,
 }
 
@@ -108,15 +131,24 @@ impl QueueHandler for Outbox {
             "audit" => {
                 let event: AuditEvent =
                     serde_json::from_slice(&message.payload).map_err(parse_error)?;
+                let detail = match event.detail {
+                    serde_json::Value::Null => "{}".to_owned(),
+                    detail => detail.to_string(),
+                };
                 insert(
                     &db,
-                    "INSERT INTO outbox_audit (id, event, user_id, detail, at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO outbox_audit (id, event, user_id, detail, at, action, actor, target, \
+                     outcome, request_id, client) VALUES ($1, $2, $3, $4, $5, $2, $3, $6, $7, $8, $9)",
                     vec![
                         message.id.as_str().into(),
-                        event.event.into(),
-                        event.user_id.into(),
-                        serde_json::Value::Object(event.rest).to_string().into(),
+                        event.action.into(),
+                        event.actor.into(),
+                        detail.into(),
                         event.at.into(),
+                        event.target.into(),
+                        event.outcome.unwrap_or_else(|| "success".to_owned()).into(),
+                        event.request_id.into(),
+                        event.client.into(),
                     ],
                 )
             }
@@ -124,8 +156,8 @@ impl QueueHandler for Outbox {
                 let usage: Usage = serde_json::from_slice(&message.payload).map_err(parse_error)?;
                 insert(
                     &db,
-                    "INSERT INTO outbox_usage (id, user_id, credential_id, model, prompt_tokens, completion_tokens, done_reason, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO outbox_usage (id, user_id, credential_id, model, prompt_tokens, completion_tokens, done_reason, at, credential_type) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     vec![
                         message.id.as_str().into(),
                         usage.user_id.into(),
@@ -135,6 +167,7 @@ impl QueueHandler for Outbox {
                         usage.completion_tokens.into(),
                         usage.done_reason.into(),
                         usage.at.into(),
+                        usage.credential_type.into(),
                     ],
                 )
             }
@@ -208,10 +241,26 @@ fn insert(db: &Database, sql: &str, params: Vec<Value>) -> Result<(), String> {
     }
 }
 
+/// A report's handler.
+type Report = fn(&Request) -> Result<Reply, ApiError>;
+
 impl wasip2::exports::http::incoming_handler::Guest for Outbox {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let request = Request::new(request);
-        finish(out, route(&request));
+        let full = request.path_with_query();
+        let path = full.split('?').next().unwrap_or_default();
+        let method = request.method();
+        let report: Router<Report> = Router::new([
+            ("GET", "/api/admin/audit", audit_log::search as Report),
+            ("GET", "/api/admin/usage", usage_stats::report),
+            ("GET", "/api/usage/me", usage_stats::mine),
+        ]);
+        let result = match report.find(&method, path) {
+            Ok((handler, _)) => handler(&request),
+            Err(Miss::NotFound) => route(&request),
+            Err(miss) => Err(miss.to_api_error(&method, path)),
+        };
+        finish(out, result);
     }
 }
 

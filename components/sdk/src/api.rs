@@ -7,11 +7,20 @@ use wasip2::http::types::ResponseOutparam;
 
 use crate::{Request, respond};
 
-/// A successful answer: status, extra headers and a JSON body (none for 204).
+/// A successful answer: status, extra headers and a body (JSON, other
+/// bytes, or none for 204).
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Option<serde_json::Value>,
+    pub body: Body,
+}
+
+/// What a [`Reply`] carries.
+pub enum Body {
+    Json(serde_json::Value),
+    /// Bytes of this content type (a CSV export, say).
+    Bytes(&'static str, Vec<u8>),
+    Empty,
 }
 
 impl Reply {
@@ -20,7 +29,16 @@ impl Reply {
         Reply {
             status,
             headers: Vec::new(),
-            body: Some(serde_json::to_value(body).expect("replies serialize")),
+            body: Body::Json(serde_json::to_value(body).expect("replies serialize")),
+        }
+    }
+
+    /// `status` with `body` of `content_type`.
+    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Bytes(content_type, body),
         }
     }
 
@@ -29,7 +47,7 @@ impl Reply {
         Reply {
             status: 204,
             headers: Vec::new(),
-            body: None,
+            body: Body::Empty,
         }
     }
 
@@ -46,12 +64,16 @@ impl Reply {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let body = match &self.body {
-            Some(body) => {
+        let body = match self.body {
+            Body::Json(body) => {
                 headers.push(("content-type", "application/json"));
                 body.to_string().into_bytes()
             }
-            None => Vec::new(),
+            Body::Bytes(content_type, bytes) => {
+                headers.push(("content-type", content_type));
+                bytes
+            }
+            Body::Empty => Vec::new(),
         };
         respond(out, self.status, &headers, &body);
     }

@@ -30,23 +30,31 @@ pub fn publish_with(
 }
 
 /// Publishes a security or administration event to `audit` (the outbox
-/// keeps the log): who (`user_id`), from where (the client address the
-/// gateway saw), what (`event`, `detail`). A queue failure is logged, not
-/// returned: the change it reports has already happened.
+/// keeps the log): who did it (`actor`, the caller's user id), what
+/// (`action`, e.g. `login.failed`, `admin.user.locked`), to what (`target`:
+/// `detail`'s `target` key, e.g. a user id or `model:gemma3:270m`), how it
+/// ended (`outcome`: `detail`'s `outcome` key, default `success`), from
+/// where (the client address the gateway saw) and in which request
+/// (`x-request-id`). A queue failure is logged, not returned: what the
+/// event reports has already happened.
 pub fn audit(
     request: &crate::Request,
-    event: &str,
-    user_id: Option<&str>,
+    action: &str,
+    actor: Option<&str>,
     detail: serde_json::Value,
 ) {
+    let lifted = |key: &str| detail.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let payload = serde_json::json!({
-        "event": event,
-        "userId": user_id,
-        "at": crate::api::now(),
+        "action": action,
+        "actor": actor,
+        "target": lifted("target"),
+        "outcome": lifted("outcome").unwrap_or_else(|| "success".to_owned()),
+        "requestId": request.header("x-request-id"),
         "client": request.header("spin-client-addr"),
+        "at": crate::api::now(),
         "detail": detail,
     });
     if let Err(e) = publish("audit", payload.to_string().as_bytes()) {
-        eprintln!("audit event {event} not published: {e:?}");
+        eprintln!("audit event {action} not published: {e:?}");
     }
 }

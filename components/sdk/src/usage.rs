@@ -11,7 +11,7 @@
 use serde_json::json;
 
 use crate::Request;
-use crate::api::{Caller, now};
+use crate::api::{AuthMethod, Caller, now};
 use crate::inference::{self, Chunk, Error, Generation, Stats};
 
 /// The topic usage is published to.
@@ -26,9 +26,13 @@ pub fn record(
     done_reason: Option<&str>,
 ) {
     let caller = Caller::of(request);
-    record_for(
+    publish(
         caller.as_ref().map(|c| c.user_id.as_str()),
         caller.as_ref().map(|c| c.token_id.as_str()),
+        caller.as_ref().map(|c| match c.method {
+            AuthMethod::ApiKey => "api-key",
+            AuthMethod::Jwt => "session",
+        }),
         model,
         prompt_tokens,
         completion_tokens,
@@ -46,9 +50,31 @@ pub fn record_for(
     completion_tokens: u32,
     done_reason: Option<&str>,
 ) {
+    publish(
+        user_id,
+        credential_id,
+        None,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        done_reason,
+    );
+}
+
+/// Publishes `usage.recorded`.
+fn publish(
+    user_id: Option<&str>,
+    credential_id: Option<&str>,
+    credential_type: Option<&str>,
+    model: &str,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    done_reason: Option<&str>,
+) {
     let payload = json!({
         "userId": user_id,
         "credentialId": credential_id,
+        "credentialType": credential_type,
         "model": model,
         "promptTokens": prompt_tokens,
         "completionTokens": completion_tokens,
