@@ -388,9 +388,21 @@ impl Host {
 }
 
 impl Drop for Host {
+    /// Stops the host; a failing test also prints the end of its log, so
+    /// a failure in CI shows what the host saw.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.stderr();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "---- the host's log ({}), last lines:\n{}",
+                self.url,
+                tail.join("\n")
+            );
+        }
     }
 }
 

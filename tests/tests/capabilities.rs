@@ -302,7 +302,49 @@ async fn sql_on_sqlite() {
     let world = World::new();
     let host = world.start(Sql::Sqlite, Kv::Memory, Queue::Sql);
     sql_contract(&host).await;
-    assert!(world.data.path().join("default.db").is_file());
+    let file = world.data.path().join("default.db");
+    assert!(file.is_file());
+
+    // Another process holds the write lock past the busy timeout (5 s):
+    // the database is unavailable for now (503), not the statement bad.
+    let mut holder = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys, time\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             time.sleep(8)",
+        )
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let busy = execute(
+        &host,
+        "INSERT INTO parents (id) VALUES ($1)",
+        json!(["busy"]),
+    )
+    .await;
+    assert_eq!(busy.status(), 503);
+    let problem: Value = busy.json().await.unwrap();
+    assert_eq!(problem["title"], "unavailable", "{problem}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let after = execute(
+        &host,
+        "INSERT INTO parents (id) VALUES ($1)",
+        json!(["after"]),
+    )
+    .await;
+    assert_eq!(after.status(), 200);
 }
 
 #[tokio::test]

@@ -414,9 +414,13 @@ pub fn delete_me(request: &Request) -> Result<Reply, ApiError> {
     let db = Database::open(crate::DATABASE)?;
     let user = users::current(&db, &caller)?;
     check_current_password(&db, &config, &user, &body.current_password)?;
-    crate::admin::not_last_admin(&db, &user)?;
     crate::admin::erase(&db, &user)?;
-    events::audit(request, "account.deleted", Some(&user.id), json!({}));
+    events::audit(
+        request,
+        "account.deleted",
+        Some(&user.id),
+        json!({"target": user.id}),
+    );
     Ok(Reply::no_content())
 }
 

@@ -19,7 +19,7 @@
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Caller, Reply, now, read_json, timestamp_secs};
 use lamina_sdk::page::{Page, PageRequest};
-use lamina_sdk::sql::{Database, Sql, Value};
+use lamina_sdk::sql::{Database, Sql, Value, like_escape};
 use lamina_sdk::{queue, tokens};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -95,12 +95,7 @@ pub fn list(request: &Request) -> Result<Reply, ApiError> {
         }
         // A substring of the name or address, with LIKE's wildcards taken
         // literally.
-        let escaped = q
-            .trim()
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
+        let escaped = like_escape(&q.trim().to_lowercase());
         let p = bind(&mut params, format!("%{escaped}%").into());
         conditions.push(format!(
             "(username_key LIKE {p} ESCAPE '\\' OR email LIKE {p} ESCAPE '\\')"
@@ -111,8 +106,8 @@ pub fn list(request: &Request) -> Result<Reply, ApiError> {
         let role = roles::find(&db, &role)?.ok_or_else(|| {
             ApiError::new(400, "invalid filter", format!("role: no role `{role}`"))
         })?;
-        let p = bind(&mut params, format!("%,{role},%").into());
-        conditions.push(format!("(',' || roles || ',') LIKE {p}"));
+        let p = bind(&mut params, roles::holding(&role).into());
+        conditions.push(format!("(',' || roles || ',') LIKE {p} ESCAPE '\\'"));
     }
     match query("status").as_deref() {
         None => {}
@@ -202,8 +197,9 @@ fn not_self(caller: &Caller, user: &User, what: &str) -> Result<(), ApiError> {
 }
 
 /// 409 if `user` is the last active administrator (taking their role or
-/// their access would leave none).
-pub fn not_last_admin(db: &Database, user: &User) -> Result<(), ApiError> {
+/// their access would leave none). Run it in the transaction that makes
+/// the change, after [`serialize_admin_changes`].
+pub fn not_last_admin(db: &impl Sql, user: &User) -> Result<(), ApiError> {
     if !user.roles().iter().any(|r| r == ADMIN) {
         return Ok(());
     }
@@ -213,7 +209,7 @@ pub fn not_last_admin(db: &Database, user: &User) -> Result<(), ApiError> {
     }
     let others: Option<Count> = db.query_one(
         "SELECT COUNT(*) AS n FROM auth_users WHERE id <> $1 AND (',' || roles || ',') LIKE $2 \
-         AND active AND deleted_at IS NULL AND (locked_until IS NULL OR locked_until <= $3)",
+         ESCAPE '\\' AND active AND deleted_at IS NULL AND (locked_until IS NULL OR locked_until <= $3)",
         &[
             user.id.as_str().into(),
             format!("%,{ADMIN},%").into(),
@@ -231,14 +227,39 @@ pub fn not_last_admin(db: &Database, user: &User) -> Result<(), ApiError> {
     }
 }
 
-/// Writes `user`'s roles and tells the host (API keys carry them); a
-/// removed role also ends the tokens that still carry it.
-fn set_roles(
+/// Makes concurrent changes that could remove an administrator wait for
+/// each other (a write on the Admin role's row: a row lock on
+/// PostgreSQL, the write lock on SQLite), so two administrators cutting
+/// each other off at once cannot both pass [`not_last_admin`].
+pub fn serialize_admin_changes(tx: &impl Sql) -> Result<(), ApiError> {
+    tx.execute(
+        "UPDATE auth_roles SET builtin = builtin WHERE name = $1",
+        &[ADMIN.into()],
+    )?;
+    Ok(())
+}
+
+/// Tells the host the account's roles are now `roles` (its API keys carry
+/// them); a removal also ends the sessions whose tokens still carry it.
+/// Done after the account's row changed; a retry of the same change
+/// announces again.
+fn announce_roles(
     db: &Database,
     user: &User,
-    roles: Vec<String>,
+    roles: &[String],
     removed: bool,
 ) -> Result<(), ApiError> {
+    if removed {
+        sessions::revoke_all(db, &user.id)?;
+    }
+    let mut updated = user.clone();
+    updated.roles = roles.join(",");
+    tokens::update_subject(&users::subject(&updated))?;
+    Ok(())
+}
+
+/// Writes the account's roles.
+fn store_roles(db: &impl Sql, user: &User, roles: &[String]) -> Result<(), ApiError> {
     db.execute(
         "UPDATE auth_users SET roles = $1, updated_at = $2 WHERE id = $3",
         &[
@@ -247,12 +268,6 @@ fn set_roles(
             user.id.as_str().into(),
         ],
     )?;
-    let mut updated = user.clone();
-    updated.roles = roles.join(",");
-    tokens::update_subject(&users::subject(&updated))?;
-    if removed {
-        sessions::revoke_all(db, &user.id)?;
-    }
     Ok(())
 }
 
@@ -264,9 +279,14 @@ pub fn add_role(request: &Request, id: &str, role: &str) -> Result<Reply, ApiErr
     let role =
         roles::find(&db, role)?.ok_or_else(|| ApiError::not_found(format!("no role `{role}`")))?;
     let mut held = user.roles();
-    if !held.contains(&role) {
+    let new = !held.contains(&role);
+    if new {
         held.push(role.clone());
-        set_roles(&db, &user, held, false)?;
+        store_roles(&db, &user, &held)?;
+    }
+    // Also when it was held already: a retry after a failed announcement.
+    announce_roles(&db, &user, &held, false)?;
+    if new {
         events::audit(
             request,
             "admin.user.role_added",
@@ -285,6 +305,9 @@ pub fn remove_role(request: &Request, id: &str, role: &str) -> Result<Reply, Api
     let user = target(&db, id)?;
     let mut held = user.roles();
     let Some(position) = held.iter().position(|r| r.eq_ignore_ascii_case(role)) else {
+        // Perhaps a retry after a failed announcement: the host learns
+        // the account's roles as they are.
+        announce_roles(&db, &user, &held, false)?;
         return Err(ApiError::not_found(format!(
             "the user has no role `{role}`"
         )));
@@ -299,9 +322,15 @@ pub fn remove_role(request: &Request, id: &str, role: &str) -> Result<Reply, Api
     }
     if role == ADMIN {
         not_self(&caller, &user, "take the Admin role from")?;
-        not_last_admin(&db, &user)?;
     }
-    set_roles(&db, &user, held, true)?;
+    db.transaction(|tx| {
+        if role == ADMIN {
+            serialize_admin_changes(tx)?;
+            not_last_admin(tx, &user)?;
+        }
+        store_roles(tx, &user, &held)
+    })?;
+    announce_roles(&db, &user, &held, true)?;
     events::audit(
         request,
         "admin.user.role_removed",
@@ -312,10 +341,27 @@ pub fn remove_role(request: &Request, id: &str, role: &str) -> Result<Reply, Api
 }
 
 /// Ends every session and disables every credential of `user` on every
-/// host.
+/// host. Called once the account's row says why, so a concurrent
+/// [`lift`] that read it before sees the new state when it checks again.
 fn cut_off(db: &Database, user: &User) -> Result<(), ApiError> {
     tokens::disable_subject(&user.id)?;
     sessions::revoke_all(db, &user.id)
+}
+
+/// Enables the account's credentials again if nothing holds it back
+/// (locked, deactivated, deleted); reads the account again afterwards and
+/// disables them once more if a change made meanwhile says so.
+fn lift(db: &Database, id: &str) -> Result<User, ApiError> {
+    let user = target(db, id)?;
+    if !user.may_sign_in(now()) {
+        return Ok(user);
+    }
+    tokens::enable_subject(&user.id)?;
+    let again = target(db, id)?;
+    if !again.may_sign_in(now()) {
+        tokens::disable_subject(&again.id)?;
+    }
+    Ok(again)
 }
 
 #[derive(Deserialize)]
@@ -336,6 +382,7 @@ enum Action {
 
 /// `POST /api/admin/users/{id}/lock` `{minutes}`.
 pub fn lock(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    administrator(request)?;
     let body: Lock = read_json(request, BODY_LIMIT)?;
     if !(1..=MAX_LOCK_MINUTES).contains(&body.minutes) {
         let mut checks = crate::validate::Checks::default();
@@ -367,14 +414,13 @@ pub fn restore(request: &Request, id: &str) -> Result<Reply, ApiError> {
 
 /// `DELETE /api/admin/users/{id}[?hard=true]`.
 pub fn delete(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    let caller = administrator(request)?;
     match request.query("hard").as_deref() {
         None | Some("false") => change(request, id, Action::Delete),
         Some("true") => {
-            let caller = administrator(request)?;
             let db = Database::open(DATABASE)?;
             let user = target(&db, id)?;
             not_self(&caller, &user, "delete")?;
-            not_last_admin(&db, &user)?;
             erase(&db, &user)?;
             events::audit(
                 request,
@@ -400,45 +446,57 @@ fn change(request: &Request, id: &str, action: Action) -> Result<Reply, ApiError
     let (event, sql, params): (&str, &str, Vec<Value>) = match action {
         Action::Lock(minutes) => {
             not_self(&caller, &user, "lock")?;
-            not_last_admin(&db, &user)?;
-            let until = now + minutes * 60;
-            cut_off(&db, &user)?;
-            lock_ends_at(&user.id, minutes);
-            ("locked", "locked_until = $1", vec![until.into()])
+            // Scheduled first: a lock that could not lift itself is not set.
+            lock_ends_at(&user.id, minutes * 60)?;
+            (
+                "locked",
+                "locked_until = $1",
+                vec![(now + minutes * 60).into()],
+            )
         }
         Action::Unlock => ("unlocked", "locked_until = NULL", vec![]),
         Action::Deactivate => {
             not_self(&caller, &user, "deactivate")?;
-            not_last_admin(&db, &user)?;
-            cut_off(&db, &user)?;
             ("deactivated", "active = FALSE", vec![])
         }
         Action::Activate => ("activated", "active = TRUE", vec![]),
         Action::Delete => {
             not_self(&caller, &user, "delete")?;
-            not_last_admin(&db, &user)?;
-            cut_off(&db, &user)?;
             ("deleted", "deleted_at = $1", vec![now.into()])
         }
         Action::Restore => ("restored", "deleted_at = NULL", vec![]),
     };
+    let cuts = matches!(event, "locked" | "deactivated" | "deleted");
     let mut params = params;
     params.push(now.into());
     params.push(user.id.as_str().into());
     let n = params.len();
-    db.execute(
-        &format!(
-            "UPDATE auth_users SET {sql}, updated_at = ${} WHERE id = ${n}",
-            n - 1
-        ),
-        &params,
-    )?;
-    let user = target(&db, id)?;
-    // Whatever was lifted: credentials work again if nothing else holds
-    // them back.
-    if matches!(event, "unlocked" | "activated" | "restored") && user.may_sign_in(now) {
-        tokens::enable_subject(&user.id)?;
-    }
+    db.transaction(|tx| {
+        if cuts {
+            serialize_admin_changes(tx)?;
+            not_last_admin(tx, &user)?;
+        }
+        tx.execute(
+            &format!(
+                "UPDATE auth_users SET {sql}, updated_at = ${} WHERE id = ${n}",
+                n - 1
+            ),
+            &params,
+        )?;
+        Ok::<_, ApiError>(())
+    })?;
+    let user = if cuts {
+        cut_off(&db, &user)?;
+        // A lock ends by itself; deactivation and deletion revoke the API
+        // keys too, so no restart of an in-process revocation store can
+        // bring them back.
+        if event != "locked" {
+            api_keys::revoke_all(&user.id)?;
+        }
+        target(&db, id)?
+    } else {
+        lift(&db, id)?
+    };
     events::audit(
         request,
         &format!("admin.user.{event}"),
@@ -448,18 +506,25 @@ fn change(request: &Request, id: &str, action: Action) -> Result<Reply, ApiError
     Ok(Reply::json(200, view(&user)))
 }
 
-/// Schedules the lift of a lock at its end.
-fn lock_ends_at(user_id: &str, minutes: i64) {
+/// Schedules a look at `user_id`'s lock in `seconds`; 503 if it cannot.
+fn lock_ends_at(user_id: &str, seconds: i64) -> Result<(), ApiError> {
     let payload = json!({"userId": user_id}).to_string();
-    let delay = std::time::Duration::from_secs(minutes as u64 * 60);
-    if let Err(e) = queue::publish_with("auth.lock-ended", payload.as_bytes(), None, Some(delay)) {
-        eprintln!("the lock of {user_id} will not lift itself: {e:?}");
-    }
+    let delay = std::time::Duration::from_secs(seconds.max(1) as u64);
+    queue::publish_with("auth.lock-ended", payload.as_bytes(), None, Some(delay))
+        .map(drop)
+        .map_err(|e| {
+            ApiError::new(
+                503,
+                "queue unavailable",
+                format!("the lock could not be scheduled to end: {e:?}"),
+            )
+        })
 }
 
-/// `auth.lock-ended` `{userId}`: lifts the credentials' disablement once
-/// the account's lock is over (an earlier unlock, or a longer lock set
-/// since, leaves nothing to do).
+/// `auth.lock-ended` `{userId}`: once the account's lock is over, its
+/// credentials work again (unless something else holds it back); a lock
+/// still running (made longer since, or a clock a second behind) is
+/// looked at again at its end.
 pub fn lock_ended(payload: &[u8]) -> Result<(), String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -470,14 +535,14 @@ pub fn lock_ended(payload: &[u8]) -> Result<(), String> {
         return Ok(());
     };
     let db = Database::open(DATABASE).map_err(|e| format!("{e:?}"))?;
-    let user = users::by_id(&db, &ended.user_id).map_err(|e| e.detail)?;
-    if let Some(user) = user
-        && user.locked_until.is_some()
-        && user.may_sign_in(now())
-    {
-        tokens::enable_subject(&user.id).map_err(|e| format!("{e:?}"))?;
+    let Some(user) = users::by_id(&db, &ended.user_id).map_err(|e| e.detail)? else {
+        return Ok(());
+    };
+    match user.locked_until {
+        Some(until) if until > now() => lock_ends_at(&user.id, until - now()).map_err(|e| e.detail),
+        Some(_) => lift(&db, &user.id).map(drop).map_err(|e| e.detail),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `POST /api/admin/users/{id}/sessions/revoke`: every login session and
@@ -496,14 +561,24 @@ pub fn revoke_sessions(request: &Request, id: &str) -> Result<Reply, ApiError> {
     Ok(Reply::no_content())
 }
 
-/// Removes the account for good: its credentials disabled everywhere,
-/// its keys revoked, its rows deleted, and `user.deleted` published so
-/// every service deletes what it holds of the user.
+/// Removes the account for good: 409 if it is the last active
+/// administrator; else it is marked deleted (with that check, atomically),
+/// its sessions, tokens and API keys are revoked, `user.deleted` is
+/// published so every service deletes what it holds of the user, and its
+/// rows go. A failure part-way leaves a deleted account to erase again.
 pub fn erase(db: &Database, user: &User) -> Result<(), ApiError> {
-    cut_off(db, user)?;
+    db.transaction(|tx| {
+        serialize_admin_changes(tx)?;
+        not_last_admin(tx, user)?;
+        tx.execute(
+            "UPDATE auth_users SET deleted_at = coalesce(deleted_at, $1) WHERE id = $2",
+            &[now().into(), user.id.as_str().into()],
+        )?;
+        Ok::<_, ApiError>(())
+    })?;
+    sessions::revoke_all(db, &user.id)?;
     api_keys::revoke_all(&user.id)?;
-    // Published before the rows go, so a failure leaves the account to
-    // delete again (the key makes a repeat one message).
+    // The key makes a repeat one message.
     let event = json!({"userId": user.id});
     queue::publish_with(
         "user.deleted",
@@ -535,5 +610,9 @@ pub fn erase(db: &Database, user: &User) -> Result<(), ApiError> {
             &[user.id.as_str().into()],
         )?;
         Ok::<_, ApiError>(())
-    })
+    })?;
+    // Every credential is revoked one by one: an earlier cut-off's flag
+    // need not outlive the account.
+    tokens::enable_subject(&user.id)?;
+    Ok(())
 }

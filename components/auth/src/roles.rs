@@ -6,7 +6,7 @@
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, now, read_json, timestamp_secs};
-use lamina_sdk::sql::{Database, Sql};
+use lamina_sdk::sql::{Database, Sql, like_escape};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -47,6 +47,11 @@ pub fn find(db: &impl Sql, name: &str) -> Result<Option<String>, ApiError> {
     Ok(found.map(|r| r.name))
 }
 
+/// The `LIKE … ESCAPE '\'` pattern matching `role` in `',' || roles || ','`.
+pub fn holding(role: &str) -> String {
+    format!("%,{},%", like_escape(role))
+}
+
 /// Accounts (deleted ones included) holding `role`.
 pub fn holders(db: &impl Sql, role: &str) -> Result<i64, ApiError> {
     #[derive(Deserialize)]
@@ -54,8 +59,8 @@ pub fn holders(db: &impl Sql, role: &str) -> Result<i64, ApiError> {
         n: i64,
     }
     let count: Option<Count> = db.query_one(
-        "SELECT COUNT(*) AS n FROM auth_users WHERE (',' || roles || ',') LIKE $1",
-        &[format!("%,{role},%").into()],
+        "SELECT COUNT(*) AS n FROM auth_users WHERE (',' || roles || ',') LIKE $1 ESCAPE '\\'",
+        &[holding(role).into()],
     )?;
     Ok(count.map_or(0, |c| c.n))
 }

@@ -7,15 +7,15 @@
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, timestamp_secs};
 use lamina_sdk::page::{Page, PageRequest};
-use lamina_sdk::sql::{Database, Sql, Value};
+use lamina_sdk::sql::{Database, Sql, Value, like_escape};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::DATABASE;
 use crate::report::{administrator, csv, param, range, wants_csv};
 
-/// Most rows one CSV export holds.
-const MAX_EXPORT: i64 = 100_000;
+/// Most rows one CSV export holds (built in the component's memory).
+const MAX_EXPORT: i64 = 10_000;
 
 #[derive(Deserialize)]
 struct Entry {
@@ -79,12 +79,7 @@ pub fn search(request: &Request) -> Result<Reply, ApiError> {
     if let Some(action) = param(request, "action", 254)? {
         match action.strip_suffix('*') {
             Some(prefix) => {
-                // The prefix's own `%`, `_` and `\\` are literal.
-                let escaped = prefix
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_");
-                params.push(format!("{escaped}%").into());
+                params.push(format!("{}%", like_escape(prefix)).into());
                 conditions.push(format!("action LIKE ${} ESCAPE '\\'", params.len()));
             }
             None => {

@@ -103,6 +103,14 @@ impl Sql for Transaction {
     }
 }
 
+/// `text` for a `LIKE … ESCAPE '\'` pattern, its `%`, `_` and `\` taken
+/// literally.
+pub fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 /// Deserializes every row into `T` (column name → field).
 pub fn rows_into<T: DeserializeOwned>(rows: Rows) -> Result<Vec<T>, Error> {
     rows.rows
@@ -186,5 +194,13 @@ impl From<Vec<u8>> for Value {
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(super::like_escape(r"50%_a\b"), r"50\%\_a\\b");
     }
 }

@@ -690,12 +690,31 @@ fn check_input(statement: &str, params: &[wit::Value]) -> Result<(), wit::Error>
 const PG_QUERY_CANCELED: &str = "57014";
 
 /// Maps a sqlx error to the WIT error a guest can act on.
+/// Whether `error` is SQLite's BUSY or LOCKED (any extended code).
+fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
+    use sqlx::error::DatabaseError as _;
+    error
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .and_then(|e| e.code())
+        .and_then(|code| code.parse::<u32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
 fn classify(error: sqlx::Error) -> wit::Error {
     use sqlx::error::ErrorKind;
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some(PG_QUERY_CANCELED) => {
             metrics::counter!("lamina_sql_timeouts_total").increment(1);
             wit::Error::Timeout(db.message().to_string())
+        }
+        // SQLite's "database is locked" (BUSY or LOCKED, primary code 5 or
+        // 6) once its busy timeout has passed: a writer holds the file too
+        // long, which is the database being unavailable for now, not a bad
+        // statement.
+        sqlx::Error::Database(db) if sqlite_busy(db.as_ref()) => {
+            tracing::warn!("sqlite busy: {error}");
+            metrics::counter!("lamina_sql_unavailable_total").increment(1);
+            wit::Error::Unavailable(db.message().to_string())
         }
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();
