@@ -102,11 +102,22 @@ pub async fn admin_token(host: &Host) -> String {
 /// records arrives through the queue); panics after 20 s.
 pub async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool) -> Value {
     let admin = admin_token(host).await;
+    poll_as(host, &admin, path, until).await
+}
+
+/// GETs `path` as the holder of `token` until `until` holds; panics after
+/// 20 s.
+pub async fn poll_as(
+    host: &Host,
+    token: &str,
+    path: &str,
+    until: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let response = client()
             .get(host.at(path))
-            .bearer_auth(&admin)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
@@ -118,6 +129,18 @@ pub async fn admin_poll(host: &Host, path: &str, until: impl Fn(&Value) -> bool)
         assert!(Instant::now() < deadline, "{path}: {value}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until the audit log holds an entry for each of `events`.
+pub async fn audited(host: &Host, events: &[&str]) {
+    admin_poll(host, "/api/outbox/audit?limit=500", |log| {
+        let seen: Vec<&str> = log
+            .as_array()
+            .map(|items| items.iter().filter_map(|e| e["event"].as_str()).collect())
+            .unwrap_or_default();
+        events.iter().all(|e| seen.contains(e))
+    })
+    .await;
 }
 
 /// Asserts `status` and returns the body.

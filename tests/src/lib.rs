@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 mod app;
 
 pub use app::{
-    ADMIN_LOGIN, ADMIN_PASSWORD, Event, USER_PASSWORD, admin_poll, admin_token, call, eventually,
-    expect, register, sse_events, user_session,
+    ADMIN_LOGIN, ADMIN_PASSWORD, Event, USER_PASSWORD, admin_poll, admin_token, audited, call,
+    eventually, expect, poll_as, register, sse_events, user_session,
 };
 
 /// The workspace root.

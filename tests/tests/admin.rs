@@ -4,10 +4,10 @@
 //! with their revocations on Redis.
 
 use lamina_tests::{
-    ADMIN_PASSWORD, Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, USER_PASSWORD, admin_poll,
-    admin_token, call, eventually, expect, register, test_models_dir,
+    ADMIN_PASSWORD, Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, USER_PASSWORD,
+    admin_token, audited, call, eventually, expect, poll_as, register, test_models_dir,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SECRET: &str = "admin-tests-secret-32-bytes-or-more";
 
@@ -326,20 +326,15 @@ async fn users_are_listed_searched_and_given_roles() {
     );
 
     // Every action is audited.
-    admin_poll(&host, "/api/outbox/audit?limit=100", |log| {
-        let events: Vec<&str> = log
-            .as_array()
-            .map(|items| items.iter().filter_map(|e| e["event"].as_str()).collect())
-            .unwrap_or_default();
-        [
+    audited(
+        &host,
+        &[
             "admin.role.created",
             "admin.user.role_added",
             "admin.user.role_removed",
             "admin.role.deleted",
-        ]
-        .iter()
-        .all(|e| events.contains(e))
-    })
+        ],
+    )
     .await;
 }
 
@@ -673,28 +668,7 @@ async fn erased_accounts_leave_nothing_behind() {
         })
         .await;
     }
-    let _: Value = admin_poll(&host, "/api/outbox/audit?limit=100", |log| {
-        let events: Vec<&str> = log
-            .as_array()
-            .map(|items| items.iter().filter_map(|e| e["event"].as_str()).collect())
-            .unwrap_or_default();
-        events.contains(&"admin.user.erased") && events.contains(&"account.deleted")
-    })
-    .await;
-}
-
-/// GETs `path` as `token` until `until` holds (what the outbox records
-/// arrives through the queue); panics after 20 s.
-async fn poll(host: &Host, token: &str, path: &str, until: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let value = expect(call(host, Some(token), "GET", path, None).await, 200);
-        if until(&value) {
-            return value;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path}: {value}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    audited(&host, &["admin.user.erased", "account.deleted"]).await;
 }
 
 #[tokio::test]
@@ -735,7 +709,7 @@ async fn the_audit_log_is_searched_and_exported_but_never_changed() {
         401
     );
 
-    let roles = poll(&host, &admin, "/api/admin/audit?action=admin.*", |log| {
+    let roles = poll_as(&host, &admin, "/api/admin/audit?action=admin.*", |log| {
         log["total"] == 2
     })
     .await;
@@ -759,7 +733,7 @@ async fn the_audit_log_is_searched_and_exported_but_never_changed() {
     );
     assert_eq!(added["detail"]["role"], "Auditor");
     assert_eq!(entry("admin.role.created")["target"], "role:Auditor");
-    let failures = poll(
+    let failures = poll_as(
         &host,
         &admin,
         "/api/admin/audit?outcome=failure&action=login.failed",
@@ -876,7 +850,7 @@ async fn usage_is_summed_per_user_key_model_and_day() {
         prompt += p;
         completion += c;
     }
-    let mine = poll(&host, &access, "/api/usage/me", |u| {
+    let mine = poll_as(&host, &access, "/api/usage/me", |u| {
         u["totals"]["requests"] == 3
     })
     .await;
@@ -885,7 +859,7 @@ async fn usage_is_summed_per_user_key_model_and_day() {
     assert_eq!(mine["items"][0]["model"], "smollm2:135m");
     assert!(mine["items"][0]["day"].as_str().unwrap().len() == 10);
 
-    let by_user = poll(&host, &admin, "/api/admin/usage?groupBy=user", |u| {
+    let by_user = poll_as(&host, &admin, "/api/admin/usage?groupBy=user", |u| {
         u["items"]
             .as_array()
             .unwrap()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use lamina_tests::{
-    FileServer, Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_poll, admin_token, call,
+    FileServer, Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_token, audited, call,
     client, eventually, expect, sse_events, test_gguf, test_models_dir, user_session,
 };
 use serde_json::{Value, json};
@@ -605,22 +605,17 @@ async fn administrators_curate_entries_and_tags() {
     );
 
     // Every change is in the audit log.
-    admin_poll(&host, "/api/outbox/audit?limit=100", |log| {
-        let events: Vec<&str> = log
-            .as_array()
-            .map(|items| items.iter().filter_map(|e| e["event"].as_str()).collect())
-            .unwrap_or_default();
-        [
+    audited(
+        &host,
+        &[
             "catalog.model.created",
             "catalog.model.updated",
             "catalog.model.deleted",
             "catalog.tag.renamed",
             "catalog.tag.deleted",
             "catalog.model.untagged",
-        ]
-        .iter()
-        .all(|e| events.contains(e))
-    })
+        ],
+    )
     .await;
 }
 
