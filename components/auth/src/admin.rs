@@ -31,18 +31,9 @@ use crate::{BODY_LIMIT, DATABASE, api_keys, events, roles, sessions};
 const MAX_LOCK_MINUTES: i64 = 43_200;
 
 /// The caller, if an administrator: 401/403 otherwise (the gateway's
-/// `roles` refuses them first; this is the component's own check).
+/// `roles` refuses them first).
 pub fn administrator(request: &Request) -> Result<Caller, ApiError> {
-    let caller = Caller::required(request)?;
-    if caller.has_role(ADMIN) {
-        Ok(caller)
-    } else {
-        Err(ApiError::new(
-            403,
-            "forbidden",
-            "this route needs the Admin role",
-        ))
-    }
+    Caller::with_role(request, ADMIN)
 }
 
 /// `active`, `locked`, `deactivated` or `deleted`.

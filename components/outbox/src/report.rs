@@ -5,18 +5,9 @@ use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Caller, Reply, decode_query, now, parse_timestamp};
 
 /// The caller, if an administrator (the gateway's `roles` refuses the
-/// others first; this is the component's own check).
+/// others first).
 pub fn administrator(request: &Request) -> Result<Caller, ApiError> {
-    let caller = Caller::required(request)?;
-    if caller.has_role("Admin") {
-        Ok(caller)
-    } else {
-        Err(ApiError::new(
-            403,
-            "forbidden",
-            "this route needs the Admin role",
-        ))
-    }
+    Caller::with_role(request, "Admin")
 }
 
 /// A query parameter, decoded; 400 past `max` characters.

@@ -312,6 +312,28 @@ impl Caller {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// 403 unless the caller has `role`: a component's own check behind
+    /// the gateway's `roles`, should a route lose them.
+    pub fn ensure_role(&self, role: &str) -> Result<(), ApiError> {
+        if self.has_role(role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                403,
+                "forbidden",
+                format!("this route needs the {role} role"),
+            ))
+        }
+    }
+
+    /// The caller if it has `role`: 401 without a caller, 403 without
+    /// the role.
+    pub fn with_role(request: &Request, role: &str) -> Result<Caller, ApiError> {
+        let caller = Caller::required(request)?;
+        caller.ensure_role(role)?;
+        Ok(caller)
+    }
 }
 
 /// `n` random bytes from the host's CSPRNG (`wasi:random`).

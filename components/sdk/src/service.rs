@@ -67,15 +67,8 @@ impl Ctx<'_, Option<Caller>> {
     /// component's own check, should a route lose its `roles`).
     pub fn require_role(&self, role: &str) -> Result<&Caller, ApiError> {
         let caller = self.caller()?;
-        if caller.has_role(role) {
-            Ok(caller)
-        } else {
-            Err(ApiError::new(
-                403,
-                "forbidden",
-                format!("this route needs the {role} role"),
-            ))
-        }
+        caller.ensure_role(role)?;
+        Ok(caller)
     }
 }
 
