@@ -314,6 +314,7 @@ fn grants(
         tokens: def.tokens,
         manage_models: def.manage_models,
         mail: def.mail,
+        limits: def.limits,
         models: ModelGrants::new(&def.models).map_err(|e| {
             anyhow::anyhow!("{}: component.{id}.models: {e}", manifest.path.display())
         })?,

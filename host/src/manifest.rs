@@ -255,6 +255,10 @@ pub struct ComponentDef {
     /// Whether the component may send mail (the `mail` capability).
     #[serde(default)]
     pub mail: bool,
+    /// Whether the component may change model access lists and token
+    /// budgets (the `limits` capability; the auth service only).
+    #[serde(default)]
+    pub limits: bool,
     /// Outbound HTTP destinations (`https://api.example.com`, `http://127.0.0.1:*`).
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::breaker::BreakerConfig;
 use crate::capabilities::inference::InferenceConfig;
 use crate::capabilities::kv::StoreConfig;
+use crate::capabilities::limits::LimitsConfig;
 use crate::capabilities::mail::MailConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
@@ -43,6 +44,8 @@ pub struct RuntimeConfig {
     pub auth: AuthConfig,
     /// `[inference]`: the models directory and the llama.cpp engine.
     pub inference: InferenceConfig,
+    /// `[limits]`: where token budgets are counted.
+    pub limits: LimitsConfig,
     /// `[circuit_breaker]`: when a failing backend is given a rest.
     pub circuit_breaker: BreakerConfig,
     /// `[rate_limit]`: limiter backend and classes.

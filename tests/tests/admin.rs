@@ -93,7 +93,22 @@ async fn every_admin_route_needs_an_administrator_with_a_session() {
         ("DELETE", "/api/admin/roles/Auditor".to_owned()),
         ("GET", "/api/admin/audit".to_owned()),
         ("GET", "/api/admin/usage".to_owned()),
+        ("GET", format!("/api/admin/users/{id}/api-keys")),
+        ("GET", "/api/admin/roles/User/models".to_owned()),
+        ("PUT", "/api/admin/roles/User/models".to_owned()),
+        ("DELETE", "/api/admin/roles/User/models".to_owned()),
     ];
+    let mut routes = routes.to_vec();
+    for scope in [
+        format!("/api/admin/users/{id}"),
+        format!("/api/admin/users/{id}/api-keys/k1"),
+    ] {
+        for what in ["budget", "models"] {
+            for method in ["GET", "PUT", "DELETE"] {
+                routes.push((method, format!("{scope}/{what}")));
+            }
+        }
+    }
     for (method, path) in &routes {
         let body = Some(json!({"minutes": 5, "name": "Auditor"}));
         for (credential, status) in [

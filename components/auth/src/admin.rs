@@ -20,7 +20,7 @@ use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Caller, Reply, now, read_json, timestamp_secs};
 use lamina_sdk::page::{Page, PageRequest};
 use lamina_sdk::sql::{Database, Sql, Value, like_escape};
-use lamina_sdk::{queue, tokens};
+use lamina_sdk::{limits, queue, tokens};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
@@ -163,7 +163,7 @@ fn bind(params: &mut Vec<Value>, value: Value) -> String {
 }
 
 /// The account `id` (deleted ones too), or 404.
-fn target(db: &Database, id: &str) -> Result<User, ApiError> {
+pub fn target(db: &Database, id: &str) -> Result<User, ApiError> {
     users::by_id(db, id)?.ok_or_else(|| ApiError::not_found(format!("no user {id}")))
 }
 
@@ -171,7 +171,13 @@ fn target(db: &Database, id: &str) -> Result<User, ApiError> {
 pub fn get(request: &Request, id: &str) -> Result<Reply, ApiError> {
     administrator(request)?;
     let db = Database::open(DATABASE)?;
-    Ok(Reply::json(200, view(&target(&db, id)?)))
+    let user = target(&db, id)?;
+    let mut json = view(&user);
+    let scope = limits::Scope::User(user.id.clone());
+    json["budget"] =
+        limits::get_budget(&scope)?.map_or(Json::Null, |status| limits::status_json(&status));
+    json["models"] = limits::get_models(&scope)?.map_or(Json::Null, Json::from);
+    Ok(Reply::json(200, json))
 }
 
 /// 409 unless `caller` acts on someone else.
@@ -584,6 +590,8 @@ pub fn erase(db: &Database, user: &User) -> Result<(), ApiError> {
             format!("user.deleted not published: {e:?}"),
         )
     })?;
+    // Before the rows go, so a failure leaves an account to erase again.
+    limits::forget_user(&user.id)?;
     db.transaction(|tx| {
         for table in [
             "auth_refresh_tokens",

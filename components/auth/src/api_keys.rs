@@ -39,7 +39,7 @@ impl When {
     }
 }
 
-fn listed(key: &ApiKey) -> serde_json::Value {
+pub fn listed(key: &ApiKey) -> serde_json::Value {
     json!({
         "id": key.id,
         "prefix": key.prefix,

@@ -17,6 +17,7 @@
 //! | `POST`/`GET /api-keys`, `DELETE /api-keys/{id}` | [`api_keys`] |
 //! | `/api/admin/users[/{id}[/...]]` | [`admin`] |
 //! | `/api/admin/roles[/{name}]` | [`roles`] |
+//! | `…/users/{id}[/api-keys/{key}]/budget`, `…/models`, `/api/admin/roles/{name}/models`, `…/users/{id}/api-keys` | [`limits`] |
 //!
 //! Logins and refreshes also [`sweep`] away a batch of expired rows.
 
@@ -26,6 +27,7 @@ mod api_keys;
 mod config;
 mod confirmations;
 mod events;
+mod limits;
 mod lockout;
 mod password;
 mod resets;
@@ -127,6 +129,66 @@ fn route(request: &Request) -> Result<Reply, ApiError> {
         }),
         ("POST", "/api/admin/users/{id}/sessions/revoke", |r, p| {
             admin::revoke_sessions(r, seg(p, "id"))
+        }),
+        ("GET", "/api/admin/users/{id}/api-keys", |r, p| {
+            limits::api_keys(r, seg(p, "id"))
+        }),
+        ("GET", "/api/admin/users/{id}/budget", |r, p| {
+            limits::get_budget(r, || limits::user_scope(seg(p, "id")))
+        }),
+        ("PUT", "/api/admin/users/{id}/budget", |r, p| {
+            limits::put_budget(r, || limits::user_scope(seg(p, "id")))
+        }),
+        ("DELETE", "/api/admin/users/{id}/budget", |r, p| {
+            limits::delete_budget(r, || limits::user_scope(seg(p, "id")))
+        }),
+        (
+            "GET",
+            "/api/admin/users/{id}/api-keys/{key}/budget",
+            |r, p| limits::get_budget(r, || limits::key_scope(seg(p, "id"), seg(p, "key"))),
+        ),
+        (
+            "PUT",
+            "/api/admin/users/{id}/api-keys/{key}/budget",
+            |r, p| limits::put_budget(r, || limits::key_scope(seg(p, "id"), seg(p, "key"))),
+        ),
+        (
+            "DELETE",
+            "/api/admin/users/{id}/api-keys/{key}/budget",
+            |r, p| limits::delete_budget(r, || limits::key_scope(seg(p, "id"), seg(p, "key"))),
+        ),
+        ("GET", "/api/admin/users/{id}/models", |r, p| {
+            limits::get_models(r, || limits::user_scope(seg(p, "id")))
+        }),
+        ("PUT", "/api/admin/users/{id}/models", |r, p| {
+            limits::put_models(r, || limits::user_scope(seg(p, "id")))
+        }),
+        ("DELETE", "/api/admin/users/{id}/models", |r, p| {
+            limits::delete_models(r, || limits::user_scope(seg(p, "id")))
+        }),
+        (
+            "GET",
+            "/api/admin/users/{id}/api-keys/{key}/models",
+            |r, p| limits::get_models(r, || limits::key_scope(seg(p, "id"), seg(p, "key"))),
+        ),
+        (
+            "PUT",
+            "/api/admin/users/{id}/api-keys/{key}/models",
+            |r, p| limits::put_models(r, || limits::key_scope(seg(p, "id"), seg(p, "key"))),
+        ),
+        (
+            "DELETE",
+            "/api/admin/users/{id}/api-keys/{key}/models",
+            |r, p| limits::delete_models(r, || limits::key_scope(seg(p, "id"), seg(p, "key"))),
+        ),
+        ("GET", "/api/admin/roles/{name}/models", |r, p| {
+            limits::get_models(r, || limits::role_scope(seg(p, "name")))
+        }),
+        ("PUT", "/api/admin/roles/{name}/models", |r, p| {
+            limits::put_models(r, || limits::role_scope(seg(p, "name")))
+        }),
+        ("DELETE", "/api/admin/roles/{name}/models", |r, p| {
+            limits::delete_models(r, || limits::role_scope(seg(p, "name")))
         }),
         ("GET", "/api/admin/roles", |r, _| roles::list(r)),
         ("POST", "/api/admin/roles", |r, _| roles::create(r)),

@@ -4,9 +4,9 @@
 //! (409); its description at most 200 characters. `User` and `Admin` are
 //! built in; a role some account holds cannot be deleted (409).
 
-use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, now, read_json, timestamp_secs};
 use lamina_sdk::sql::{Database, Sql, like_escape};
+use lamina_sdk::{Request, limits};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -166,6 +166,9 @@ pub fn delete(request: &Request, name: &str) -> Result<Reply, ApiError> {
                 ),
             ));
         }
+        // Its model list goes first: a role made again later must not
+        // inherit it (and if this fails, the role stays).
+        limits::set_models(&limits::Scope::Role(role.name.clone()), None)?;
         tx.execute(
             "DELETE FROM auth_roles WHERE name = $1",
             &[role.name.as_str().into()],

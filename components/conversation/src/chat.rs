@@ -212,21 +212,14 @@ fn merged_options(
 }
 
 /// An inference failure as the API answers it: the conversation's model
-/// gone is the client's to fix (400), the engine's trouble is 503.
+/// gone is the client's to fix (400); a model the caller may not use is
+/// 403, past their budget 429, the engine's trouble 503.
 fn model_error(e: inference::Error) -> ApiError {
     match e {
         inference::Error::NoSuchModel(detail) | inference::Error::AccessDenied(detail) => {
             ApiError::new(400, "model not installed", detail)
         }
-        other => {
-            let status = other.status();
-            let error = ApiError::new(status, "generation failed", other.detail());
-            if status == 503 {
-                error.retry_after(5)
-            } else {
-                error
-            }
-        }
+        other => other.into(),
     }
 }
 

@@ -116,11 +116,7 @@ pub fn check_model(model: &str) -> Result<(), ApiError> {
         Err(inference::Error::NoSuchModel(_) | inference::Error::AccessDenied(_)) => {
             Err(fail(format!("no model named {model} is installed")))
         }
-        Err(e) => Err(ApiError::new(
-            e.status(),
-            "model store unavailable",
-            e.detail(),
-        )),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! NDJSON streams by default (`"stream": false` for one object), errors as
 //! `{"error": "..."}`, durations in nanoseconds.
 
-use lamina_sdk::api::{Caller, read_json};
+use lamina_sdk::api::{ApiError, Caller, read_json};
 use lamina_sdk::inference::PullState;
 use lamina_sdk::inference::{
     self, Error, Generation, Message, ModelInfo, OllamaOptions, stats_json,
@@ -17,10 +17,31 @@ use crate::BODY_LIMIT;
 use crate::wire::{self, Text, keep_alive, rfc3339, rfc3339_now};
 
 /// A failure before the response started: status and message.
-type Failure = (u16, String);
+/// A failure before the response started: its status and message, and
+/// for an inference error, the problem it makes (a budget refusal's
+/// members and `Retry-After`).
+struct Failure {
+    status: u16,
+    message: String,
+    problem: Option<ApiError>,
+}
+
+impl From<(u16, String)> for Failure {
+    fn from((status, message): (u16, String)) -> Self {
+        Failure {
+            status,
+            message,
+            problem: None,
+        }
+    }
+}
 
 fn failure(e: Error) -> Failure {
-    (e.status(), e.detail().to_owned())
+    Failure {
+        status: e.status(),
+        message: e.detail().to_owned(),
+        problem: Some(e.into()),
+    }
 }
 
 /// What a handler answers with.
@@ -85,7 +106,12 @@ pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
         Ok(Answer::Json(value)) => send(out, 200, &value),
         Ok(Answer::Generation(run)) => present(request, out, run),
         Ok(Answer::Pull { id, stream }) => present_pull(out, &id, stream),
-        Err((status, message)) => send(out, status, &json!({ "error": message })),
+        Err(f) => wire::send_error(
+            out,
+            f.status,
+            json!({ "error": f.message }),
+            f.problem.as_ref(),
+        ),
     }
 }
 
@@ -99,7 +125,7 @@ fn send(out: ResponseOutparam, status: u16, value: &Value) {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Failure> {
-    read_json(request, BODY_LIMIT).map_err(|e| (e.status, e.detail))
+    read_json(request, BODY_LIMIT).map_err(|e| (e.status, e.detail).into())
 }
 
 /// Fields Lamina does not serve yet: a clear 400 rather than silently
@@ -109,7 +135,8 @@ fn unsupported(field: &str, present: bool) -> Result<(), Failure> {
         return Err((
             400,
             format!("`{field}` is not supported by this server yet"),
-        ));
+        )
+            .into());
     }
     Ok(())
 }
@@ -154,7 +181,8 @@ fn options(
             return Err((
                 400,
                 format!("format must be \"json\" or a JSON Schema object (got {other})"),
-            ));
+            )
+                .into());
         }
     };
     Ok(options)
@@ -455,7 +483,7 @@ fn ps() -> Result<Answer, Failure> {
 fn admin(request: &Request) -> Result<(), Failure> {
     match Caller::of(request) {
         Some(caller) if caller.has_role("Admin") => Ok(()),
-        _ => Err((403, "managing models needs the Admin role".to_owned())),
+        _ => Err((403, "managing models needs the Admin role".to_owned()).into()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! (SSE `data:` chunks ending with `data: [DONE]` when streaming),
 //! embeddings and models; errors in OpenAI's `{"error": {...}}` shape.
 
-use lamina_sdk::api::{new_id, now, read_json};
+use lamina_sdk::api::{ApiError, new_id, now, read_json};
 use lamina_sdk::inference::{self, DoneReason, Error, Generation, Message, Options, Stats};
 use lamina_sdk::router::{Miss, Params, Router};
 use lamina_sdk::{BodyWriter, Request, usage};
@@ -19,6 +19,9 @@ struct Failure {
     message: String,
     /// The offending request field, if one.
     param: Option<&'static str>,
+    /// For an inference error, the problem it makes (a budget refusal's
+    /// members and `Retry-After`).
+    problem: Option<ApiError>,
 }
 
 fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Failure {
@@ -26,6 +29,7 @@ fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Failure {
         status: 400,
         message: message.into(),
         param,
+        problem: None,
     }
 }
 
@@ -34,7 +38,12 @@ impl From<Error> for Failure {
         Failure {
             status: e.status(),
             message: e.detail().to_owned(),
-            param: matches!(e, Error::NoSuchModel(_) | Error::AccessDenied(_)).then_some("model"),
+            param: matches!(
+                e,
+                Error::NoSuchModel(_) | Error::AccessDenied(_) | Error::NotPermitted(_)
+            )
+            .then_some("model"),
+            problem: Some(e.into()),
         }
     }
 }
@@ -79,7 +88,12 @@ pub fn handle(request: &Request, path: &str, out: ResponseOutparam) {
     match result {
         Ok(Answer::Json(value)) => lamina_sdk::json(out, 200, &value),
         Ok(Answer::Completion(run)) => present(request, out, run),
-        Err(f) => lamina_sdk::json(out, f.status, &error_body(f.status, &f.message, f.param)),
+        Err(f) => wire::send_error(
+            out,
+            f.status,
+            error_body(f.status, &f.message, f.param),
+            f.problem.as_ref(),
+        ),
     }
 }
 
@@ -105,6 +119,7 @@ fn parse<T: serde::de::DeserializeOwned>(request: &Request) -> Result<T, Failure
         status: e.status,
         message: e.detail,
         param: None,
+        problem: None,
     })
 }
 

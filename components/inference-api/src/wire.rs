@@ -1,9 +1,39 @@
 //! What the Ollama and OpenAI surfaces share.
 
+use lamina_sdk::api::ApiError;
 use lamina_sdk::respond;
 use lamina_sdk::router::Miss;
 use serde::Deserialize;
+use serde_json::Value;
 use wasip2::http::types::ResponseOutparam;
+
+/// Sends a protocol's error `body` (Ollama's `{"error": ...}` or
+/// OpenAI's), merged with the problem+json document and headers of an
+/// inference error that carries them (a budget refusal: its `type`,
+/// `resetsAt` and `Retry-After`), so the protocol's clients and
+/// problem-aware ones both read it.
+pub fn send_error(out: ResponseOutparam, status: u16, mut body: Value, problem: Option<&ApiError>) {
+    let mut content_type = "application/json; charset=utf-8";
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(problem) = problem {
+        if !problem.members.is_empty()
+            && let (Value::Object(body), Value::Object(document)) = (&mut body, problem.document())
+        {
+            for (name, value) in document {
+                body.entry(name).or_insert(value);
+            }
+            content_type = "application/problem+json";
+        }
+        headers.extend(
+            problem
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+    }
+    headers.push(("content-type", content_type));
+    respond(out, status, &headers, body.to_string().as_bytes());
+}
 
 /// One string or a list of them, as both APIs accept for inputs and
 /// stop strings.

@@ -5,13 +5,15 @@
 //!   the most tokens first (days in order); `key` groups what API keys
 //!   spent (sessions' tokens are not keys);
 //! - `GET /api/usage/me?from=&to=` (any account, a key too): the caller's
-//!   own totals per day and model, and overall.
+//!   own totals per day and model, and overall, and the budgets that bind
+//!   the request (the account's, and the key's when it comes with one):
+//!   used, left, and when each resets.
 //!
 //! Without `from`, the last 30 days.
 
-use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Caller, Reply, timestamp_secs};
 use lamina_sdk::sql::{Database, Sql, Value};
+use lamina_sdk::{Request, limits};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -155,6 +157,11 @@ pub fn mine(request: &Request) -> Result<Reply, ApiError> {
         &[caller.user_id.as_str().into(), from.into(), to.into()],
     )?;
     let total = |f: fn(&Sums) -> i64| rows.iter().map(f).sum::<i64>();
+    let mut budgets = serde_json::Map::new();
+    for (scope, status) in limits::caller_budgets()? {
+        let name = if scope == "api-key" { "apiKey" } else { "user" };
+        budgets.insert(name.to_owned(), limits::status_json(&status));
+    }
     Ok(Reply::json(
         200,
         json!({
@@ -172,6 +179,7 @@ pub fn mine(request: &Request) -> Result<Reply, ApiError> {
                 "completionTokens": total(|r| r.completion_tokens),
                 "totalTokens": total(|r| r.prompt_tokens + r.completion_tokens),
             },
+            "budgets": budgets,
         }),
     ))
 }

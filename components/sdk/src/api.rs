@@ -96,6 +96,9 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// Extra response headers (`Retry-After`, `Allow`, ...).
     pub headers: Vec<(String, String)>,
+    /// Members the problem document adds or overrides (a `type` URI and
+    /// its extension members).
+    pub members: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -107,6 +110,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             headers: Vec::new(),
+            members: serde_json::Map::new(),
         }
     }
 
@@ -144,8 +148,8 @@ impl ApiError {
         self
     }
 
-    /// Sends it as problem+json.
-    pub fn send(self, out: ResponseOutparam) {
+    /// The problem+json document.
+    pub fn document(&self) -> serde_json::Value {
         let mut body = serde_json::json!({
             "type": "about:blank",
             "title": self.title,
@@ -155,6 +159,15 @@ impl ApiError {
         if !self.errors.is_empty() {
             body["errors"] = serde_json::to_value(&self.errors).expect("errors serialize");
         }
+        for (name, value) in &self.members {
+            body[name] = value.clone();
+        }
+        body
+    }
+
+    /// Sends it as problem+json.
+    pub fn send(self, out: ResponseOutparam) {
+        let body = self.document();
         let mut headers = vec![("content-type", "application/problem+json")];
         headers.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         respond(out, self.status, &headers, body.to_string().as_bytes());

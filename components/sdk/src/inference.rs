@@ -14,23 +14,28 @@ use serde::{Deserialize, Serialize};
 use crate::platform::inference;
 
 pub use inference::{
-    Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options, PullProgress,
-    PullState, Stats, Waited, cancel_pull, chat, copy_model, count_tokens, embed, generate,
-    list_models, loaded_models, pull_model, pull_status, remove_model, show_model,
+    BudgetRefusal, Chunk, DoneReason, Error, Generation, LoadedModel, Message, ModelInfo, Options,
+    PullProgress, PullState, Stats, Waited, cancel_pull, chat, copy_model, count_tokens, embed,
+    generate, list_models, loaded_models, pull_model, pull_status, remove_model, show_model,
 };
+
+/// The problem+json `type` of a generation refused for its budget.
+pub const BUDGET_EXCEEDED: &str = "https://lamina.dev/problems/budget-exceeded";
 
 impl Error {
     /// The HTTP status a service should answer with: 404 for an unknown
-    /// model, 403 when the model is not granted, 400 for bad options or a
-    /// prompt too long, 409 when removing a model in use, 503 when the
-    /// engine cannot run it.
+    /// model, 403 when the model is not granted to the component or not
+    /// allowed to the caller, 400 for bad options or a prompt too long,
+    /// 409 when removing a model in use, 429 past the caller's token
+    /// budget, 503 when the engine cannot run it.
     pub fn status(&self) -> u16 {
         match self {
             Error::NoSuchModel(_) => 404,
-            Error::AccessDenied(_) => 403,
+            Error::AccessDenied(_) | Error::NotPermitted(_) => 403,
             Error::Invalid(_) => 400,
             Error::Unavailable(_) => 503,
             Error::InUse(_) => 409,
+            Error::BudgetExceeded(_) => 429,
         }
     }
 
@@ -39,9 +44,66 @@ impl Error {
         match self {
             Error::NoSuchModel(d)
             | Error::AccessDenied(d)
+            | Error::NotPermitted(d)
             | Error::Invalid(d)
             | Error::Unavailable(d)
             | Error::InUse(d) => d,
+            Error::BudgetExceeded(refusal) => &refusal.detail,
+        }
+    }
+
+    /// Seconds a client should wait before trying again, if waiting helps:
+    /// until the budget's period ends (unless the request needs more than
+    /// a whole period allows), or a few for an engine in trouble.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::BudgetExceeded(refusal) if refusal.requested <= refusal.limit => {
+                Some((refusal.resets_at - crate::api::now()).max(1) as u64)
+            }
+            Error::Unavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The problem+json members a budget refusal adds (`type`, when the
+    /// budget resets, what was asked and what is left); `None` otherwise.
+    pub fn problem_members(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let Error::BudgetExceeded(refusal) = self else {
+            return None;
+        };
+        let serde_json::Value::Object(members) = serde_json::json!({
+            "type": BUDGET_EXCEEDED,
+            "title": "token budget exceeded",
+            "scope": refusal.scope,
+            "limit": refusal.limit,
+            "remaining": refusal.remaining,
+            "requested": refusal.requested,
+            "resetsAt": crate::api::timestamp_secs(refusal.resets_at),
+        }) else {
+            unreachable!("a JSON object")
+        };
+        Some(members)
+    }
+}
+
+impl From<Error> for crate::api::ApiError {
+    /// The problem a service answers with (429 with `Retry-After` and the
+    /// budget's members past a budget, `Retry-After` on 503).
+    fn from(e: Error) -> Self {
+        let title = match e.status() {
+            403 => "model not permitted",
+            404 => "no such model",
+            429 => "token budget exceeded",
+            503 => "inference unavailable",
+            _ => "inference failed",
+        };
+        let mut error = crate::api::ApiError::new(e.status(), title, e.detail());
+        if let Some(members) = e.problem_members() {
+            error.members = members;
+        }
+        match e.retry_after() {
+            Some(seconds) => error.retry_after(seconds),
+            None => error,
         }
     }
 }

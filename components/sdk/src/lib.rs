@@ -11,7 +11,7 @@
 //!   structs, transactions), [`cache`] (key-value stores and the cache-aside
 //!   helper), [`queue`] (publish, audit events), [`variables`], [`tokens`] (issue and
 //!   revoke credentials), [`inference`] (generation and embeddings on the
-//!   host's llama.cpp engine), [`usage`] (what a generation or embedding
+//!   host's llama.cpp engine), [`limits`] (model access and token budgets), [`usage`] (what a generation or embedding
 //!   costs the caller, published to `usage.recorded`), [`mail`] (SMTP) and
 //!   [`page`] (pagination). [`sse`] streams Server-Sent Events;
 //!   [`fulltext`] turns typed text into FTS5 / tsquery queries;
@@ -22,6 +22,7 @@ pub mod api;
 pub mod cache;
 pub mod fulltext;
 pub mod inference;
+pub mod limits;
 pub mod mail;
 pub mod page;
 pub mod queue;

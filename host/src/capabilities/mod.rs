@@ -12,6 +12,7 @@
 //! | [`variables`] | spin.toml defaults     | env / runtime-config |
 //! | [`tokens`]  | in-process revocations   | Redis revocations    |
 //! | [`inference`] | llama.cpp in-process   | (same, per host)     |
+//! | [`limits`]  | rules and counters in the host database | counters in Redis |
 //! | [`mail`]    | none (not configured)    | SMTP server          |
 //!
 //! Backends are built once at start-up ([`Capabilities`]); what a component
@@ -20,6 +21,7 @@
 
 pub mod inference;
 pub mod kv;
+pub mod limits;
 pub mod mail;
 pub mod queue;
 pub(crate) mod redis_conn;
@@ -66,6 +68,8 @@ pub struct Capabilities {
     pub inference: Arc<inference::Inference>,
     /// The SMTP server, if configured.
     pub mail: mail::Mailer,
+    /// Model access and token budgets.
+    pub limits: Arc<limits::Limits>,
 }
 
 /// What one component may use: its manifest entry's grants and its resolved
@@ -86,6 +90,8 @@ pub struct Grants {
     pub manage_models: bool,
     /// `mail = true`: may send mail.
     pub mail: bool,
+    /// `limits = true`: may change model access and budgets.
+    pub limits: bool,
     /// `[component.<id>.variables]`, resolved.
     pub variables: variables::ComponentVariables,
 }
@@ -127,6 +133,10 @@ impl Capabilities {
         );
         inference.pulls().resume();
         let mail = mail::Mailer::open(&config.mail, std::env::var(mail::PASSWORD_ENV).ok())?;
+        let host = sql
+            .get(&config.auth.api_key_database)
+            .expect("the host database is always open");
+        let limits = limits::Limits::open(&config.limits, host, breaker).await?;
         Ok(Capabilities {
             sql,
             kv,
@@ -134,6 +144,7 @@ impl Capabilities {
             tokens: Arc::new(tokens),
             inference: Arc::new(inference),
             mail,
+            limits: Arc::new(limits),
         })
     }
 }
@@ -215,12 +226,14 @@ async fn adopt_legacy_host_tables(
     Ok(())
 }
 
-/// Per-instance capability state: the shared backends plus this component's
-/// grants. Cheap to create (two `Arc` clones) for every instance.
+/// Per-instance capability state: the shared backends, this component's
+/// grants and whom the instance serves. Cheap to create (two `Arc` clones)
+/// for every instance.
 #[derive(Clone)]
 pub struct CapabilityCtx {
     shared: Arc<Capabilities>,
     grants: Arc<Grants>,
+    principal: limits::Principal,
 }
 
 impl std::fmt::Debug for CapabilityCtx {
@@ -234,7 +247,17 @@ impl std::fmt::Debug for CapabilityCtx {
 impl CapabilityCtx {
     /// The context for instances of a component with `grants`.
     pub fn new(shared: Arc<Capabilities>, grants: Arc<Grants>) -> Self {
-        CapabilityCtx { shared, grants }
+        CapabilityCtx {
+            shared,
+            grants,
+            principal: limits::Principal::Platform,
+        }
+    }
+
+    /// Makes the instance's inference calls for `principal` (set as each
+    /// request starts on it).
+    pub fn serve(&mut self, principal: limits::Principal) {
+        self.principal = principal;
     }
 }
 
@@ -272,6 +295,7 @@ pub fn add_to_linker<T: Send + 'static>(
     platform::tokens::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::inference::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::mail::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::limits::add_to_linker::<T, HasCapabilities>(linker, view)?;
     Ok(())
 }
 

@@ -27,6 +27,7 @@ use super::{EPOCH_TICK, pre_world};
 use crate::capabilities::CapabilityCtx;
 use crate::capabilities::bindings::QueueWorkerPre;
 use crate::capabilities::bindings::exports::lamina::platform::queue_handler::Message as QueueMessage;
+use crate::capabilities::limits::Principal;
 use crate::manifest::InstanceReuse;
 use crate::units::ByteSize;
 
@@ -203,15 +204,18 @@ impl LoadedComponent {
 
     /// Runs `request` and returns the component's response once its headers
     /// are ready; the body keeps streaming from the instance after that.
+    /// A [`Principal`] among the request's extensions is whom the
+    /// instance's inference calls are made for.
     pub async fn handle(
         &self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         limits: RequestLimits,
     ) -> Result<http::Response<WasiBody>, ExecError> {
         let Some(handler) = &self.http else {
             return Err(ExecError::NoHandler);
         };
         let ticket = Arc::new(Ticket {
+            principal: request.extensions_mut().remove().unwrap_or_default(),
             limits,
             started: Instant::now(),
             responded: AtomicBool::new(false),
@@ -260,6 +264,8 @@ impl LoadedComponent {
 /// Request data threaded through the handler into the instance that serves
 /// it, so the request can learn what happened to that instance.
 pub struct Ticket {
+    /// Whom the request is served for.
+    principal: Principal,
     limits: RequestLimits,
     started: Instant,
     /// Set once the client has its response headers (or an error).
@@ -408,6 +414,13 @@ impl WorkerState for Worker {
             .watchdog
             .set_deadline(ticks.try_into().unwrap_or(u64::MAX));
         let _ = ticket.outcome.set(state.outcome.clone());
+        // A reused instance may still run an earlier request's work (a
+        // WASI 0.3 guest keeps going after its response starts).
+        state.serve(if self.max_requests > 1 {
+            Principal::Unattributable
+        } else {
+            ticket.principal.clone()
+        });
         let timeout = ticket.limits.timeout;
         let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
         tickets.retain(|t| !t.responded.load(Ordering::Relaxed));

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::outbound::OutboundHooks;
+use crate::capabilities::limits::Principal;
 use crate::capabilities::{CapabilityCtx, CapabilityView};
 
 /// What happened to an instance, read by the request that used it after a
@@ -91,6 +92,11 @@ impl InstanceState {
 }
 
 impl InstanceState {
+    /// Makes this instance's inference calls for `principal`.
+    pub(super) fn serve(&mut self, principal: Principal) {
+        self.capabilities.serve(principal);
+    }
+
     /// The `lamina:platform` capabilities as the generated host traits see them.
     pub fn capabilities(&mut self) -> CapabilityView<'_> {
         CapabilityView::new(&self.capabilities, &mut self.table)

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::body::{HostBody, json};
+use crate::capabilities::limits::{Caller, Principal};
 use crate::capabilities::tokens::{AuthMethod, Identity};
 use crate::gateway::client_ip;
 use crate::gateway::concurrency::Guarded;
@@ -302,6 +303,13 @@ async fn dispatch(
             Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
         }
     });
+    // Whom the component's inference calls are made for (model access,
+    // budgets).
+    if let Some(identity) = &identity {
+        parts
+            .extensions
+            .insert(Principal::Caller(Arc::new(Caller::of(identity))));
+    }
     let request = Request::from_parts(parts, body.boxed_unsync());
 
     let result = component.handle(request, target.limits).await;

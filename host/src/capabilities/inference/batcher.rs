@@ -78,6 +78,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Tokens it counts against a budget: prompt and completion.
+    pub fn tokens(&self) -> u64 {
+        u64::from(self.prompt_tokens) + u64::from(self.completion_tokens)
+    }
+
     /// A generation cancelled before it had a slot: nothing ran.
     pub fn unstarted(started: Instant, load: Duration) -> Stats {
         Stats {

@@ -40,8 +40,9 @@ use self::engine::{Engine, Lease, LoadedInfo};
 use self::pulls::{PullState, PullStatus, Pulls};
 use self::sampling::RawOptions;
 use self::store::{ModelEntry, ModelStore};
-use super::CapabilityView;
 use super::bindings::lamina::platform::inference as wit;
+use super::limits::{Policy, Principal, Reservation};
+use super::{CapabilityCtx, CapabilityView};
 use crate::units::ByteSize;
 
 /// Longest prompt (or sum of chat messages) in bytes.
@@ -292,6 +293,17 @@ impl Inference {
         prompt: Prompt,
         options: RawOptions,
     ) -> Result<Generation, InferenceError> {
+        self.prepare(model, prompt, options).await?.start()
+    }
+
+    /// Checks, loads and tokenizes a generation without starting it, so
+    /// its cost is known first ([`Prepared::max_tokens`]).
+    pub async fn prepare(
+        &self,
+        model: &str,
+        prompt: Prompt,
+        options: RawOptions,
+    ) -> Result<Prepared, InferenceError> {
         let started = Instant::now();
         let options = options.validate()?;
         let size = match &prompt {
@@ -337,30 +349,15 @@ impl Inference {
                 tokens.len()
             )));
         }
-        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let admitted = Arc::new(AtomicBool::new(false));
-        lease.generate(batcher::Job {
+        Ok(Prepared {
+            lease,
             prompt: tokens,
             sampling: options.sampling,
             num_predict: options.num_predict,
             stop: options.stop,
             context,
-            events: events_tx,
-            cancel: cancel.clone(),
-            admitted: admitted.clone(),
             started,
             load,
-        })?;
-        Ok(Generation {
-            events,
-            cancel,
-            admitted,
-            started,
-            load,
-            lease: Some(lease),
-            held: None,
-            done: false,
         })
     }
 
@@ -487,6 +484,59 @@ fn tokenize(model: &LlamaModel, text: &str) -> Vec<llama_cpp_2::token::LlamaToke
     tokens
 }
 
+/// A generation ready to start on a loaded model.
+pub struct Prepared {
+    lease: Lease,
+    prompt: Vec<llama_cpp_2::token::LlamaToken>,
+    sampling: sampling::Sampling,
+    num_predict: Option<u32>,
+    stop: Vec<String>,
+    context: u32,
+    started: Instant,
+    load: Duration,
+}
+
+impl Prepared {
+    /// The most tokens it can count: its prompt plus `num_predict`, or
+    /// its whole context (and the token sampled as the context fills).
+    pub fn max_tokens(&self) -> u64 {
+        let prompt = self.prompt.len() as u64;
+        let most = u64::from(self.context) + 1;
+        self.num_predict
+            .map_or(most, |n| (prompt + u64::from(n)).min(most))
+    }
+
+    /// Hands it to the model's batcher.
+    pub fn start(self) -> Result<Generation, InferenceError> {
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let admitted = Arc::new(AtomicBool::new(false));
+        self.lease.generate(batcher::Job {
+            prompt: self.prompt,
+            sampling: self.sampling,
+            num_predict: self.num_predict,
+            stop: self.stop,
+            context: self.context,
+            events: events_tx,
+            cancel: cancel.clone(),
+            admitted: admitted.clone(),
+            started: self.started,
+            load: self.load,
+        })?;
+        Ok(Generation {
+            events,
+            cancel,
+            admitted,
+            started: self.started,
+            load: self.load,
+            lease: Some(self.lease),
+            held: None,
+            done: false,
+            reservation: None,
+        })
+    }
+}
+
 /// A running generation: text chunks, then the statistics. Dropping it
 /// cancels the sequence at its next decode step.
 pub struct Generation {
@@ -502,6 +552,8 @@ pub struct Generation {
     lease: Option<Lease>,
     held: Option<Event>,
     done: bool,
+    /// Tokens held against the caller's budgets until it ends.
+    reservation: Option<Reservation>,
 }
 
 /// A piece of a generation.
@@ -543,6 +595,9 @@ impl Generation {
             }
             Event::Done(stats) => {
                 self.end();
+                if let Some(reservation) = self.reservation.take() {
+                    reservation.settle(stats.tokens());
+                }
                 Ok(Some(Chunk::Done(stats)))
             }
             Event::Failed(e) => {
@@ -578,9 +633,42 @@ impl Generation {
     }
 }
 
+impl Generation {
+    /// Holds `reservation` until the generation ends, then charges what it
+    /// used.
+    pub fn charge_to(&mut self, reservation: Reservation) {
+        self.reservation = Some(reservation);
+    }
+}
+
 impl Drop for Generation {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
+        // Dropped before its end: the sequence stops within a step and
+        // reports what it ran, which is what the caller is charged.
+        if let Some(reservation) = self.reservation.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (_, closed) = tokio::sync::mpsc::unbounded_channel();
+            let mut events = std::mem::replace(&mut self.events, closed);
+            let held = self.held.take();
+            runtime.spawn(async move {
+                let mut next = held;
+                loop {
+                    match next.take() {
+                        Some(Event::Done(stats)) => return reservation.settle(stats.tokens()),
+                        Some(Event::Failed(_)) => return,
+                        Some(Event::Text(_)) | None => {}
+                    }
+                    match events.recv().await {
+                        Some(event) => next = Some(event),
+                        // Never admitted, or the engine stopped: nothing ran
+                        // that can be counted; the reservation is released.
+                        None => return,
+                    }
+                }
+            });
+        }
     }
 }
 
@@ -637,6 +725,56 @@ impl CapabilityView<'_> {
         }
         Ok(self.ctx.shared.inference.clone())
     }
+}
+
+impl CapabilityCtx {
+    /// What binds the caller this instance serves; `None` when it runs for
+    /// the platform (a queue handler, an anonymous request).
+    async fn policy(&self) -> Result<Option<Policy>, wit::Error> {
+        match &self.principal {
+            Principal::Platform => Ok(None),
+            Principal::Unattributable => Err(wit::Error::NotPermitted(
+                "this component reuses instances (instance_reuse), so the host cannot tell \
+                 whose budget and model access a call falls under; inference needs a fresh \
+                 instance per request"
+                    .into(),
+            )),
+            Principal::Caller(caller) => self
+                .shared
+                .limits
+                .policy(caller)
+                .await
+                .map(Some)
+                .map_err(|e| wit::Error::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The engine, if `model` is granted to this component and allowed to
+    /// the caller; with the caller's policy.
+    async fn inference_for_caller(
+        &self,
+        model: &str,
+    ) -> Result<(Arc<Inference>, Option<Policy>), wit::Error> {
+        if !self.grants.models.allows(model) {
+            return Err(wit::Error::AccessDenied(super::not_granted(
+                "model", "models", model,
+            )));
+        }
+        let policy = self.policy().await?;
+        if let (Some(policy), Ok(name)) = (&policy, store::canonical_name(model))
+            && !policy.allows(&name)
+        {
+            return Err(wit::Error::NotPermitted(format!(
+                "you may not use the model `{name}`; an administrator can grant it"
+            )));
+        }
+        Ok((self.shared.inference.clone(), policy))
+    }
+}
+
+/// Whether the caller may see `model` in listings.
+fn visible(policy: &Option<Policy>, model: &str) -> bool {
+    policy.as_ref().is_none_or(|p| p.allows(model))
 }
 
 impl From<InferenceError> for wit::Error {
@@ -728,12 +866,42 @@ impl CapabilityView<'_> {
         prompt: Prompt,
         options: wit::Options,
     ) -> wasmtime::Result<Result<Resource<Generation>, wit::Error>> {
-        let inference = match self.inference_for(&model) {
-            Ok(inference) => inference,
+        let (inference, policy) = match self.ctx.inference_for_caller(&model).await {
+            Ok(found) => found,
             Err(e) => return Ok(Err(e)),
         };
-        match inference.generate(&model, prompt, options.into()).await {
-            Ok(generation) => Ok(Ok(self.table.push(generation)?)),
+        let prepared = match inference.prepare(&model, prompt, options.into()).await {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(e.into())),
+        };
+        let reservation = match policy {
+            None => None,
+            Some(policy) => {
+                let limits = self.ctx.shared.limits.clone();
+                match limits.reserve(policy, prepared.max_tokens()).await {
+                    Ok(Ok(reservation)) => reservation,
+                    Ok(Err(refusal)) => {
+                        ::metrics::counter!("lamina_budget_refusals_total").increment(1);
+                        return Ok(Err(wit::Error::BudgetExceeded(wit::BudgetRefusal {
+                            detail: refusal.detail(),
+                            scope: refusal.scope.to_owned(),
+                            limit: refusal.limit,
+                            remaining: refusal.remaining,
+                            requested: refusal.requested,
+                            resets_at: refusal.resets_at,
+                        })));
+                    }
+                    Err(e) => return Ok(Err(wit::Error::Unavailable(e.to_string()))),
+                }
+            }
+        };
+        match prepared.start() {
+            Ok(mut generation) => {
+                if let Some(reservation) = reservation {
+                    generation.charge_to(reservation);
+                }
+                Ok(Ok(self.table.push(generation)?))
+            }
             Err(e) => Ok(Err(e.into())),
         }
     }
@@ -764,8 +932,8 @@ impl wit::Host for CapabilityView<'_> {
         model: String,
         inputs: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Vec<f32>>, wit::Error>> {
-        let inference = match self.inference_for(&model) {
-            Ok(inference) => inference,
+        let inference = match self.ctx.inference_for_caller(&model).await {
+            Ok((inference, _)) => inference,
             Err(e) => return Ok(Err(e)),
         };
         Ok(inference.embed(&model, inputs).await.map_err(Into::into))
@@ -776,8 +944,8 @@ impl wit::Host for CapabilityView<'_> {
         model: String,
         text: String,
     ) -> wasmtime::Result<Result<u32, wit::Error>> {
-        let inference = match self.inference_for(&model) {
-            Ok(inference) => inference,
+        let inference = match self.ctx.inference_for_caller(&model).await {
+            Ok((inference, _)) => inference,
             Err(e) => return Ok(Err(e)),
         };
         Ok(inference
@@ -787,6 +955,10 @@ impl wit::Host for CapabilityView<'_> {
     }
 
     async fn list_models(&mut self) -> wasmtime::Result<Result<Vec<wit::ModelInfo>, wit::Error>> {
+        let policy = match self.ctx.policy().await {
+            Ok(policy) => policy,
+            Err(e) => return Ok(Err(e)),
+        };
         let grants = &self.ctx.grants.models;
         Ok(self
             .ctx
@@ -797,7 +969,7 @@ impl wit::Host for CapabilityView<'_> {
             .map(|models| {
                 models
                     .iter()
-                    .filter(|m| grants.allows(&m.name))
+                    .filter(|m| grants.allows(&m.name) && visible(&policy, &m.name))
                     .map(wit_info)
                     .collect()
             })
@@ -808,8 +980,8 @@ impl wit::Host for CapabilityView<'_> {
         &mut self,
         model: String,
     ) -> wasmtime::Result<Result<wit::ModelInfo, wit::Error>> {
-        let inference = match self.inference_for(&model) {
-            Ok(inference) => inference,
+        let inference = match self.ctx.inference_for_caller(&model).await {
+            Ok((inference, _)) => inference,
             Err(e) => return Ok(Err(e)),
         };
         Ok(inference
@@ -822,6 +994,10 @@ impl wit::Host for CapabilityView<'_> {
     async fn loaded_models(
         &mut self,
     ) -> wasmtime::Result<Result<Vec<wit::LoadedModel>, wit::Error>> {
+        let policy = match self.ctx.policy().await {
+            Ok(policy) => policy,
+            Err(e) => return Ok(Err(e)),
+        };
         let grants = &self.ctx.grants.models;
         let now = chrono::Utc::now().timestamp();
         Ok(Ok(self
@@ -830,7 +1006,7 @@ impl wit::Host for CapabilityView<'_> {
             .inference
             .loaded()
             .into_iter()
-            .filter(|m| grants.allows(&m.entry.name))
+            .filter(|m| grants.allows(&m.entry.name) && visible(&policy, &m.entry.name))
             .map(|m| wit::LoadedModel {
                 digest: m.entry.digest(),
                 size: m.entry.size,
