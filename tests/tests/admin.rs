@@ -94,6 +94,7 @@ async fn every_admin_route_needs_an_administrator_with_a_session() {
         ("GET", "/api/admin/audit".to_owned()),
         ("GET", "/api/admin/usage".to_owned()),
         ("GET", format!("/api/admin/users/{id}/api-keys")),
+        ("GET", format!("/api/admin/users/{id}/usage")),
         ("GET", "/api/admin/roles/User/models".to_owned()),
         ("PUT", "/api/admin/roles/User/models".to_owned()),
         ("DELETE", "/api/admin/roles/User/models".to_owned()),
@@ -873,6 +874,20 @@ async fn usage_is_summed_per_user_key_model_and_day() {
     assert_eq!(mine["totals"]["completionTokens"], completion);
     assert_eq!(mine["items"][0]["model"], "smollm2:135m");
     assert!(mine["items"][0]["day"].as_str().unwrap().len() == 10);
+    // What an administrator sees of the account: the same sums.
+    let theirs = expect(
+        call(
+            &host,
+            Some(&admin),
+            "GET",
+            &format!("/api/admin/users/{id}/usage"),
+            None,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(theirs["totals"], mine["totals"]);
+    assert_eq!(theirs["items"], mine["items"]);
 
     let by_user = poll_as(&host, &admin, "/api/admin/usage?groupBy=user", |u| {
         u["items"]

@@ -25,7 +25,7 @@ mod usage_stats;
 
 use lamina_sdk::Request;
 use lamina_sdk::api::{ApiError, Reply, decode_query, finish, now, serialize_secs};
-use lamina_sdk::router::{Miss, Router};
+use lamina_sdk::router::{Miss, Params, Router};
 use lamina_sdk::sql::{Database, Sql, Value};
 use serde::{Deserialize, Serialize};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
@@ -242,7 +242,7 @@ fn insert(db: &Database, sql: &str, params: Vec<Value>) -> Result<(), String> {
 }
 
 /// A report's handler.
-type Report = fn(&Request) -> Result<Reply, ApiError>;
+type Report = fn(&Request, &Params) -> Result<Reply, ApiError>;
 
 impl wasip2::exports::http::incoming_handler::Guest for Outbox {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
@@ -251,12 +251,19 @@ impl wasip2::exports::http::incoming_handler::Guest for Outbox {
         let path = full.split('?').next().unwrap_or_default();
         let method = request.method();
         let report: Router<Report> = Router::new([
-            ("GET", "/api/admin/audit", audit_log::search as Report),
-            ("GET", "/api/admin/usage", usage_stats::report),
-            ("GET", "/api/usage/me", usage_stats::mine),
+            (
+                "GET",
+                "/api/admin/audit",
+                (|r, _| audit_log::search(r)) as Report,
+            ),
+            ("GET", "/api/admin/usage", |r, _| usage_stats::report(r)),
+            ("GET", "/api/admin/users/{id}/usage", |r, p| {
+                usage_stats::of_user(r, p.get("id").unwrap_or_default())
+            }),
+            ("GET", "/api/usage/me", |r, _| usage_stats::mine(r)),
         ]);
         let result = match report.find(&method, path) {
-            Ok((handler, _)) => handler(&request),
+            Ok((handler, params)) => handler(&request, &params),
             Err(Miss::NotFound) => route(&request),
             Err(miss) => Err(miss.to_api_error(&method, path)),
         };

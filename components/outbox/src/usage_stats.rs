@@ -4,6 +4,8 @@
 //!   (administrators): requests, prompt and completion tokens per group,
 //!   the most tokens first (days in order); `key` groups what API keys
 //!   spent (sessions' tokens are not keys);
+//! - `GET /api/admin/users/{id}/usage?from=&to=` (administrators): one
+//!   account's totals per day and model, and overall;
 //! - `GET /api/usage/me?from=&to=` (any account, a key too): the caller's
 //!   own totals per day and model, and overall, and the budgets that bind
 //!   the request (the account's, and the key's when it comes with one):
@@ -147,6 +149,26 @@ pub fn report(request: &Request) -> Result<Reply, ApiError> {
 /// `GET /api/usage/me`.
 pub fn mine(request: &Request) -> Result<Reply, ApiError> {
     let caller = Caller::required(request)?;
+    let mut body = summary(request, &caller.user_id)?;
+    let mut budgets = serde_json::Map::new();
+    for (scope, status) in limits::caller_budgets()? {
+        let name = if scope == "api-key" { "apiKey" } else { "user" };
+        budgets.insert(name.to_owned(), limits::status_json(&status));
+    }
+    body["budgets"] = budgets.into();
+    Ok(Reply::json(200, body))
+}
+
+/// `GET /api/admin/users/{id}/usage`: an account's sums, as it sees them
+/// at `/api/usage/me` (its budget is in the auth service's view of it).
+pub fn of_user(request: &Request, id: &str) -> Result<Reply, ApiError> {
+    administrator(request)?;
+    Ok(Reply::json(200, summary(request, id)?))
+}
+
+/// `user_id`'s sums per day and model, and in all, over the request's
+/// `from`/`to` (the last 30 days by default).
+fn summary(request: &Request, user_id: &str) -> Result<serde_json::Value, ApiError> {
     let (from, to) = range(request, Some(DEFAULT_DAYS))?;
     let db = Database::open(DATABASE)?;
     let rows: Vec<Sums> = db.query(
@@ -154,32 +176,24 @@ pub fn mine(request: &Request) -> Result<Reply, ApiError> {
             "SELECT NULL AS key, {DAY} AS day, model, {SUMS} FROM outbox_usage \
              WHERE user_id = $1 AND at >= $2 AND at < $3 GROUP BY 2, 3 ORDER BY 2, 3"
         ),
-        &[caller.user_id.as_str().into(), from.into(), to.into()],
+        &[user_id.into(), from.into(), to.into()],
     )?;
     let total = |f: fn(&Sums) -> i64| rows.iter().map(f).sum::<i64>();
-    let mut budgets = serde_json::Map::new();
-    for (scope, status) in limits::caller_budgets()? {
-        let name = if scope == "api-key" { "apiKey" } else { "user" };
-        budgets.insert(name.to_owned(), limits::status_json(&status));
-    }
-    Ok(Reply::json(
-        200,
-        json!({
-            "from": timestamp_secs(from),
-            "to": (to != i64::MAX).then(|| timestamp_secs(to)),
-            "items": rows.iter().map(|r| {
-                let mut item = r.json();
-                item["day"] = item["key"].take();
-                item.as_object_mut().map(|o| o.remove("key"));
-                item
-            }).collect::<Vec<_>>(),
-            "totals": {
-                "requests": total(|r| r.requests),
-                "promptTokens": total(|r| r.prompt_tokens),
-                "completionTokens": total(|r| r.completion_tokens),
-                "totalTokens": total(|r| r.prompt_tokens + r.completion_tokens),
-            },
-            "budgets": budgets,
-        }),
-    ))
+    Ok(json!({
+        "userId": user_id,
+        "from": timestamp_secs(from),
+        "to": (to != i64::MAX).then(|| timestamp_secs(to)),
+        "items": rows.iter().map(|r| {
+            let mut item = r.json();
+            item["day"] = item["key"].take();
+            item.as_object_mut().map(|o| o.remove("key"));
+            item
+        }).collect::<Vec<_>>(),
+        "totals": {
+            "requests": total(|r| r.requests),
+            "promptTokens": total(|r| r.prompt_tokens),
+            "completionTokens": total(|r| r.completion_tokens),
+            "totalTokens": total(|r| r.prompt_tokens + r.completion_tokens),
+        },
+    }))
 }
