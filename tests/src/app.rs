@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Host, HostOptions, client, unique};
+use crate::{Host, HostOptions, client, test_models_dir, unique};
 
 /// The built-in administrator's username and password
 /// (`LAMINA_VAR_ADMIN_*`, see [`HostOptions::with_admin`]).
@@ -16,6 +16,17 @@ pub const ADMIN_PASSWORD: &str = "Admin-password-9";
 pub const USER_PASSWORD: &str = "Correct-horse-1";
 
 impl HostOptions {
+    /// The application on the test model store, signing with `secret` (so
+    /// hosts of one test accept each other's tokens).
+    pub fn app_on_test_models(secret: &str) -> Self {
+        HostOptions::app()
+            .runtime_config(&format!(
+                "[inference]\nmodels_dir = \"{}\"\n",
+                test_models_dir().display()
+            ))
+            .env("LAMINA_JWT_SECRET", secret)
+    }
+
     /// Gives the application its first administrator ([`ADMIN_LOGIN`]).
     pub fn with_admin(self) -> Self {
         self.env("LAMINA_VAR_ADMIN_USERNAME", ADMIN_LOGIN)
@@ -81,6 +92,25 @@ pub async fn call(
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     (status, value)
+}
+
+/// A new API key of the holder of `access`: its id and its secret.
+pub async fn create_api_key(host: &Host, access: &str) -> (String, String) {
+    let key = expect(
+        call(
+            host,
+            Some(access),
+            "POST",
+            "/api/auth/api-keys",
+            Some(json!({"name": "k"})),
+        )
+        .await,
+        201,
+    );
+    (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    )
 }
 
 /// The administrator's access token.

@@ -17,7 +17,7 @@ mod app;
 
 pub use app::{
     ADMIN_LOGIN, ADMIN_PASSWORD, Event, USER_PASSWORD, admin_poll, admin_token, audited, call,
-    eventually, expect, poll_as, register, sse_events, user_session,
+    create_api_key, eventually, expect, poll_as, register, sse_events, user_session,
 };
 
 /// The workspace root.

@@ -5,20 +5,14 @@
 
 use lamina_tests::{
     ADMIN_PASSWORD, Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, USER_PASSWORD,
-    admin_token, audited, call, eventually, expect, poll_as, register, test_models_dir,
+    admin_token, audited, call, create_api_key, eventually, expect, poll_as, register,
 };
 use serde_json::json;
 
 const SECRET: &str = "admin-tests-secret-32-bytes-or-more";
 
 fn options() -> HostOptions {
-    HostOptions::app()
-        .runtime_config(&format!(
-            "[inference]\nmodels_dir = \"{}\"\n",
-            test_models_dir().display()
-        ))
-        .env("LAMINA_JWT_SECRET", SECRET)
-        .with_admin()
+    HostOptions::app_on_test_models(SECRET).with_admin()
 }
 
 /// A fresh user: (id, username, access token, refresh token).
@@ -30,21 +24,6 @@ async fn user(host: &Host) -> (String, String, String, String) {
         body["accessToken"].as_str().unwrap().to_owned(),
         body["refreshToken"].as_str().unwrap().to_owned(),
     )
-}
-
-async fn api_key(host: &Host, access: &str) -> String {
-    let key = expect(
-        call(
-            host,
-            Some(access),
-            "POST",
-            "/api/auth/api-keys",
-            Some(json!({"name": "k"})),
-        )
-        .await,
-        201,
-    );
-    key["key"].as_str().unwrap().to_owned()
 }
 
 async fn admin_id(host: &Host, admin: &str) -> String {
@@ -75,7 +54,7 @@ async fn every_admin_route_needs_an_administrator_with_a_session() {
     let host = Host::start(options().data_dir(dir.path()));
     let (id, _, access, _) = user(&host).await;
     let admin = admin_token(&host).await;
-    let admin_key = api_key(&host, &admin).await;
+    let admin_key = create_api_key(&host, &admin).await.1;
     let routes = [
         ("GET", "/api/admin/users".to_owned()),
         ("GET", format!("/api/admin/users/{id}")),
@@ -409,7 +388,7 @@ async fn cutting_an_account_off_reaches_every_host() {
     let admin = admin_token(&first).await;
     let a = Some(admin.as_str());
     let (id, username, access, refresh_token) = user(&second).await;
-    let key = api_key(&second, &access).await;
+    let key = create_api_key(&second, &access).await.1;
     let works = |credential: String| {
         let second = &second;
         async move {
@@ -534,7 +513,9 @@ async fn cutting_an_account_off_reaches_every_host() {
         .await,
         200,
     );
-    let key = api_key(&second, session["accessToken"].as_str().unwrap()).await;
+    let key = create_api_key(&second, session["accessToken"].as_str().unwrap())
+        .await
+        .1;
     assert_eq!(works(key.clone()).await, 200);
 
     // Soft-deleted, then restored: the same.
@@ -571,7 +552,9 @@ async fn cutting_an_account_off_reaches_every_host() {
         .await,
         200,
     );
-    let key = api_key(&second, session["accessToken"].as_str().unwrap()).await;
+    let key = create_api_key(&second, session["accessToken"].as_str().unwrap())
+        .await
+        .1;
 
     // Sessions revoked: tokens fail, the key does not.
     let session = expect(
@@ -617,7 +600,7 @@ async fn erased_accounts_leave_nothing_behind() {
     };
     for by_admin in [true, false] {
         let (id, username, access, _) = user(&host).await;
-        let key = api_key(&host, &access).await;
+        let key = create_api_key(&host, &access).await.1;
         expect(
             call(
                 &host,
@@ -843,7 +826,7 @@ async fn usage_is_summed_per_user_key_model_and_day() {
     let host = Host::start(options().data_dir(dir.path()));
     let admin = admin_token(&host).await;
     let (id, _, access, _) = user(&host).await;
-    let key = api_key(&host, &access).await;
+    let key = create_api_key(&host, &access).await.1;
     let generate = |credential: String| {
         let host = &host;
         async move {

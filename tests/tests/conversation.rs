@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lamina_tests::{
     Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_poll, call, client, eventually,
-    expect, sse_events as events, test_models_dir, user_session, workspace,
+    expect, sse_events as events, user_session, workspace,
 };
 use serde_json::{Value, json};
 
@@ -15,12 +15,7 @@ const CHAT_MODEL: &str = "smollm2:135m";
 const SECRET: &str = "conversation-tests-secret-32-bytes-or-more";
 
 fn options() -> HostOptions {
-    HostOptions::app()
-        .runtime_config(&format!(
-            "[inference]\nmodels_dir = \"{}\"\n",
-            test_models_dir().display()
-        ))
-        .env("LAMINA_JWT_SECRET", SECRET)
+    HostOptions::app_on_test_models(SECRET)
 }
 
 /// The application on SQLite in `dir`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lamina_tests::{
     Host, HostOptions, PgSchema, REDIS_URL, RedisPrefix, TcpProxy, admin_token, audited, call,
-    client, eventually, expect, register, test_models_dir,
+    client, create_api_key, eventually, expect, register,
 };
 use serde_json::{Value, json};
 
@@ -17,13 +17,7 @@ const CHAT: &str = "smollm2:135m";
 const BASE: &str = "gemma3:270m";
 
 fn options() -> HostOptions {
-    HostOptions::app()
-        .runtime_config(&format!(
-            "[inference]\nmodels_dir = \"{}\"\n",
-            test_models_dir().display()
-        ))
-        .env("LAMINA_JWT_SECRET", SECRET)
-        .with_admin()
+    HostOptions::app_on_test_models(SECRET).with_admin()
 }
 
 /// A fresh user: (id, access token).
@@ -32,25 +26,6 @@ async fn user(host: &Host) -> (String, String) {
     (
         body["user"]["id"].as_str().unwrap().to_owned(),
         body["accessToken"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// A new API key of the holder of `access`: (id, secret).
-async fn api_key(host: &Host, access: &str) -> (String, String) {
-    let key = expect(
-        call(
-            host,
-            Some(access),
-            "POST",
-            "/api/auth/api-keys",
-            Some(json!({"name": "k"})),
-        )
-        .await,
-        201,
-    );
-    (
-        key["id"].as_str().unwrap().to_owned(),
-        key["key"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -91,7 +66,7 @@ async fn model_lists_hide_and_refuse_models_on_every_route() {
     let admin = admin_token(&host).await;
     let a = Some(admin.as_str());
     let (id, access) = user(&host).await;
-    let (key_id, key) = api_key(&host, &access).await;
+    let (key_id, key) = create_api_key(&host, &access).await;
 
     // Without lists, every installed model.
     let (all, _) = visible(&host, &access).await;
@@ -461,7 +436,7 @@ async fn budgets_hold_across_hosts_and_roll_over() {
     .await;
 
     // A key's budget binds the key, not its owner's session.
-    let (key_id, key) = api_key(&second, &access).await;
+    let (key_id, key) = create_api_key(&second, &access).await;
     expect(call(&first, a, "DELETE", &path, None).await, 204);
     let key_path = format!("/api/admin/users/{id}/api-keys/{key_id}/budget");
     expect(
