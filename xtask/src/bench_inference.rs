@@ -510,6 +510,16 @@ fn ensure_llama_bench() -> Result<PathBuf> {
         "-DLLAMA_BUILD_APP=OFF",
         "-DBUILD_SHARED_LIBS=OFF",
     ]);
+    // The C flags the host's llama.cpp gets (.cargo/config.toml `[env]`:
+    // no AMX), so the baseline is built like what it is compared with.
+    for (language, variable) in [
+        ("C", "CFLAGS_x86_64_unknown_linux_gnu"),
+        ("CXX", "CXXFLAGS_x86_64_unknown_linux_gnu"),
+    ] {
+        if let Ok(flags) = std::env::var(variable) {
+            configure.arg(format!("-DCMAKE_{language}_FLAGS={flags}"));
+        }
+    }
     run(configure)?;
     let mut compile = Command::new("cmake");
     compile.arg("--build").arg(&build).args([

@@ -253,19 +253,17 @@ impl Limits {
             // A refused send drops the reservation, which releases it.
             let _ = sender.send(limits.try_reserve(&policy, amount).await);
         });
-        receiver
-            .await
-            .unwrap_or_else(|_| Err(LimitError::Unavailable("the reservation failed".into())))
+        match receiver.await {
+            Ok(reserved) => reserved.map(|r| r.map(Some)),
+            Err(_) => Err(LimitError::Unavailable("the reservation failed".into())),
+        }
     }
 
     async fn try_reserve(
         &self,
         policy: &Policy,
         amount: u64,
-    ) -> Result<Result<Option<Reservation>, Refusal>, LimitError> {
-        if policy.budgets.is_empty() {
-            return Ok(Ok(None));
-        }
+    ) -> Result<Result<Reservation, Refusal>, LimitError> {
         let now = chrono::Utc::now().timestamp();
         let charges: Vec<Charge> = policy
             .budgets
@@ -285,12 +283,12 @@ impl Limits {
             .await
             .map_err(LimitError::Unavailable)?
         {
-            Ok(()) => Ok(Ok(Some(Reservation {
+            Ok(()) => Ok(Ok(Reservation {
                 counters: self.counters.clone(),
                 keys: charges.into_iter().map(|c| c.key).collect(),
                 held: amount,
                 settled: false,
-            }))),
+            })),
             Err(i) => {
                 let (scope, budget) = &policy.budgets[i];
                 let used = self
