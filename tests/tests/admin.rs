@@ -431,6 +431,19 @@ async fn cutting_an_account_off_reaches_every_host() {
     assert_eq!(works(key.clone()).await, 401);
     assert_eq!(refresh(&second, &refresh_token).await, 401);
     let login = json!({"login": username, "password": USER_PASSWORD});
+    // After lifting a cut-off: log in again and make a new key.
+    let fresh_key = || {
+        let (second, login) = (&second, login.clone());
+        async move {
+            let session = expect(
+                call(second, None, "POST", "/api/auth/login", Some(login)).await,
+                200,
+            );
+            create_api_key(second, session["accessToken"].as_str().unwrap())
+                .await
+                .1
+        }
+    };
     let (status, _) = call(
         &second,
         None,
@@ -502,20 +515,7 @@ async fn cutting_an_account_off_reaches_every_host() {
         200,
     );
     assert_eq!(works(key.clone()).await, 401, "revoked, not suspended");
-    let session = expect(
-        call(
-            &second,
-            None,
-            "POST",
-            "/api/auth/login",
-            Some(login.clone()),
-        )
-        .await,
-        200,
-    );
-    let key = create_api_key(&second, session["accessToken"].as_str().unwrap())
-        .await
-        .1;
+    let key = fresh_key().await;
     assert_eq!(works(key.clone()).await, 200);
 
     // Soft-deleted, then restored: the same.
@@ -541,20 +541,7 @@ async fn cutting_an_account_off_reaches_every_host() {
         .await,
         200,
     );
-    let session = expect(
-        call(
-            &second,
-            None,
-            "POST",
-            "/api/auth/login",
-            Some(login.clone()),
-        )
-        .await,
-        200,
-    );
-    let key = create_api_key(&second, session["accessToken"].as_str().unwrap())
-        .await
-        .1;
+    let key = fresh_key().await;
 
     // Sessions revoked: tokens fail, the key does not.
     let session = expect(
