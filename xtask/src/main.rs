@@ -4,7 +4,7 @@
 //!   embedded defaults;
 //! - `cargo xtask test`: install what is missing, build, run every test.
 //!
-//! Also `cargo xtask build` (components + host only), `cargo xtask lint`,
+//! Also `cargo xtask build` (the web app, components + host only), `cargo xtask lint`,
 //! `cargo xtask models` (the default model, see `models.rs`) and
 //! `cargo xtask bench` (see `bench.rs`).
 
@@ -18,6 +18,7 @@ mod clients;
 mod http_client;
 mod models;
 mod services;
+mod web;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             .and_then(|()| up(rest)),
         "build" => build(),
         "test" => services::ensure()
+            .and_then(|()| web::ensure_browser())
             .and_then(|()| build())
             .and_then(|()| models::install(Some(&test_models_dir())))
             .and_then(|()| test(rest)),
@@ -171,6 +173,7 @@ fn wasm_packages() -> Result<Vec<String>> {
 /// Builds all wasm crates in one cargo invocation, then the host.
 fn build() -> Result {
     ensure_wasm_target()?;
+    web::build()?;
     let mut wasm = cargo();
     wasm.args(["build", "--release", "--target", WASM_TARGET]);
     for package in wasm_packages()? {
@@ -236,6 +239,8 @@ fn test(args: &[String]) -> Result {
             "conversation",
             "-p",
             "explore",
+            "-p",
+            "web",
         ])
         .args(args)
         // Where the inference tests find the default models (installed
@@ -244,12 +249,15 @@ fn test(args: &[String]) -> Result {
         .env("LAMINA_TEST_GGUF", models::ensure_default()?)
         .env("LAMINA_TEST_EMBEDDING_GGUF", models::ensure_minilm()?)
         // The stock `ollama` and `openai` Python clients.
-        .env("LAMINA_TEST_PYTHON", clients::python()?);
+        .env("LAMINA_TEST_PYTHON", clients::python()?)
+        // The browser the web app's tests drive.
+        .env("LAMINA_TEST_CHROMIUM", web::CHROMIUM);
     run(nextest)
 }
 
 fn lint() -> Result {
     ensure_wasm_target()?;
+    web::build()?; // the web component embeds the app's build
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
