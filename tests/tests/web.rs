@@ -126,11 +126,17 @@ async fn the_app_is_served_with_caching_compression_and_a_strict_policy() {
 
 /// Register → chat (streamed, stopped, regenerated, branches) → search →
 /// rate → API keys; admin pages for the admin only; keyboard-only chat on a
-/// phone-sized screen; explore. Screenshots in `target/web-screenshots`.
+/// phone-sized screen; the mailed confirmation and reset links, logout;
+/// explore. Screenshots in `target/web-screenshots`.
 #[tokio::test]
 async fn the_app_works_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let host = Host::start(options().data_dir(dir.path()));
+    // The dev mailbox holds the confirmation and reset links the test follows.
+    let host = Host::start(
+        options()
+            .env("LAMINA_VAR_DEV_MAILBOX", "true")
+            .data_dir(dir.path()),
+    );
     let chromium = std::env::var("LAMINA_TEST_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
     let screenshots = target_dir().join("web-screenshots");
     let url = host.at("");
@@ -169,5 +175,5 @@ async fn the_app_works_in_a_real_browser() {
             .find_map(|l| l.strip_prefix(label))
             .and_then(|n| n.trim().parse::<u32>().ok())
     };
-    assert_eq!(count("ℹ pass").or(count("# pass")), Some(4), "{stdout}");
+    assert_eq!(count("ℹ pass").or(count("# pass")), Some(5), "{stdout}");
 }

@@ -256,6 +256,49 @@ test("chat with the keyboard only, on a phone-sized screen in dark mode", async 
   await page.context().close();
 });
 
+/** The token in the newest link mailed to `email` whose subject matches (the dev mailbox, read as the admin). */
+async function mailedToken(email, subject) {
+  const admin = await login(process.env.LAMINA_ADMIN_LOGIN, process.env.LAMINA_ADMIN_PASSWORD);
+  for (let i = 0; i < 100; i++) {
+    const { status, body } = await apiCall("GET", `/api/outbox/mail?to=${encodeURIComponent(email)}`, admin);
+    assert.equal(status, 200, JSON.stringify(body));
+    const mail = body.find((m) => subject.test(m.subject));
+    const token = mail?.body.match(/token=([0-9A-Za-z_-]+)/)?.[1];
+    if (token) return token;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`no mail "${subject}" to ${email}`);
+}
+
+test("the mailed links confirm the address and reset the password; logging out ends the session", async () => {
+  const page = await newPage();
+  const username = unique("cat");
+  const email = `${username}@example.com`;
+  await registerInBrowser(page, username);
+
+  await page.goto(`/confirm-email?token=${await mailedToken(email, /confirm/i)}`);
+  await page.getByText("Your address is confirmed").waitFor();
+
+  await page.getByRole("button", { name: /^Log out/ }).click();
+  await page.waitForURL(`${BASE}/login`);
+  await page.reload();
+  await page.getByRole("button", { name: "Log in" }).waitFor(); // the refresh cookie is gone
+
+  await page.getByRole("link", { name: "Forgot your password?" }).click();
+  await page.getByLabel("Email").fill(email);
+  await page.getByRole("button", { name: "Send reset link" }).click();
+  await page.getByText("a reset link is on its way").waitFor();
+  await page.goto(`/reset-password?token=${await mailedToken(email, /reset/i)}`);
+  await page.getByLabel("New password").fill("Another-horse-2");
+  await page.getByRole("button", { name: "Set password" }).click();
+  await page.waitForURL(`${BASE}/login`);
+  await page.getByLabel("Username or email").fill(username);
+  await page.getByLabel("Password").fill("Another-horse-2");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByLabel("Message", { exact: true }).waitFor();
+  await page.context().close();
+});
+
 test("explore lists and finds models and shows one's details", async () => {
   const page = await newPage();
   const username = unique("eve");

@@ -88,7 +88,7 @@ function Shell() {
         </button>
         {user && (
           <button type="button" class="ghost" onClick={() => logout().then(() => route("/login"))}>
-            Log out {user.username}
+            Log out <span class="account-name">{user.username}</span>
           </button>
         )}
       </header>
