@@ -429,6 +429,15 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A response header's value, empty when the response has none.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
 /// Asserts a response is problem+json with `status`; returns the document.
 pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "unexpected status");

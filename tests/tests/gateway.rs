@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use lamina_tests::{Host, HostOptions, client, expect_problem};
+use lamina_tests::{Host, HostOptions, client, expect_problem, header};
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-test-secret-that-is-at-least-32-bytes-long";
@@ -348,10 +348,6 @@ fn limited_host(extra: &str) -> Host {
             .env("LAMINA_JWT_SECRET", SECRET)
             .runtime_config(&format!("{extra}{CLASSES}")),
     )
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response.headers()[name].to_str().unwrap().to_owned()
 }
 
 #[tokio::test]

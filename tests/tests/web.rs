@@ -6,7 +6,8 @@
 use std::process::Command;
 
 use lamina_tests::{
-    ADMIN_LOGIN, ADMIN_PASSWORD, Host, HostOptions, client, expect_problem, target_dir, workspace,
+    ADMIN_LOGIN, ADMIN_PASSWORD, Host, HostOptions, client, create_api_key, expect_problem, header,
+    register, target_dir, workspace,
 };
 
 const SECRET: &str = "web-tests-secret-32-bytes-or-more!!";
@@ -21,14 +22,6 @@ async fn get(host: &Host, path: &str, headers: &[(&str, &str)]) -> reqwest::Resp
         request = request.header(*name, *value);
     }
     request.send().await.unwrap()
-}
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -116,8 +109,21 @@ async fn the_app_is_served_with_caching_compression_and_a_strict_policy() {
         );
         assert_eq!(problem["instance"], path);
     }
-    // `/v1/...` belongs to the OpenAI routes, which ask for a credential first.
+    // `/v1/...` belongs to the OpenAI routes: a credential first, then
+    // their own 404 in OpenAI's error shape.
     expect_problem(get(&host, "/v1/nope", &[]).await, 401).await;
+    let (_, _, account) = register(&host).await;
+    let (_, key) = create_api_key(&host, account["accessToken"].as_str().unwrap()).await;
+    let openai = get(
+        &host,
+        "/v1/nope",
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await;
+    assert_eq!(openai.status(), 404);
+    assert!(header(&openai, "content-type").starts_with("application/json"));
+    let error: serde_json::Value = openai.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "not_found_error", "{error}");
     // The app's files are read-only.
     let post = client().post(host.at("/")).body("x").send().await.unwrap();
     assert_eq!(post.status(), 405);

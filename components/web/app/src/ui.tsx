@@ -148,3 +148,44 @@ export const isUnauthorized = (e: unknown) => e instanceof ApiError && e.status 
 /** Dates in the reader's locale. */
 export const formatDate = (value?: string | number | null) =>
   value ? new Date(value).toLocaleString() : "—";
+
+/** A labelled `<select>`; `options` are `[value, text]` pairs. */
+export function Choice(props: {
+  label: string;
+  id: string;
+  value?: string;
+  options: [string, string][];
+  onChange: (value: string) => void;
+}) {
+  return (
+    <div class="field">
+      <label for={props.id}>{props.label}</label>
+      <select id={props.id} value={props.value} onChange={(e) => props.onChange((e.target as HTMLSelectElement).value)}>
+        {props.options.map(([value, text]) => (
+          <option key={value} value={value}>
+            {text}
+          </option>
+        ))}
+      </select>
+    </div>
+  );
+}
+
+/** A table with column headings; `children` are its rows. */
+export function Table({ headings, caption, children }: { headings: ComponentChildren[]; caption?: string; children: ComponentChildren }) {
+  return (
+    <table>
+      {caption && <caption class="visually-hidden">{caption}</caption>}
+      <thead>
+        <tr>
+          {headings.map((heading, i) => (
+            <th scope="col" key={i}>
+              {heading}
+            </th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>{children}</tbody>
+    </table>
+  );
+}

@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { type User, api, errorFrom, onSession, request, sessionUser, startSession, updateUser } from "../api";
-import { ErrorMessage, Field, Page, formatDate, toast, useAction, useLoad } from "../ui";
+import { ErrorMessage, Field, Page, Table, formatDate, toast, useAction, useLoad } from "../ui";
 import { UsageTable, type UsageRow } from "./usage";
 
 interface ApiKey {
@@ -142,46 +142,31 @@ function ApiKeys() {
           </button>
         </div>
       )}
-      <table>
-        <caption class="visually-hidden">Your API keys</caption>
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Key</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last used</th>
-            <th scope="col">State</th>
-            <th scope="col">
-              <span class="visually-hidden">Actions</span>
-            </th>
+      <Table headings={["Name", "Key", "Created", "Last used", "State", <span class="visually-hidden">Actions</span>]} caption="Your API keys">
+        {keys?.map((k) => (
+          <tr key={k.id} class="api-key">
+            <td>{k.name}</td>
+            <td>
+              <code>{k.prefix}…</code>
+            </td>
+            <td>{formatDate(k.createdAt)}</td>
+            <td>{formatDate(k.lastUsedAt)}</td>
+            <td>{k.revokedAt ? "revoked" : k.expiresAt && Date.parse(k.expiresAt) < Date.now() ? "expired" : "active"}</td>
+            <td>
+              {!k.revokedAt && (
+                <button
+                  type="button"
+                  class="small danger"
+                  aria-label={`Revoke ${k.name}`}
+                  onClick={() => api("DELETE", `/api/auth/api-keys/${k.id}`).then(reload, (e) => toast(e.message))}
+                >
+                  Revoke
+                </button>
+              )}
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {keys?.map((k) => (
-            <tr key={k.id} class="api-key">
-              <td>{k.name}</td>
-              <td>
-                <code>{k.prefix}…</code>
-              </td>
-              <td>{formatDate(k.createdAt)}</td>
-              <td>{formatDate(k.lastUsedAt)}</td>
-              <td>{k.revokedAt ? "revoked" : k.expiresAt && Date.parse(k.expiresAt) < Date.now() ? "expired" : "active"}</td>
-              <td>
-                {!k.revokedAt && (
-                  <button
-                    type="button"
-                    class="small danger"
-                    aria-label={`Revoke ${k.name}`}
-                    onClick={() => api("DELETE", `/api/auth/api-keys/${k.id}`).then(reload, (e) => toast(e.message))}
-                  >
-                    Revoke
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }

@@ -6,7 +6,7 @@ import { useRoute } from "preact-iso";
 import { useState } from "preact/hooks";
 import { api, errorFrom, events, query, request } from "../api";
 import type { ModelCard, Page as Paged } from "../types";
-import { ErrorMessage, Page, formatDate, toast, useLoad } from "../ui";
+import { Choice, ErrorMessage, Page, Table, formatDate, toast, useLoad } from "../ui";
 import { type BudgetStatus, BudgetLine } from "./account";
 import { UsageChart, type UsageRow } from "./usage";
 
@@ -65,102 +65,90 @@ function Users() {
           <label for="user-q">Name or email</label>
           <input id="user-q" type="search" onInput={(e) => (setPage(1), setFilters((f) => ({ ...f, q: (e.target as HTMLInputElement).value })))} />
         </div>
-        <div class="field">
-          <label for="user-status">Status</label>
-          <select id="user-status" onChange={(e) => setFilters((f) => ({ ...f, status: (e.target as HTMLSelectElement).value }))}>
-            <option value="">Any</option>
-            {["active", "locked", "deactivated", "deleted"].map((s) => (
-              <option key={s}>{s}</option>
-            ))}
-          </select>
-        </div>
+        <Choice
+          label="Status"
+          id="user-status"
+          value={filters.status}
+          options={[["", "Any"], ...["active", "locked", "deactivated", "deleted"].map((v): [string, string] => [v, v])]}
+          onChange={(status) => (setPage(1), setFilters((f) => ({ ...f, status })))}
+        />
         <div class="field">
           <label for="user-role">Role</label>
           <input id="user-role" onChange={(e) => setFilters((f) => ({ ...f, role: (e.target as HTMLInputElement).value }))} />
         </div>
       </form>
       <ErrorMessage error={error} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">User</th>
-            <th scope="col">Roles</th>
-            <th scope="col">Status</th>
-            <th scope="col">Actions</th>
-          </tr>
-        </thead>
-        <tbody>
-          {users?.items.map((u) => (
-            <tr key={u.id} class="user-row">
-              <td>
-                <strong>{u.username}</strong>
-                <br />
-                <span class="muted small">{u.email}</span>
-              </td>
-              <td>{u.roles.join(", ")}</td>
-              <td>
-                {u.status}
-                {u.lockedUntil ? ` until ${formatDate(u.lockedUntil)}` : ""}
-              </td>
-              <td>
-                <div class="actions">
-                {u.roles.includes("Admin") ? (
-                  <button type="button" class="small" onClick={() => act(u, "DELETE", "/roles/Admin")}>
-                    Remove Admin
-                  </button>
-                ) : (
-                  <button type="button" class="small" onClick={() => act(u, "POST", "/roles/Admin")}>
-                    Make Admin
-                  </button>
-                )}
-                {u.status === "locked" ? (
-                  <button type="button" class="small" onClick={() => act(u, "POST", "/unlock")}>
-                    Unlock
-                  </button>
-                ) : (
-                  <button
-                    type="button"
-                    class="small"
-                    onClick={() => {
-                      const minutes = Number(prompt("Lock for how many minutes?", "60"));
-                      if (minutes > 0) act(u, "POST", "/lock", { minutes });
-                    }}
-                  >
-                    Lock
-                  </button>
-                )}
-                {u.status === "deactivated" ? (
-                  <button type="button" class="small" onClick={() => act(u, "POST", "/activate")}>
-                    Activate
-                  </button>
-                ) : (
-                  <button type="button" class="small" onClick={() => act(u, "POST", "/deactivate")}>
-                    Deactivate
-                  </button>
-                )}
-                <button type="button" class="small" aria-expanded={limitsFor === u.id} onClick={() => setLimitsFor(limitsFor === u.id ? null : u.id)}>
-                  Limits
+      <Table headings={["User", "Roles", "Status", "Actions"]}>
+        {users?.items.map((u) => (
+          <tr key={u.id} class="user-row">
+            <td>
+              <strong>{u.username}</strong>
+              <br />
+              <span class="muted small">{u.email}</span>
+            </td>
+            <td>{u.roles.join(", ")}</td>
+            <td>
+              {u.status}
+              {u.lockedUntil ? ` until ${formatDate(u.lockedUntil)}` : ""}
+            </td>
+            <td>
+              <div class="actions">
+              {u.roles.includes("Admin") ? (
+                <button type="button" class="small" onClick={() => act(u, "DELETE", "/roles/Admin")}>
+                  Remove Admin
                 </button>
-                {u.status === "deleted" ? (
-                  <>
-                    <button type="button" class="small" onClick={() => act(u, "POST", "/restore")}>
-                      Restore
-                    </button>
-                    <button type="button" class="small danger" onClick={() => confirm(`Erase ${u.username} and all their data for good?`) && act(u, "DELETE", "?hard=true")}>
-                      Erase
-                    </button>
-                  </>
-                ) : (
-                  <button type="button" class="small danger" onClick={() => act(u, "DELETE", "")}>
-                    Delete
+              ) : (
+                <button type="button" class="small" onClick={() => act(u, "POST", "/roles/Admin")}>
+                  Make Admin
+                </button>
+              )}
+              {u.status === "locked" ? (
+                <button type="button" class="small" onClick={() => act(u, "POST", "/unlock")}>
+                  Unlock
+                </button>
+              ) : (
+                <button
+                  type="button"
+                  class="small"
+                  onClick={() => {
+                    const minutes = Number(prompt("Lock for how many minutes?", "60"));
+                    if (minutes > 0) act(u, "POST", "/lock", { minutes });
+                  }}
+                >
+                  Lock
+                </button>
+              )}
+              {u.status === "deactivated" ? (
+                <button type="button" class="small" onClick={() => act(u, "POST", "/activate")}>
+                  Activate
+                </button>
+              ) : (
+                <button type="button" class="small" onClick={() => act(u, "POST", "/deactivate")}>
+                  Deactivate
+                </button>
+              )}
+              <button type="button" class="small" aria-expanded={limitsFor === u.id} onClick={() => setLimitsFor(limitsFor === u.id ? null : u.id)}>
+                Limits
+              </button>
+              {u.status === "deleted" ? (
+                <>
+                  <button type="button" class="small" onClick={() => act(u, "POST", "/restore")}>
+                    Restore
                   </button>
-                )}
-                </div>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+                  <button type="button" class="small danger" onClick={() => confirm(`Erase ${u.username} and all their data for good?`) && act(u, "DELETE", "?hard=true")}>
+                    Erase
+                  </button>
+                </>
+              ) : (
+                <button type="button" class="small danger" onClick={() => act(u, "DELETE", "")}>
+                  Delete
+                </button>
+              )}
+              </div>
+            </td>
+          </tr>
+        ))}
+      </Table>
       {users && <Pager page={page} total={users.total} pageSize={users.pageSize} setPage={setPage} />}
       {limitsFor && <UserLimits key={limitsFor} id={limitsFor} />}
     </section>
@@ -292,37 +280,27 @@ function Models() {
     <section aria-label="Models">
       <h2>Installed</h2>
       <ErrorMessage error={error} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Model</th>
-            <th scope="col">Size</th>
-            <th scope="col">State</th>
-            <th scope="col">Actions</th>
+      <Table headings={["Model", "Size", "State", "Actions"]}>
+        {installed?.items.map((m) => (
+          <tr key={m.name}>
+            <td>{m.name}</td>
+            <td>{(m.store.size / 1e6).toFixed(0)} MB</td>
+            <td>
+              {m.loaded ? "loaded" : "idle"}
+              {m.catalogued ? "" : " · not catalogued"}
+            </td>
+            <td>
+              <button
+                type="button"
+                class="small danger"
+                onClick={() => confirm(`Remove ${m.name}'s files?`) && api("DELETE", `/api/admin/models/${encodeURIComponent(m.name)}/files`).then(reload, (e) => toast(e.message))}
+              >
+                Remove files
+              </button>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {installed?.items.map((m) => (
-            <tr key={m.name}>
-              <td>{m.name}</td>
-              <td>{(m.store.size / 1e6).toFixed(0)} MB</td>
-              <td>
-                {m.loaded ? "loaded" : "idle"}
-                {m.catalogued ? "" : " · not catalogued"}
-              </td>
-              <td>
-                <button
-                  type="button"
-                  class="small danger"
-                  onClick={() => confirm(`Remove ${m.name}'s files?`) && api("DELETE", `/api/admin/models/${encodeURIComponent(m.name)}/files`).then(reload, (e) => toast(e.message))}
-                >
-                  Remove files
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
       <h2>Install</h2>
       <form
         class="row"
@@ -413,51 +391,42 @@ function Tags() {
         ))}
       </ul>
       <h2>Entries</h2>
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Model</th>
-            <th scope="col">Tags</th>
-            <th scope="col">Add a tag</th>
+      <Table headings={["Model", "Tags", "Add a tag"]}>
+        {catalogue?.items.map((m) => (
+          <tr key={m.name}>
+            <td>{m.name}</td>
+            <td>
+              {(m.tags ?? []).map((t) => (
+                <span class="chip" key={t}>
+                  {t}
+                  <button type="button" class="ghost small" aria-label={`Remove ${t} from ${m.name}`} onClick={() => run(api("DELETE", `/api/admin/models/${encodeURIComponent(m.name)}/tags/${encodeURIComponent(t)}`))}>
+                    ×
+                  </button>
+                </span>
+              ))}
+            </td>
+            <td>
+              <label class="visually-hidden" for={`tag-${m.name}`}>
+                Tag for {m.name}
+              </label>
+              <select
+                id={`tag-${m.name}`}
+                onChange={(e) => {
+                  const tag = (e.target as HTMLSelectElement).value;
+                  if (tag) run(api("POST", `/api/admin/models/${encodeURIComponent(m.name)}/tags`, { tags: [tag] }));
+                }}
+              >
+                <option value="">—</option>
+                {tags?.items
+                  .filter((t) => !(m.tags ?? []).includes(t.name))
+                  .map((t) => (
+                    <option key={t.id}>{t.name}</option>
+                  ))}
+              </select>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {catalogue?.items.map((m) => (
-            <tr key={m.name}>
-              <td>{m.name}</td>
-              <td>
-                {(m.tags ?? []).map((t) => (
-                  <span class="chip" key={t}>
-                    {t}
-                    <button type="button" class="ghost small" aria-label={`Remove ${t} from ${m.name}`} onClick={() => run(api("DELETE", `/api/admin/models/${encodeURIComponent(m.name)}/tags/${encodeURIComponent(t)}`))}>
-                      ×
-                    </button>
-                  </span>
-                ))}
-              </td>
-              <td>
-                <label class="visually-hidden" for={`tag-${m.name}`}>
-                  Tag for {m.name}
-                </label>
-                <select
-                  id={`tag-${m.name}`}
-                  onChange={(e) => {
-                    const tag = (e.target as HTMLSelectElement).value;
-                    if (tag) run(api("POST", `/api/admin/models/${encodeURIComponent(m.name)}/tags`, { tags: [tag] }));
-                  }}
-                >
-                  <option value="">—</option>
-                  {tags?.items
-                    .filter((t) => !(m.tags ?? []).includes(t.name))
-                    .map((t) => (
-                      <option key={t.id}>{t.name}</option>
-                    ))}
-                </select>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }
@@ -498,14 +467,13 @@ function Audit() {
           <label for="audit-target">Target id</label>
           <input id="audit-target" onChange={set("target")} />
         </div>
-        <div class="field">
-          <label for="audit-outcome">Outcome</label>
-          <select id="audit-outcome" onChange={set("outcome")}>
-            <option value="">Any</option>
-            <option>success</option>
-            <option>failure</option>
-          </select>
-        </div>
+        <Choice
+          label="Outcome"
+          id="audit-outcome"
+          value={filters.outcome}
+          options={[["", "Any"], ["success", "success"], ["failure", "failure"]]}
+          onChange={(outcome) => (setPage(1), setFilters((f) => ({ ...f, outcome })))}
+        />
         <div class="field">
           <label for="audit-from">From</label>
           <input id="audit-from" type="datetime-local" onChange={set("from")} />
@@ -516,32 +484,20 @@ function Audit() {
         </div>
       </form>
       <ErrorMessage error={error} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">When</th>
-            <th scope="col">Action</th>
-            <th scope="col">Actor</th>
-            <th scope="col">Target</th>
-            <th scope="col">Outcome</th>
-            <th scope="col">Detail</th>
+      <Table headings={["When", "Action", "Actor", "Target", "Outcome", "Detail"]}>
+        {entries?.items.map((a) => (
+          <tr key={a.id} class="audit-row">
+            <td>{formatDate(a.at)}</td>
+            <td>{a.action}</td>
+            <td class="small">{a.actor ?? "—"}</td>
+            <td class="small">{a.target ?? "—"}</td>
+            <td>{a.outcome}</td>
+            <td class="small">
+              <code>{JSON.stringify(a.detail)}</code>
+            </td>
           </tr>
-        </thead>
-        <tbody>
-          {entries?.items.map((a) => (
-            <tr key={a.id} class="audit-row">
-              <td>{formatDate(a.at)}</td>
-              <td>{a.action}</td>
-              <td class="small">{a.actor ?? "—"}</td>
-              <td class="small">{a.target ?? "—"}</td>
-              <td>{a.outcome}</td>
-              <td class="small">
-                <code>{JSON.stringify(a.detail)}</code>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
       {entries && <Pager page={page} total={entries.total} pageSize={entries.pageSize} setPage={setPage} />}
     </section>
   );
@@ -552,35 +508,24 @@ function Usage() {
   const [usage, error] = useLoad(() => api<{ items: UsageRow[] }>("GET", `/api/admin/usage${query({ groupBy })}`), [groupBy]);
   return (
     <section aria-label="Usage">
-      <div class="field">
-        <label for="group-by">Tokens per</label>
-        <select id="group-by" value={groupBy} onChange={(e) => setGroupBy((e.target as HTMLSelectElement).value)}>
-          <option value="day">Day</option>
-          <option value="model">Model</option>
-          <option value="user">User</option>
-          <option value="key">API key</option>
-        </select>
-      </div>
+      <Choice
+        label="Tokens per"
+        id="group-by"
+        value={groupBy}
+        options={[["day", "Day"], ["model", "Model"], ["user", "User"], ["key", "API key"]]}
+        onChange={setGroupBy}
+      />
       <ErrorMessage error={error} />
       {usage && <UsageChart rows={usage.items.map((r) => ({ ...r, model: groupBy === "day" ? "all models" : null }))} />}
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">{groupBy}</th>
-            <th scope="col">Generations</th>
-            <th scope="col">Tokens</th>
+      <Table headings={[groupBy, "Generations", "Tokens"]}>
+        {usage?.items.map((r) => (
+          <tr key={r.key}>
+            <td>{r.key}</td>
+            <td>{r.requests}</td>
+            <td>{r.totalTokens}</td>
           </tr>
-        </thead>
-        <tbody>
-          {usage?.items.map((r) => (
-            <tr key={r.key}>
-              <td>{r.key}</td>
-              <td>{r.requests}</td>
-              <td>{r.totalTokens}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </section>
   );
 }

@@ -5,7 +5,7 @@ import { useRoute } from "preact-iso";
 import { useState } from "preact/hooks";
 import { api, query } from "../api";
 import type { ModelCard, Page as Paged } from "../types";
-import { ErrorMessage, Page, useLoad } from "../ui";
+import { Choice, ErrorMessage, Page, useLoad } from "../ui";
 
 interface Tag {
   id: string;
@@ -29,7 +29,7 @@ function Catalogue() {
     }
     return api<Paged<ModelCard>>("GET", `/api/explore/models${query({ ...filters, pageSize: 100 })}`);
   }, [JSON.stringify(filters), search.q, search.mode]);
-  const set = (key: keyof typeof filters) => (e: Event) => setFilters((f) => ({ ...f, [key]: (e.target as HTMLSelectElement).value }));
+  const set = (key: keyof typeof filters) => (value: string) => setFilters((f) => ({ ...f, [key]: value }));
   return (
     <Page title="Explore models">
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
@@ -37,51 +37,41 @@ function Catalogue() {
           <label for="model-search">Search</label>
           <input id="model-search" type="search" value={search.q} placeholder="e.g. small chat model" onInput={(e) => setSearch((s) => ({ ...s, q: (e.target as HTMLInputElement).value }))} />
         </div>
-        <div class="field">
-          <label for="mode">Search by</label>
-          <select id="mode" value={search.mode} onChange={(e) => setSearch((s) => ({ ...s, mode: (e.target as HTMLSelectElement).value }))}>
-            <option value="hybrid">Words and meaning</option>
-            <option value="text">Words</option>
-            <option value="semantic">Meaning</option>
-          </select>
-        </div>
-        <div class="field">
-          <label for="capability">Capability</label>
-          <select id="capability" value={filters.capability} onChange={set("capability")}>
-            <option value="">Any</option>
-            <option value="chat">Chat</option>
-            <option value="completion">Completion</option>
-            <option value="embedding">Embedding</option>
-          </select>
-        </div>
-        <div class="field">
-          <label for="tag">Tag</label>
-          <select id="tag" value={filters.tag} onChange={set("tag")}>
-            <option value="">Any</option>
-            {tags?.items.map((t) => (
-              <option key={t.id} value={t.name}>
-                {t.name} ({t.models})
-              </option>
-            ))}
-          </select>
-        </div>
-        <div class="field">
-          <label for="installed">Installed</label>
-          <select id="installed" value={filters.installed} onChange={set("installed")}>
-            <option value="">Any</option>
-            <option value="true">Installed</option>
-            <option value="false">Not installed</option>
-          </select>
-        </div>
-        <div class="field">
-          <label for="sort">Sort</label>
-          <select id="sort" value={filters.sort} onChange={set("sort")}>
-            <option value="name">Name</option>
-            <option value="size">Size</option>
-            <option value="newest">Newest</option>
-            <option value="popularity">Most used</option>
-          </select>
-        </div>
+        <Choice
+          label="Search by"
+          id="mode"
+          value={search.mode}
+          options={[["hybrid", "Words and meaning"], ["text", "Words"], ["semantic", "Meaning"]]}
+          onChange={(mode) => setSearch((s) => ({ ...s, mode }))}
+        />
+        <Choice
+          label="Capability"
+          id="capability"
+          value={filters.capability}
+          options={[["", "Any"], ["chat", "Chat"], ["completion", "Completion"], ["embedding", "Embedding"]]}
+          onChange={set("capability")}
+        />
+        <Choice
+          label="Tag"
+          id="tag"
+          value={filters.tag}
+          options={[["", "Any"], ...(tags?.items ?? []).map((t): [string, string] => [t.name, `${t.name} (${t.models})`])]}
+          onChange={set("tag")}
+        />
+        <Choice
+          label="Installed"
+          id="installed"
+          value={filters.installed}
+          options={[["", "Any"], ["true", "Installed"], ["false", "Not installed"]]}
+          onChange={set("installed")}
+        />
+        <Choice
+          label="Sort"
+          id="sort"
+          value={filters.sort}
+          options={[["name", "Name"], ["size", "Size"], ["newest", "Newest"], ["popularity", "Most used"]]}
+          onChange={set("sort")}
+        />
       </form>
       {search.q.trim() && <p class="muted small">Search ignores the filters.</p>}
       <ErrorMessage error={error} />

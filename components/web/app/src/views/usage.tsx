@@ -1,6 +1,8 @@
 // Token usage as a bar chart (one bar a day, stacked by model) and a table;
 // plain DOM and CSS, no chart library.
 
+import { Table } from "../ui";
+
 export interface UsageRow {
   day?: string;
   key?: string;
@@ -45,28 +47,17 @@ export function UsageTable({ rows }: { rows: UsageRow[] }) {
   return (
     <>
       <UsageChart rows={rows} />
-      <table>
-        <thead>
-          <tr>
-            <th scope="col">Day</th>
-            <th scope="col">Model</th>
-            <th scope="col">Generations</th>
-            <th scope="col">Prompt tokens</th>
-            <th scope="col">Answer tokens</th>
+      <Table headings={["Day", "Model", "Generations", "Prompt tokens", "Answer tokens"]}>
+        {rows.map((r) => (
+          <tr key={`${r.day ?? r.key}-${r.model}`}>
+            <td>{r.day ?? r.key}</td>
+            <td>{r.model ?? "—"}</td>
+            <td>{r.requests}</td>
+            <td>{r.promptTokens}</td>
+            <td>{r.completionTokens}</td>
           </tr>
-        </thead>
-        <tbody>
-          {rows.map((r) => (
-            <tr key={`${r.day ?? r.key}-${r.model}`}>
-              <td>{r.day ?? r.key}</td>
-              <td>{r.model ?? "—"}</td>
-              <td>{r.requests}</td>
-              <td>{r.promptTokens}</td>
-              <td>{r.completionTokens}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+        ))}
+      </Table>
     </>
   );
 }
