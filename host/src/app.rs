@@ -307,6 +307,12 @@ fn grants(
         &def.key_value_stores,
         capabilities.kv.names().collect(),
     )?;
+    check("blobs", &def.blobs, capabilities.blobs.names().collect())?;
+    check(
+        "vector_indexes",
+        &def.vector_indexes,
+        capabilities.vectors.names().collect(),
+    )?;
     Ok(Grants {
         databases: def.databases.iter().cloned().collect(),
         key_value_stores: def.key_value_stores.iter().cloned().collect(),
@@ -315,6 +321,8 @@ fn grants(
         manage_models: def.manage_models,
         mail: def.mail,
         limits: def.limits,
+        blobs: def.blobs.iter().cloned().collect(),
+        vector_indexes: def.vector_indexes.iter().cloned().collect(),
         models: ModelGrants::new(&def.models).map_err(|e| {
             anyhow::anyhow!("{}: component.{id}.models: {e}", manifest.path.display())
         })?,

@@ -259,6 +259,12 @@ pub struct ComponentDef {
     /// budgets (the `limits` capability; the auth service only).
     #[serde(default)]
     pub limits: bool,
+    /// Blob buckets the component may open (the `blobs` capability).
+    #[serde(default)]
+    pub blobs: Vec<String>,
+    /// Vector indexes the component may open (the `vectors` capability).
+    #[serde(default)]
+    pub vector_indexes: Vec<String>,
     /// Outbound HTTP destinations (`https://api.example.com`, `http://127.0.0.1:*`).
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,

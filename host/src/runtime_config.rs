@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
+use crate::capabilities::blobs::BucketConfig;
 use crate::capabilities::inference::InferenceConfig;
 use crate::capabilities::kv::StoreConfig;
 use crate::capabilities::limits::LimitsConfig;
@@ -17,6 +18,7 @@ use crate::capabilities::mail::MailConfig;
 use crate::capabilities::queue::QueueConfig;
 use crate::capabilities::sql::DatabaseConfig;
 use crate::capabilities::tokens::AuthConfig;
+use crate::capabilities::vectors::IndexConfig;
 use crate::gateway::cors::CorsConfig;
 use crate::gateway::rate_limit::RateLimitConfig;
 use crate::units::ByteSize;
@@ -37,6 +39,10 @@ pub struct RuntimeConfig {
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// `[key_value_stores.<name>]`: stores (`default` is in-process unless set).
     pub key_value_stores: BTreeMap<String, StoreConfig>,
+    /// `[blobs.<name>]`: blob buckets (`default` is a directory unless set).
+    pub blobs: BTreeMap<String, BucketConfig>,
+    /// `[vector_indexes.<name>]`: vector indexes (`default` always exists).
+    pub vector_indexes: BTreeMap<String, IndexConfig>,
     /// `[queue]`: the message queue backend and retry policy.
     pub queue: QueueConfig,
     /// `[auth]`: how bearer tokens are signed and verified, where API keys

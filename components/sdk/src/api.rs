@@ -407,3 +407,35 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     let since = at.duration_since(std::time::UNIX_EPOCH).ok()?;
     i64::try_from(since.as_millis()).ok()
 }
+
+/// Gives a capability's generated error type `status()` (the HTTP status a
+/// handler answers with), `detail()` (the host's explanation) and
+/// `From<Error> for ApiError` (503s ask the client to retry in 5 s), from
+/// one table of variants and statuses.
+macro_rules! capability_error {
+    ($error:ty, $title:literal, { $($variant:ident => $status:literal),+ $(,)? }) => {
+        impl $error {
+            /// The HTTP status this error answers with.
+            pub fn status(&self) -> u16 {
+                match self {
+                    $(Self::$variant(_) => $status,)+
+                }
+            }
+
+            /// The host's explanation.
+            pub fn detail(&self) -> &str {
+                match self {
+                    $(Self::$variant(detail) => detail,)+
+                }
+            }
+        }
+
+        impl From<$error> for $crate::api::ApiError {
+            fn from(e: $error) -> Self {
+                let error = $crate::api::ApiError::new(e.status(), $title, e.detail());
+                if e.status() == 503 { error.retry_after(5) } else { error }
+            }
+        }
+    };
+}
+pub(crate) use capability_error;

@@ -12,13 +12,14 @@
 //!   helper), [`queue`] (publish, audit events), [`variables`], [`tokens`] (issue and
 //!   revoke credentials), [`inference`] (generation and embeddings on the
 //!   host's llama.cpp engine), [`limits`] (model access and token budgets), [`usage`] (what a generation or embedding
-//!   costs the caller, published to `usage.recorded`), [`mail`] (SMTP) and
-//!   [`page`] (pagination). [`sse`] streams Server-Sent Events;
+//!   costs the caller, published to `usage.recorded`), [`mail`] (SMTP), [`blobs`] (files by key),
+//!   [`vectors`] (similarity search) and [`page`] (pagination). [`sse`] streams Server-Sent Events;
 //!   [`fulltext`] turns typed text into FTS5 / tsquery queries;
 //!   [`worker`] consumes queue topics.
 //!   [`platform`] holds the raw generated bindings.
 
 pub mod api;
+pub mod blobs;
 pub mod cache;
 pub mod fulltext;
 pub mod inference;
@@ -34,6 +35,7 @@ pub mod tokens;
 pub mod usage;
 pub mod validate;
 pub mod variables;
+pub mod vectors;
 pub mod worker;
 
 /// Raw bindings of the `lamina:platform` imports (world `service`).

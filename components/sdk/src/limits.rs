@@ -15,35 +15,13 @@ pub use limits::{
     get_budget, get_models, set_budget, set_models,
 };
 
-impl Error {
-    /// 403 without the grant, 400 for a bad rule, 503 when the rules or
-    /// the counters cannot be reached.
-    pub fn status(&self) -> u16 {
-        match self {
-            Error::AccessDenied(_) => 403,
-            Error::Invalid(_) => 400,
-            Error::Unavailable(_) => 503,
-        }
-    }
-
-    /// The host's explanation.
-    pub fn detail(&self) -> &str {
-        match self {
-            Error::AccessDenied(d) | Error::Invalid(d) | Error::Unavailable(d) => d,
-        }
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let error = ApiError::new(e.status(), "limits error", e.detail());
-        if e.status() == 503 {
-            error.retry_after(5)
-        } else {
-            error
-        }
-    }
-}
+// 403 without the grant, 400 for a bad rule, 503 when the rules or the
+// counters cannot be reached.
+crate::api::capability_error!(Error, "limits error", {
+    AccessDenied => 403,
+    Invalid => 400,
+    Unavailable => 503,
+});
 
 /// Largest budget a body may set.
 const MAX_TOKENS: u64 = 1 << 53;

@@ -14,11 +14,14 @@
 //! | [`inference`] | llama.cpp in-process   | (same, per host)     |
 //! | [`limits`]  | rules and counters in the host database | counters in Redis |
 //! | [`mail`]    | none (not configured)    | SMTP server          |
+//! | [`blobs`]   | files in a directory     | rows in the host database |
+//! | [`vectors`] | host scan of rows in the host database | (same, on PostgreSQL) |
 //!
 //! Backends are built once at start-up ([`Capabilities`]); what a component
 //! may reach is fixed by its manifest entry ([`Grants`]) and checked on every
 //! `open`/`publish`/`get`, so an ungranted name is an error the guest sees.
 
+pub mod blobs;
 pub mod inference;
 pub mod kv;
 pub mod limits;
@@ -28,6 +31,7 @@ pub(crate) mod redis_conn;
 pub mod sql;
 pub mod tokens;
 pub mod variables;
+pub mod vectors;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -49,6 +53,8 @@ pub mod bindings {
             "lamina:platform/sql.transaction": crate::capabilities::sql::Transaction,
             "lamina:platform/kv.store": crate::capabilities::kv::Store,
             "lamina:platform/inference.generation": crate::capabilities::inference::Generation,
+            "lamina:platform/blobs.bucket": crate::capabilities::blobs::Bucket,
+            "lamina:platform/vectors.index": crate::capabilities::vectors::Index,
         },
     });
 }
@@ -70,6 +76,10 @@ pub struct Capabilities {
     pub mail: mail::Mailer,
     /// Model access and token budgets.
     pub limits: Arc<limits::Limits>,
+    /// Named blob buckets.
+    pub blobs: blobs::Buckets,
+    /// Named vector indexes.
+    pub vectors: vectors::Indexes,
 }
 
 /// What one component may use: its manifest entry's grants and its resolved
@@ -92,6 +102,10 @@ pub struct Grants {
     pub mail: bool,
     /// `limits = true`: may change model access and budgets.
     pub limits: bool,
+    /// `blobs = [...]`: buckets it may open.
+    pub blobs: BTreeSet<String>,
+    /// `vector_indexes = [...]`: vector indexes it may open.
+    pub vector_indexes: BTreeSet<String>,
     /// `[component.<id>.variables]`, resolved.
     pub variables: variables::ComponentVariables,
 }
@@ -137,6 +151,8 @@ impl Capabilities {
             .get(&config.auth.api_key_database)
             .expect("the host database is always open");
         let limits = limits::Limits::open(&config.limits, host, breaker).await?;
+        let blobs = blobs::Buckets::open(&config.blobs, host, &config.data.dir).await?;
+        let vectors = vectors::Indexes::open(&config.vector_indexes, host).await?;
         Ok(Capabilities {
             sql,
             kv,
@@ -145,6 +161,8 @@ impl Capabilities {
             inference: Arc::new(inference),
             mail,
             limits: Arc::new(limits),
+            blobs,
+            vectors,
         })
     }
 }
@@ -296,6 +314,8 @@ pub fn add_to_linker<T: Send + 'static>(
     platform::inference::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::mail::add_to_linker::<T, HasCapabilities>(linker, view)?;
     platform::limits::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::blobs::add_to_linker::<T, HasCapabilities>(linker, view)?;
+    platform::vectors::add_to_linker::<T, HasCapabilities>(linker, view)?;
     Ok(())
 }
 

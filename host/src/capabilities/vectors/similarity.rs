@@ -1,0 +1,153 @@
+//! The arithmetic of a brute-force search: unit vectors, a dot product
+//! the compiler vectorises (eight independent sums), and a bounded top-k.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// `v` scaled to length 1, or `None` for a zero or non-finite vector.
+pub fn normalized(v: &[f32]) -> Option<Vec<f32>> {
+    if v.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    let norm = dot(v, v).sqrt();
+    (norm > f32::EPSILON).then(|| v.iter().map(|x| x / norm).collect())
+}
+
+/// The dot product: cosine similarity for unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0f32; 8];
+    let (a8, a_rest) = a.as_chunks::<8>();
+    let (b8, b_rest) = b.as_chunks::<8>();
+    for (x, y) in a8.iter().zip(b8) {
+        for i in 0..8 {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    sums.iter().sum::<f32>() + tail
+}
+
+/// Little-endian `f32`s, as stored.
+pub fn encode(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The inverse of [`encode`]; `None` if the bytes are not `dim` floats.
+pub fn decode(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
+    (bytes.len() == dim * 4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
+/// A scored candidate; ordered by score, worst first in the heap.
+struct Scored<T> {
+    score: f32,
+    item: T,
+}
+
+impl<T> PartialEq for Scored<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.score == other.score
+    }
+}
+impl<T> Eq for Scored<T> {}
+impl<T> PartialOrd for Scored<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Scored<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: the heap's top is the lowest score, the one to evict.
+        other.score.total_cmp(&self.score)
+    }
+}
+
+/// The `k` best items offered, at least `min_score`.
+pub struct TopK<T> {
+    k: usize,
+    min_score: f32,
+    heap: BinaryHeap<Scored<T>>,
+}
+
+impl<T> TopK<T> {
+    pub fn new(k: usize, min_score: f32) -> Self {
+        TopK {
+            k,
+            min_score,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// Whether a candidate with `score` would be kept (so it is only built then).
+    pub fn admits(&self, score: f32) -> bool {
+        score >= self.min_score
+            && (self.heap.len() < self.k || self.heap.peek().is_some_and(|w| score > w.score))
+    }
+
+    pub fn offer(&mut self, score: f32, item: T) {
+        if self.admits(score) {
+            self.heap.push(Scored { score, item });
+            if self.heap.len() > self.k {
+                self.heap.pop();
+            }
+        }
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<(f32, T)> {
+        // `into_sorted_vec` is ascending by `Ord`, which is reversed score.
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|s| (s.score, s.item))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_the_plain_sum_at_every_length() {
+        for n in [1, 7, 8, 9, 384] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!(
+                (dot(&a, &b) - plain).abs() < 1e-3 * plain.abs().max(1.0),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn unit_vectors_and_their_bytes() {
+        let v = normalized(&[3.0, 4.0]).unwrap();
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert!(normalized(&[0.0, 0.0]).is_none());
+        assert!(normalized(&[f32::NAN]).is_none());
+        assert_eq!(decode(&encode(&v), 2).unwrap(), v);
+        assert!(decode(&encode(&v), 3).is_none());
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_above_the_floor_best_first() {
+        let mut top = TopK::new(2, 0.1);
+        for (score, id) in [
+            (0.5, "a"),
+            (0.05, "low"),
+            (0.9, "b"),
+            (0.7, "c"),
+            (0.2, "d"),
+        ] {
+            top.offer(score, id);
+        }
+        let ids: Vec<_> = top.into_sorted().into_iter().map(|(_, id)| id).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+}

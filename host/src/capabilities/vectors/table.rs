@@ -1,0 +1,289 @@
+//! Vectors as rows of `lamina_vectors` in the host database, searched by a
+//! scan in the host: keyset pages of 1000 rows (the database's row cap
+//! stays far away), each row scored as it arrives, a bounded top-k kept.
+
+use crate::capabilities::bindings::lamina::platform::sql::Value;
+use crate::capabilities::sql::Database;
+
+use super::similarity::{self, TopK};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS lamina_vectors (
+        idx TEXT NOT NULL, id TEXT NOT NULL, owner TEXT NOT NULL, collection TEXT NOT NULL,
+        dim BIGINT NOT NULL, data {blob} NOT NULL, metadata TEXT, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (idx, id))",
+    "CREATE INDEX IF NOT EXISTS lamina_vectors_owner ON lamina_vectors (idx, owner, collection, id)",
+];
+
+/// Rows read per page of a scan.
+const PAGE: i64 = 1000;
+/// Rows written per statement.
+const BATCH: usize = 100;
+
+/// What the table reports when it fails.
+#[derive(Debug)]
+pub enum TableError {
+    Unavailable(String),
+    Invalid(String),
+}
+
+fn unavailable(e: impl std::fmt::Debug) -> TableError {
+    TableError::Unavailable(format!("the vector table cannot be reached: {e:?}"))
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+/// A vector to store, already normalised.
+pub struct Row {
+    pub id: String,
+    pub vector: Vec<f32>,
+    pub metadata: Option<String>,
+}
+
+/// A search result.
+pub struct Found {
+    pub id: String,
+    pub collection: String,
+    pub score: f32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Table {
+    db: Database,
+    index: String,
+    /// `COLLATE "C"` on PostgreSQL, so ids page in the same order as on SQLite.
+    collate: &'static str,
+}
+
+impl Table {
+    pub async fn open(db: Database, index: &str) -> anyhow::Result<Table> {
+        let (blob, collate) = match db.dialect_name() {
+            "postgres" => ("BYTEA", " COLLATE \"C\""),
+            _ => ("BLOB", ""),
+        };
+        for statement in SCHEMA {
+            db.execute(&statement.replace("{blob}", blob), vec![])
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create the vector table: {e:?}"))?;
+        }
+        Ok(Table {
+            db,
+            index: index.to_owned(),
+            collate,
+        })
+    }
+
+    /// The index's dimension: that of any stored vector (none stored: any).
+    pub async fn dimension(&self) -> Result<Option<usize>, TableError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT dim FROM lamina_vectors WHERE idx = $1 LIMIT 1",
+                vec![text(&self.index)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.rows.first().and_then(|row| match row.first() {
+            Some(Value::Int(dim)) => Some(*dim as usize),
+            _ => None,
+        }))
+    }
+
+    pub async fn upsert(
+        &self,
+        owner: &str,
+        collection: &str,
+        rows: Vec<Row>,
+    ) -> Result<(), TableError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        for batch in rows.chunks(BATCH) {
+            let mut values = Vec::with_capacity(batch.len() * 8);
+            let mut tuples = Vec::with_capacity(batch.len());
+            for (i, row) in batch.iter().enumerate() {
+                let n = i * 8;
+                tuples.push(format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5,
+                    n + 6,
+                    n + 7,
+                    n + 8
+                ));
+                values.extend([
+                    text(&self.index),
+                    text(&row.id),
+                    text(owner),
+                    text(collection),
+                    Value::Int(row.vector.len() as i64),
+                    Value::Blob(similarity::encode(&row.vector)),
+                    row.metadata.as_deref().map_or(Value::Null, text),
+                    Value::Int(now),
+                ]);
+            }
+            let statement = format!(
+                "INSERT INTO lamina_vectors (idx, id, owner, collection, dim, data, metadata, updated_at)
+                 VALUES {} ON CONFLICT (idx, id) DO UPDATE SET owner = excluded.owner,
+                 collection = excluded.collection, dim = excluded.dim, data = excluded.data,
+                 metadata = excluded.metadata, updated_at = excluded.updated_at
+                 WHERE lamina_vectors.owner = excluded.owner",
+                tuples.join(", ")
+            );
+            self.db
+                .execute(&statement, values)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, ids: &[String]) -> Result<u64, TableError> {
+        let mut deleted = 0;
+        for batch in ids.chunks(BATCH) {
+            let marks: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+            let mut values = vec![text(&self.index)];
+            values.extend(batch.iter().map(|id| text(id)));
+            deleted += self
+                .db
+                .execute(
+                    &format!(
+                        "DELETE FROM lamina_vectors WHERE idx = $1 AND id IN ({})",
+                        marks.join(", ")
+                    ),
+                    values,
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(deleted)
+    }
+
+    pub async fn delete_owner(
+        &self,
+        owner: &str,
+        collection: Option<&str>,
+    ) -> Result<u64, TableError> {
+        let (statement, mut values) = (
+            "DELETE FROM lamina_vectors WHERE idx = $1 AND owner = $2",
+            vec![text(&self.index), text(owner)],
+        );
+        let statement = match collection {
+            Some(c) => {
+                values.push(text(c));
+                format!("{statement} AND collection = $3")
+            }
+            None => statement.to_owned(),
+        };
+        self.db
+            .execute(&statement, values)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn count(&self, owner: &str, collection: &str) -> Result<u64, TableError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT count(*) FROM lamina_vectors WHERE idx = $1 AND owner = $2 AND collection = $3",
+                vec![text(&self.index), text(owner), text(collection)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(match rows.rows.first().and_then(|r| r.first()) {
+            Some(Value::Int(n)) => *n as u64,
+            _ => 0,
+        })
+    }
+
+    /// The `k` vectors of `owner` in `collections` nearest `query` (a unit
+    /// vector), scanning at most `max_scan` rows.
+    pub async fn search(
+        &self,
+        owner: &str,
+        collections: &[String],
+        query: &[f32],
+        k: usize,
+        min_score: f32,
+        max_scan: usize,
+    ) -> Result<(Vec<Found>, usize), TableError> {
+        let c = self.collate;
+        let marks: Vec<String> = (0..collections.len())
+            .map(|i| format!("${}", i + 5))
+            .collect();
+        let statement = format!(
+            "SELECT id, collection, data, metadata FROM lamina_vectors
+             WHERE idx = $1 AND owner = $2 AND id{c} > $3 AND collection IN ({})
+             ORDER BY id{c} LIMIT $4",
+            marks.join(", ")
+        );
+        let mut top = TopK::new(k, min_score);
+        let mut after = String::new();
+        let mut scanned = 0;
+        loop {
+            let mut values = vec![
+                text(&self.index),
+                text(owner),
+                text(&after),
+                Value::Int(PAGE),
+            ];
+            values.extend(collections.iter().map(|c| text(c)));
+            let page = self
+                .db
+                .query(&statement, values)
+                .await
+                .map_err(unavailable)?;
+            let count = page.rows.len();
+            scanned += count;
+            if scanned > max_scan {
+                return Err(TableError::Invalid(format!(
+                    "the search would scan more than {max_scan} vectors (the index's `max_scan`)"
+                )));
+            }
+            for row in page.rows {
+                let mut row = row.into_iter();
+                let (
+                    Some(Value::Text(id)),
+                    Some(Value::Text(collection)),
+                    Some(Value::Blob(data)),
+                    metadata,
+                ) = (row.next(), row.next(), row.next(), row.next())
+                else {
+                    continue;
+                };
+                let score = similarity::decode(&data, query.len())
+                    .map_or(f32::MIN, |v| similarity::dot(&v, query));
+                if top.admits(score) {
+                    let metadata = match metadata {
+                        Some(Value::Text(m)) => Some(m),
+                        _ => None,
+                    };
+                    top.offer(
+                        score,
+                        Found {
+                            id: id.clone(),
+                            collection,
+                            score,
+                            metadata,
+                        },
+                    );
+                }
+                after = id;
+            }
+            if count < PAGE as usize {
+                break;
+            }
+        }
+        Ok((
+            top.into_sorted()
+                .into_iter()
+                .map(|(_, found)| found)
+                .collect(),
+            scanned,
+        ))
+    }
+}
