@@ -50,18 +50,32 @@ struct Server {
     start: Box<dyn Fn(u16) -> Result<Child>>,
 }
 
-/// `which`: `http`, `capabilities`, `gateway`, `inference`, `conversation`, `explore`,
+/// `which`: `http`, `capabilities`, `gateway`, `inference`, `conversation`, `explore`, `vectors`,
 /// or all when empty.
 pub fn bench(which: &[String]) -> Result {
     let only = which.first().map(String::as_str);
     if !matches!(
         only,
-        None | Some("http" | "capabilities" | "gateway" | "inference" | "conversation" | "explore")
+        None | Some(
+            "http"
+                | "capabilities"
+                | "gateway"
+                | "inference"
+                | "conversation"
+                | "explore"
+                | "vectors"
+        )
     ) {
         return Err(
-            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation|explore]"
+            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation|explore|vectors]"
                 .into(),
         );
+    }
+    if matches!(only, None | Some("vectors")) {
+        super::bench_vectors::bench()?;
+    }
+    if only == Some("vectors") {
+        return Ok(());
     }
     if matches!(only, None | Some("inference")) {
         super::bench_inference::bench()?;

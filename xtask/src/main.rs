@@ -14,6 +14,7 @@ mod bench_conversation;
 mod bench_explore;
 mod bench_gateway;
 mod bench_inference;
+mod bench_vectors;
 mod clients;
 mod http_client;
 mod models;
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
                  test [ARGS]  start Postgres/Redis if needed, build, run every test (ARGS go to nextest)\n  \
                  lint         cargo fmt --check and clippy -D warnings on everything\n  \
                  models       fetch the default models (gemma3:270m, all-minilm:l6-v2, smollm2:135m) and install them\n  \
-                 bench [http|capabilities|gateway|inference|conversation]  build, then benchmark (docs/benchmarks.md)"
+                 bench [http|capabilities|gateway|inference|conversation|explore|vectors]  build, then benchmark (docs/benchmarks.md)"
             );
             return if command == "help" || command == "--help" {
                 ExitCode::SUCCESS

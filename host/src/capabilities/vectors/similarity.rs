@@ -27,19 +27,32 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
+/// The dot product of a stored vector (little-endian bytes) with `query`,
+/// read in place; `None` if the bytes are not `query.len()` floats.
+pub fn dot_bytes(bytes: &[u8], query: &[f32]) -> Option<f32> {
+    if bytes.len() != query.len() * 4 {
+        return None;
+    }
+    let float = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let mut sums = [0f32; 8];
+    let (b8, b_rest) = bytes.as_chunks::<32>();
+    let (q8, q_rest) = query.as_chunks::<8>();
+    for (b, q) in b8.iter().zip(q8) {
+        for i in 0..8 {
+            sums[i] += float(&b[4 * i..]) * q[i];
+        }
+    }
+    let tail: f32 = b_rest
+        .chunks_exact(4)
+        .zip(q_rest)
+        .map(|(b, q)| float(b) * q)
+        .sum();
+    Some(sums.iter().sum::<f32>() + tail)
+}
+
 /// Little-endian `f32`s, as stored.
 pub fn encode(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// The inverse of [`encode`]; `None` if the bytes are not `dim` floats.
-pub fn decode(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
-    (bytes.len() == dim * 4).then(|| {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    })
 }
 
 /// A scored candidate; ordered by score, worst first in the heap.
@@ -126,13 +139,16 @@ mod tests {
     }
 
     #[test]
-    fn unit_vectors_and_their_bytes() {
+    fn unit_vectors_and_scores_read_from_stored_bytes() {
         let v = normalized(&[3.0, 4.0]).unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
         assert!(normalized(&[0.0, 0.0]).is_none());
         assert!(normalized(&[f32::NAN]).is_none());
-        assert_eq!(decode(&encode(&v), 2).unwrap(), v);
-        assert!(decode(&encode(&v), 3).is_none());
+        let q: Vec<f32> = (0..19).map(|i| i as f32 / 7.0).collect();
+        let stored: Vec<f32> = (0..19).map(|i| 1.0 - i as f32 / 9.0).collect();
+        let in_place = dot_bytes(&encode(&stored), &q).unwrap();
+        assert!((in_place - dot(&stored, &q)).abs() < 1e-4);
+        assert!(dot_bytes(&encode(&stored), &q[..18]).is_none());
     }
 
     #[test]

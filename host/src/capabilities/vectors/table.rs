@@ -1,6 +1,7 @@
 //! Vectors as rows of `lamina_vectors` in the host database, searched by a
 //! scan in the host: keyset pages of 1000 rows (the database's row cap
-//! stays far away), each row scored as it arrives, a bounded top-k kept.
+//! stays far away) per collection, each row scored as it arrives, a
+//! bounded top-k kept.
 
 use crate::capabilities::bindings::lamina::platform::sql::Value;
 use crate::capabilities::sql::Database;
@@ -12,7 +13,8 @@ const SCHEMA: &[&str] = &[
         idx TEXT NOT NULL, id TEXT NOT NULL, owner TEXT NOT NULL, collection TEXT NOT NULL,
         dim BIGINT NOT NULL, data {blob} NOT NULL, metadata TEXT, updated_at BIGINT NOT NULL,
         PRIMARY KEY (idx, id))",
-    "CREATE INDEX IF NOT EXISTS lamina_vectors_owner ON lamina_vectors (idx, owner, collection, id)",
+    // The scan's order: each page is a range of this index, never a sort.
+    "CREATE INDEX IF NOT EXISTS lamina_vectors_scan ON lamina_vectors (idx, owner, collection, id{collate})",
 ];
 
 /// Rows read per page of a scan.
@@ -65,7 +67,10 @@ impl Table {
             _ => ("BLOB", ""),
         };
         for statement in SCHEMA {
-            db.execute(&statement.replace("{blob}", blob), vec![])
+            let statement = statement
+                .replace("{blob}", blob)
+                .replace("{collate}", collate);
+            db.execute(&statement, vec![])
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot create the vector table: {e:?}"))?;
         }
@@ -201,7 +206,8 @@ impl Table {
     }
 
     /// The `k` vectors of `owner` in `collections` nearest `query` (a unit
-    /// vector), scanning at most `max_scan` rows.
+    /// vector), scanning at most `max_scan` rows: each collection in id
+    /// order, a page at a time, each page a range of the scan index.
     pub async fn search(
         &self,
         owner: &str,
@@ -212,70 +218,64 @@ impl Table {
         max_scan: usize,
     ) -> Result<(Vec<Found>, usize), TableError> {
         let c = self.collate;
-        let marks: Vec<String> = (0..collections.len())
-            .map(|i| format!("${}", i + 5))
-            .collect();
         let statement = format!(
-            "SELECT id, collection, data, metadata FROM lamina_vectors
-             WHERE idx = $1 AND owner = $2 AND id{c} > $3 AND collection IN ({})
-             ORDER BY id{c} LIMIT $4",
-            marks.join(", ")
+            "SELECT id, data, metadata FROM lamina_vectors
+             WHERE idx = $1 AND owner = $2 AND collection = $3 AND id{c} > $4
+             ORDER BY id{c} LIMIT $5"
         );
         let mut top = TopK::new(k, min_score);
-        let mut after = String::new();
         let mut scanned = 0;
-        loop {
-            let mut values = vec![
-                text(&self.index),
-                text(owner),
-                text(&after),
-                Value::Int(PAGE),
-            ];
-            values.extend(collections.iter().map(|c| text(c)));
-            let page = self
-                .db
-                .query(&statement, values)
-                .await
-                .map_err(unavailable)?;
-            let count = page.rows.len();
-            scanned += count;
-            if scanned > max_scan {
-                return Err(TableError::Invalid(format!(
-                    "the search would scan more than {max_scan} vectors (the index's `max_scan`)"
-                )));
-            }
-            for row in page.rows {
-                let mut row = row.into_iter();
-                let (
-                    Some(Value::Text(id)),
-                    Some(Value::Text(collection)),
-                    Some(Value::Blob(data)),
-                    metadata,
-                ) = (row.next(), row.next(), row.next(), row.next())
-                else {
-                    continue;
-                };
-                let score = similarity::decode(&data, query.len())
-                    .map_or(f32::MIN, |v| similarity::dot(&v, query));
-                if top.admits(score) {
-                    let metadata = match metadata {
-                        Some(Value::Text(m)) => Some(m),
-                        _ => None,
+        let mut names: Vec<&String> = collections.iter().collect();
+        names.sort();
+        names.dedup();
+        for collection in names {
+            let mut after = String::new();
+            loop {
+                let values = vec![
+                    text(&self.index),
+                    text(owner),
+                    text(collection),
+                    text(&after),
+                    Value::Int(PAGE),
+                ];
+                let page = self
+                    .db
+                    .query(&statement, values)
+                    .await
+                    .map_err(unavailable)?;
+                let count = page.rows.len();
+                scanned += count;
+                if scanned > max_scan {
+                    return Err(TableError::Invalid(format!(
+                        "the search would scan more than {max_scan} vectors (the index's `max_scan`)"
+                    )));
+                }
+                for row in page.rows {
+                    let mut row = row.into_iter();
+                    let (Some(Value::Text(id)), Some(Value::Blob(data)), metadata) =
+                        (row.next(), row.next(), row.next())
+                    else {
+                        continue;
                     };
-                    top.offer(
-                        score,
-                        Found {
+                    let score = similarity::dot_bytes(&data, query).unwrap_or(f32::MIN);
+                    if top.admits(score) {
+                        let metadata = match metadata {
+                            Some(Value::Text(m)) => Some(m),
+                            _ => None,
+                        };
+                        let found = Found {
                             id: id.clone(),
-                            collection,
+                            collection: collection.clone(),
                             score,
                             metadata,
-                        },
-                    );
+                        };
+                        top.offer(score, found);
+                    }
+                    after = id;
                 }
-                after = id;
-            }
-            if count < PAGE as usize {
-                break;
+                if count < PAGE as usize {
+                    break;
+                }
             }
         }
         Ok((
