@@ -131,6 +131,12 @@ async fn blobs_contract(host: &Host, bucket: &str) {
         ok(call(host, "GET", &at("get", "key=u2/a"), None).await).await,
         "other"
     );
+    // An empty prefix would empty the bucket: refused.
+    expect_problem(
+        call(host, "POST", &at("delete-prefix", "prefix="), None).await,
+        400,
+    )
+    .await;
     let deleted = ok(call(host, "POST", &at("delete", "key=u2/a"), None).await).await;
     assert_eq!(deleted["deleted"], true);
     // An empty key is refused.
@@ -268,7 +274,7 @@ async fn vectors_contract(host: &Host) {
     .await;
     assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
     assert_eq!(hits[0]["id"], "b1");
-    // Another owner cannot take over an id.
+    // Ids are each owner's: bob's `a1` is another vector, ann's is unchanged.
     ok(vectors(
         host,
         "upsert",
@@ -291,7 +297,24 @@ async fn vectors_contract(host: &Host) {
         "{hits}"
     );
 
-    // Bad input: another dimension, a zero vector, top-k 0.
+    // One id twice in an upsert: the last one wins.
+    let twice = json!([
+        ["t", axis(8, 6, 7, 0.0), null],
+        ["t", axis(8, 0, 1, 0.0), "last"]
+    ]);
+    ok(vectors(host, "upsert", "default", upsert("ann", "twice", twice)).await).await;
+    let hits = ok(vectors(
+        host,
+        "query",
+        "default",
+        query("ann", json!(["twice"]), 5, None),
+    )
+    .await)
+    .await;
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert_eq!(hits[0]["metadata"], "last");
+
+    // Bad input: another dimension, a zero vector, top-k 0, min-score 2.
     let wrong = vectors(
         host,
         "upsert",
@@ -326,6 +349,8 @@ async fn vectors_contract(host: &Host) {
         400,
     )
     .await;
+    let too_high = query("ann", json!(["notes"]), 3, Some(2.0));
+    expect_problem(vectors(host, "query", "default", too_high).await, 400).await;
 
     // Many vectors: the scan pages through them all (2 500 rows, pages of 1 000).
     for batch in 0..3 {
@@ -365,7 +390,7 @@ async fn vectors_contract(host: &Host) {
         host,
         "delete",
         "default",
-        json!({"ids": ["a2", "a3", "nope"]}),
+        json!({"owner": "ann", "ids": ["a2", "a3", "nope", "b1"]}),
     )
     .await)
     .await;
@@ -389,7 +414,10 @@ async fn vectors_contract(host: &Host) {
     .await;
     assert_eq!(count["count"], 1);
 
-    // An index with a small `max_scan` refuses a search past it.
+    // An index nothing was stored in finds nothing; one with a small
+    // `max_scan` refuses a search past it.
+    let none = ok(vectors(host, "query", "small", query("ann", json!(["c"]), 3, None)).await).await;
+    assert_eq!(none, json!([]));
     let items: Vec<Value> = (0..11)
         .map(|i| json!([format!("s{i}"), axis(8, 0, 1, i as f32), null]))
         .collect();

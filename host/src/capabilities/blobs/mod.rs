@@ -194,6 +194,12 @@ impl Bucket {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, wit::Error> {
+        if prefix.is_empty() {
+            return Err(wit::Error::Invalid(
+                "delete-prefix needs a prefix (an empty one would empty the bucket)".into(),
+            ));
+        }
+        check_text("prefix", prefix)?;
         let result = match &self.backend {
             Backend::Directory(d) => d.delete_prefix(prefix).await,
             Backend::Sql(t) => t.delete_prefix(prefix).await,
@@ -212,6 +218,8 @@ impl Bucket {
                 "limit must be 1 to {MAX_LIST}"
             )));
         }
+        check_text("prefix", prefix)?;
+        check_text("after", after.unwrap_or(""))?;
         let result = match &self.backend {
             Backend::Directory(d) => d.list(prefix, after, limit as usize).await,
             Backend::Sql(t) => t.list(prefix, after, limit as usize).await,
@@ -225,6 +233,15 @@ impl Bucket {
             .increment(1);
         wit::Error::Unavailable(detail)
     }
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), wit::Error> {
+    if text.len() > MAX_KEY_BYTES || text.contains('\0') {
+        return Err(wit::Error::Invalid(format!(
+            "{what} is at most {MAX_KEY_BYTES} bytes without NUL"
+        )));
+    }
+    Ok(())
 }
 
 fn check_key(key: &str) -> Result<(), wit::Error> {

@@ -6,8 +6,10 @@ use crate::capabilities::sql::Database;
 
 use super::{Info, Unavailable};
 
+// Keys compare by bytes on both databases (`COLLATE "C"` on PostgreSQL),
+// so listing pages along the primary key.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS lamina_blobs (
-    bucket TEXT NOT NULL, key TEXT NOT NULL, data {blob} NOT NULL,
+    bucket TEXT NOT NULL, key TEXT{collate} NOT NULL, data {blob} NOT NULL,
     size BIGINT NOT NULL, updated_at BIGINT NOT NULL,
     PRIMARY KEY (bucket, key))";
 
@@ -15,8 +17,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS lamina_blobs (
 pub struct Table {
     db: Database,
     bucket: String,
-    /// `COLLATE "C"` on PostgreSQL, so keys sort by bytes as on SQLite.
-    collate: &'static str,
 }
 
 fn unavailable(e: impl std::fmt::Debug) -> Unavailable {
@@ -33,13 +33,13 @@ impl Table {
             "postgres" => ("BYTEA", " COLLATE \"C\""),
             _ => ("BLOB", ""),
         };
-        db.execute(&SCHEMA.replace("{blob}", blob), vec![])
+        let schema = SCHEMA.replace("{blob}", blob).replace("{collate}", collate);
+        db.execute(&schema, vec![])
             .await
             .map_err(|e| anyhow::anyhow!("cannot create the blob table: {e:?}"))?;
         Ok(Table {
             db,
             bucket: bucket.to_owned(),
-            collate,
         })
     }
 
@@ -96,7 +96,8 @@ impl Table {
     pub async fn delete_prefix(&self, prefix: &str) -> Result<u64, Unavailable> {
         self.db
             .execute(
-                "DELETE FROM lamina_blobs WHERE bucket = $1 AND substr(key, 1, CAST($2 AS INTEGER)) = $3",
+                "DELETE FROM lamina_blobs WHERE bucket = $1 AND key >= $3
+                 AND substr(key, 1, CAST($2 AS INTEGER)) = $3",
                 vec![
                     text(&self.bucket),
                     Value::Int(prefix.chars().count() as i64),
@@ -113,15 +114,14 @@ impl Table {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Info>, Unavailable> {
-        let c = self.collate;
+        // `key >= prefix` starts the scan of the primary key at the prefix.
         let rows = self
             .db
             .query(
-                &format!(
-                    "SELECT key, size, updated_at FROM lamina_blobs
-                     WHERE bucket = $1 AND substr(key, 1, CAST($2 AS INTEGER)) = $3 AND key{c} > $4
-                     ORDER BY key{c} LIMIT $5"
-                ),
+                "SELECT key, size, updated_at FROM lamina_blobs
+                 WHERE bucket = $1 AND key >= $3 AND key > $4
+                 AND substr(key, 1, CAST($2 AS INTEGER)) = $3
+                 ORDER BY key LIMIT $5",
                 vec![
                     text(&self.bucket),
                     Value::Int(prefix.chars().count() as i64),

@@ -21,8 +21,10 @@ use super::sql::Database;
 const MAX_NAME_BYTES: usize = 256;
 /// Largest dimension.
 const MAX_DIM: usize = 4096;
-/// Most items per upsert, ids per delete, collections per query.
+/// Most items per upsert, ids per delete.
 const MAX_ITEMS: usize = 1000;
+/// Most collections one query names (each is its own scan).
+const MAX_COLLECTIONS: usize = 32;
 /// Largest `top-k`.
 const MAX_TOP_K: u32 = 100;
 
@@ -104,9 +106,9 @@ fn invalid(detail: impl Into<String>) -> wit::Error {
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), wit::Error> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.contains('\0') {
         return Err(invalid(format!(
-            "{what} must be 1 to {MAX_NAME_BYTES} bytes"
+            "{what} must be 1 to {MAX_NAME_BYTES} bytes without NUL"
         )));
     }
     Ok(())
@@ -125,19 +127,20 @@ impl Index {
         }
     }
 
-    /// A vector's dimension must be the index's (fixed by the first stored).
-    async fn check_dimension(&self, dim: usize) -> Result<(), wit::Error> {
-        match self
-            .table
-            .dimension()
-            .await
-            .map_err(|e| self.fail("dimension", e))?
-        {
+    /// A vector's dimension must be the index's. Storing fixes it (the
+    /// first writer wins); a query of an index with none finds nothing.
+    async fn check_dimension(&self, dim: usize, storing: bool) -> Result<bool, wit::Error> {
+        let fixed = if storing {
+            self.table.claim_dimension(dim).await.map(Some)
+        } else {
+            self.table.dimension().await
+        };
+        match fixed.map_err(|e| self.fail("dimension", e))? {
             Some(stored) if stored != dim => Err(invalid(format!(
                 "vectors in index `{}` have {stored} dimensions, not {dim}",
                 self.name
             ))),
-            _ => Ok(()),
+            fixed => Ok(fixed.is_some()),
         }
     }
 
@@ -159,6 +162,9 @@ impl Index {
         let mut rows = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             check_name("id", &item.id)?;
+            if item.metadata.as_deref().is_some_and(|m| m.contains('\0')) {
+                return Err(invalid(format!("item {i}: metadata must not hold NUL")));
+            }
             if item.vector.len() != dim {
                 return Err(invalid(format!(
                     "item {i} has {} dimensions, item 0 has {dim}",
@@ -170,13 +176,15 @@ impl Index {
                     "item {i}: a vector must be finite and not zero"
                 )));
             };
+            // One id twice in an upsert: the last one wins (on every database).
+            rows.retain(|r: &table::Row| r.id != item.id);
             rows.push(table::Row {
                 id: item.id,
                 vector,
                 metadata: item.metadata,
             });
         }
-        self.check_dimension(dim).await?;
+        self.check_dimension(dim, true).await?;
         let count = rows.len() as u64;
         self.table
             .upsert(owner, collection, rows)
@@ -196,10 +204,13 @@ impl Index {
         min_score: Option<f32>,
     ) -> Result<Vec<wit::Hit>, wit::Error> {
         check_name("owner", owner)?;
-        if collections.is_empty() || collections.len() > MAX_ITEMS {
+        if collections.is_empty() || collections.len() > MAX_COLLECTIONS {
             return Err(invalid(format!(
-                "a query names 1 to {MAX_ITEMS} collections"
+                "a query names 1 to {MAX_COLLECTIONS} collections"
             )));
+        }
+        if min_score.is_some_and(|m| !(-1.0..=1.0).contains(&m)) {
+            return Err(invalid("min-score is -1 to 1"));
         }
         for collection in collections {
             check_name("collection", collection)?;
@@ -212,7 +223,9 @@ impl Index {
                 "the query vector must be finite, not zero, and not too long",
             ));
         };
-        self.check_dimension(query.len()).await?;
+        if !self.check_dimension(query.len(), false).await? {
+            return Ok(Vec::new()); // nothing was ever stored
+        }
         let started = Instant::now();
         let (found, scanned) = self
             .table
@@ -278,6 +291,7 @@ impl wit::HostIndex for CapabilityView<'_> {
     async fn delete(
         &mut self,
         this: Resource<Index>,
+        owner: String,
         ids: Vec<String>,
     ) -> wasmtime::Result<Result<u64, wit::Error>> {
         let index = self.table.get(&this)?.clone();
@@ -286,9 +300,12 @@ impl wit::HostIndex for CapabilityView<'_> {
                 "a delete names at most {MAX_ITEMS} ids"
             ))));
         }
+        if let Err(e) = check_name("owner", &owner) {
+            return Ok(Err(e));
+        }
         Ok(index
             .table
-            .delete(&ids)
+            .delete(&owner, &ids)
             .await
             .map_err(|e| index.fail("delete", e)))
     }

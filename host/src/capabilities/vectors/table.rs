@@ -10,11 +10,13 @@ use super::similarity::{self, TopK};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS lamina_vectors (
-        idx TEXT NOT NULL, id TEXT NOT NULL, owner TEXT NOT NULL, collection TEXT NOT NULL,
+        idx TEXT NOT NULL, owner TEXT NOT NULL, id TEXT NOT NULL, collection TEXT NOT NULL,
         dim BIGINT NOT NULL, data {blob} NOT NULL, metadata TEXT, updated_at BIGINT NOT NULL,
-        PRIMARY KEY (idx, id))",
+        PRIMARY KEY (idx, owner, id))",
     // The scan's order: each page is a range of this index, never a sort.
     "CREATE INDEX IF NOT EXISTS lamina_vectors_scan ON lamina_vectors (idx, owner, collection, id{collate})",
+    // Each index's dimension, fixed once by the first vector stored.
+    "CREATE TABLE IF NOT EXISTS lamina_vector_indexes (idx TEXT PRIMARY KEY, dim BIGINT NOT NULL)",
 ];
 
 /// Rows read per page of a scan.
@@ -81,12 +83,12 @@ impl Table {
         })
     }
 
-    /// The index's dimension: that of any stored vector (none stored: any).
+    /// The index's dimension, if a vector was ever stored.
     pub async fn dimension(&self) -> Result<Option<usize>, TableError> {
         let rows = self
             .db
             .query(
-                "SELECT dim FROM lamina_vectors WHERE idx = $1 LIMIT 1",
+                "SELECT dim FROM lamina_vector_indexes WHERE idx = $1",
                 vec![text(&self.index)],
             )
             .await
@@ -95,6 +97,19 @@ impl Table {
             Some(Value::Int(dim)) => Some(*dim as usize),
             _ => None,
         }))
+    }
+
+    /// Fixes the index's dimension at `dim` unless it already has one
+    /// (the first writer wins, whatever races it); returns the index's.
+    pub async fn claim_dimension(&self, dim: usize) -> Result<usize, TableError> {
+        self.db
+            .execute(
+                "INSERT INTO lamina_vector_indexes (idx, dim) VALUES ($1, $2) ON CONFLICT (idx) DO NOTHING",
+                vec![text(&self.index), Value::Int(dim as i64)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(self.dimension().await?.unwrap_or(dim))
     }
 
     pub async fn upsert(
@@ -133,10 +148,9 @@ impl Table {
             }
             let statement = format!(
                 "INSERT INTO lamina_vectors (idx, id, owner, collection, dim, data, metadata, updated_at)
-                 VALUES {} ON CONFLICT (idx, id) DO UPDATE SET owner = excluded.owner,
+                 VALUES {} ON CONFLICT (idx, owner, id) DO UPDATE SET
                  collection = excluded.collection, dim = excluded.dim, data = excluded.data,
-                 metadata = excluded.metadata, updated_at = excluded.updated_at
-                 WHERE lamina_vectors.owner = excluded.owner",
+                 metadata = excluded.metadata, updated_at = excluded.updated_at",
                 tuples.join(", ")
             );
             self.db
@@ -147,17 +161,17 @@ impl Table {
         Ok(())
     }
 
-    pub async fn delete(&self, ids: &[String]) -> Result<u64, TableError> {
+    pub async fn delete(&self, owner: &str, ids: &[String]) -> Result<u64, TableError> {
         let mut deleted = 0;
         for batch in ids.chunks(BATCH) {
-            let marks: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
-            let mut values = vec![text(&self.index)];
+            let marks: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 3)).collect();
+            let mut values = vec![text(&self.index), text(owner)];
             values.extend(batch.iter().map(|id| text(id)));
             deleted += self
                 .db
                 .execute(
                     &format!(
-                        "DELETE FROM lamina_vectors WHERE idx = $1 AND id IN ({})",
+                        "DELETE FROM lamina_vectors WHERE idx = $1 AND owner = $2 AND id IN ({})",
                         marks.join(", ")
                     ),
                     values,
@@ -257,8 +271,9 @@ impl Table {
                     else {
                         continue;
                     };
-                    let score = similarity::dot_bytes(&data, query).unwrap_or(f32::MIN);
-                    if top.admits(score) {
+                    // A vector of another dimension (none are stored) scores nothing.
+                    let score = similarity::dot_bytes(&data, query);
+                    if let Some(score) = score.filter(|s| top.admits(*s)) {
                         let metadata = match metadata {
                             Some(Value::Text(m)) => Some(m),
                             _ => None,
