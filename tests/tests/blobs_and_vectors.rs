@@ -68,6 +68,10 @@ async fn vectors(host: &Host, op: &str, index: &str, body: Value) -> reqwest::Re
     .await
 }
 
+async fn vectors_ok(host: &Host, op: &str, index: &str, body: Value) -> Value {
+    ok(vectors(host, op, index, body).await).await
+}
+
 async fn blobs_contract(host: &Host, bucket: &str) {
     let at = |op: &str, rest: &str| format!("/caps/blobs/{op}?bucket={bucket}&{rest}");
     for (key, body) in [
@@ -196,7 +200,7 @@ fn axis(dim: usize, i: usize, j: usize, w: f32) -> Vec<f32> {
 async fn vectors_contract(host: &Host) {
     // Owner ann: three vectors in two collections; bob: one, identical to ann's best.
     let upsert = |owner: &str, collection: &str, items: Value| json!({"owner": owner, "collection": collection, "items": items});
-    ok(vectors(
+    vectors_ok(
         host,
         "upsert",
         "default",
@@ -210,33 +214,29 @@ async fn vectors_contract(host: &Host) {
             ]),
         ),
     )
-    .await)
     .await;
-    ok(vectors(
+    vectors_ok(
         host,
         "upsert",
         "default",
         upsert("ann", "other", json!([["a4", axis(8, 0, 1, 0.1), null]])),
     )
-    .await)
     .await;
-    ok(vectors(
+    vectors_ok(
         host,
         "upsert",
         "default",
         upsert("bob", "notes", json!([["b1", axis(8, 0, 1, 0.0), null]])),
     )
-    .await)
     .await;
 
     let query = |owner: &str, collections: Value, k: u32, min: Option<f32>| json!({"owner": owner, "collections": collections, "vector": axis(8, 0, 1, 0.0), "top_k": k, "min_score": min});
-    let hits = ok(vectors(
+    let hits = vectors_ok(
         host,
         "query",
         "default",
         query("ann", json!(["notes"]), 3, None),
     )
-    .await)
     .await;
     let ids: Vec<&str> = hits
         .as_array()
@@ -249,13 +249,12 @@ async fn vectors_contract(host: &Host) {
     assert!((hits[1]["score"].as_f64().unwrap() - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-4);
     assert_eq!(hits[0]["metadata"], "{\"chunk\":1}");
     // Only the collections named, only the owner's, above the floor.
-    let hits = ok(vectors(
+    let hits = vectors_ok(
         host,
         "query",
         "default",
         query("ann", json!(["notes", "other"]), 2, Some(0.5)),
     )
-    .await)
     .await;
     let ids: Vec<&str> = hits
         .as_array()
@@ -264,32 +263,29 @@ async fn vectors_contract(host: &Host) {
         .map(|h| h["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a1", "a4"], "{hits}");
-    let hits = ok(vectors(
+    let hits = vectors_ok(
         host,
         "query",
         "default",
         query("bob", json!(["notes", "other"]), 10, None),
     )
-    .await)
     .await;
     assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
     assert_eq!(hits[0]["id"], "b1");
     // Ids are each owner's: bob's `a1` is another vector, ann's is unchanged.
-    ok(vectors(
+    vectors_ok(
         host,
         "upsert",
         "default",
         upsert("bob", "notes", json!([["a1", axis(8, 5, 6, 0.0), null]])),
     )
-    .await)
     .await;
-    let hits = ok(vectors(
+    let hits = vectors_ok(
         host,
         "query",
         "default",
         query("ann", json!(["notes"]), 1, None),
     )
-    .await)
     .await;
     assert_eq!(hits[0]["id"], "a1");
     assert!(
@@ -302,14 +298,13 @@ async fn vectors_contract(host: &Host) {
         ["t", axis(8, 6, 7, 0.0), null],
         ["t", axis(8, 0, 1, 0.0), "last"]
     ]);
-    ok(vectors(host, "upsert", "default", upsert("ann", "twice", twice)).await).await;
-    let hits = ok(vectors(
+    vectors_ok(host, "upsert", "default", upsert("ann", "twice", twice)).await;
+    let hits = vectors_ok(
         host,
         "query",
         "default",
         query("ann", json!(["twice"]), 5, None),
     )
-    .await)
     .await;
     assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
     assert_eq!(hits[0]["metadata"], "last");
@@ -361,67 +356,62 @@ async fn vectors_contract(host: &Host) {
                 json!([format!("m{n:05}"), axis(8, 3, 4, n as f32 / 2500.0), null])
             })
             .collect();
-        ok(vectors(
+        vectors_ok(
             host,
             "upsert",
             "default",
             upsert("many", "bulk", json!(items)),
         )
-        .await)
         .await;
     }
-    let count = ok(vectors(
+    let count = vectors_ok(
         host,
         "count",
         "default",
         json!({"owner": "many", "collection": "bulk"}),
     )
-    .await)
     .await;
     assert_eq!(count["count"], 2500);
     let nearest =
         json!({"owner": "many", "collections": ["bulk"], "vector": axis(8, 3, 4, 1.0), "top_k": 2});
-    let hits = ok(vectors(host, "query", "default", nearest).await).await;
+    let hits = vectors_ok(host, "query", "default", nearest).await;
     assert_eq!(hits[0]["id"], "m02499", "{hits}");
     assert_eq!(hits[1]["id"], "m02498", "{hits}");
 
     // Deletes: by id, then an owner's collection.
-    let deleted = ok(vectors(
+    let deleted = vectors_ok(
         host,
         "delete",
         "default",
         json!({"owner": "ann", "ids": ["a2", "a3", "nope", "b1"]}),
     )
-    .await)
     .await;
     assert_eq!(deleted["deleted"], 2);
-    let deleted = ok(vectors(
+    let deleted = vectors_ok(
         host,
         "delete-owner",
         "default",
         json!({"owner": "many", "collection": "bulk"}),
     )
-    .await)
     .await;
     assert_eq!(deleted["deleted"], 2500);
-    let count = ok(vectors(
+    let count = vectors_ok(
         host,
         "count",
         "default",
         json!({"owner": "ann", "collection": "notes"}),
     )
-    .await)
     .await;
     assert_eq!(count["count"], 1);
 
     // An index nothing was stored in finds nothing; one with a small
     // `max_scan` refuses a search past it.
-    let none = ok(vectors(host, "query", "small", query("ann", json!(["c"]), 3, None)).await).await;
+    let none = vectors_ok(host, "query", "small", query("ann", json!(["c"]), 3, None)).await;
     assert_eq!(none, json!([]));
     let items: Vec<Value> = (0..11)
         .map(|i| json!([format!("s{i}"), axis(8, 0, 1, i as f32), null]))
         .collect();
-    ok(vectors(host, "upsert", "small", upsert("ann", "c", json!(items))).await).await;
+    vectors_ok(host, "upsert", "small", upsert("ann", "c", json!(items))).await;
     let problem = expect_problem(
         vectors(host, "query", "small", query("ann", json!(["c"]), 3, None)).await,
         400,
@@ -466,13 +456,12 @@ async fn vectors_and_blobs_on_postgresql_are_shared_by_two_hosts() {
         ok(call(&b, "GET", "/caps/blobs/get?bucket=shared&key=upload", None).await).await,
         "from a"
     );
-    let hits = ok(vectors(
+    let hits = vectors_ok(
         &b,
         "query",
         "default",
         json!({"owner": "ann", "collections": ["notes"], "vector": axis(8, 0, 1, 0.0), "top_k": 1}),
     )
-    .await)
     .await;
     assert_eq!(hits[0]["id"], "a1", "{hits}");
     // Directory buckets are each host's own.
