@@ -46,8 +46,6 @@ fn main() {
             || content_type.contains("javascript")
             || content_type.contains("json")
             || content_type.contains("svg");
-        let identity = out.join(format!("{index}.raw"));
-        std::fs::write(&identity, &bytes).unwrap();
         let (gzip, brotli) = if compressible {
             (
                 smaller(&out, index, "gz", gzip(&bytes), bytes.len()),
@@ -64,7 +62,7 @@ fn main() {
             table,
             "    Asset {{ path: {path:?}, content_type: {content_type:?}, etag: {etag:?}, \
              identity: include_bytes!({:?}), gzip: {}, brotli: {} }},",
-            identity.display().to_string(),
+            file.display().to_string(),
             embed(&gzip),
             embed(&brotli),
         )

@@ -143,11 +143,11 @@ async fn the_app_works_in_a_real_browser() {
             .env("LAMINA_VAR_DEV_MAILBOX", "true")
             .data_dir(dir.path()),
     );
-    let chromium = std::env::var("LAMINA_TEST_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
     let screenshots = target_dir().join("web-screenshots");
     let url = host.at("");
     let app = workspace().join("components/web/app");
-    // The node test runner in its own thread, so the host keeps serving.
+    // The node test runner in its own thread, so the host keeps serving. It
+    // inherits LAMINA_TEST_CHROMIUM (the browser `cargo xtask test` installed).
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .args([
@@ -158,7 +158,6 @@ async fn the_app_works_in_a_real_browser() {
             ])
             .current_dir(app)
             .env("LAMINA_URL", url.trim_end_matches('/'))
-            .env("LAMINA_TEST_CHROMIUM", chromium)
             .env("LAMINA_SCREENSHOTS", &screenshots)
             .env("LAMINA_ADMIN_LOGIN", ADMIN_LOGIN)
             .env("LAMINA_ADMIN_PASSWORD", ADMIN_PASSWORD)

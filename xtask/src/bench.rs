@@ -165,13 +165,7 @@ pub fn bench(which: &[String]) -> Result {
 /// Installs wrk (Debian) when missing.
 fn ensure_wrk() -> Result {
     if Command::new("wrk").arg("--version").output().is_err() {
-        // A fresh machine's package lists may be empty or stale.
-        let mut update = Command::new("apt-get");
-        update.arg("update");
-        run(update)?;
-        let mut apt = Command::new("apt-get");
-        apt.args(["install", "-y", "wrk"]);
-        run(apt)?;
+        crate::apt_install(&["wrk"])?;
     }
     Ok(())
 }
@@ -324,6 +318,16 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The `p` quantile (0–1) of some figures, nearest rank.
+/// Drops a benchmark's PostgreSQL schema and everything in it, quietly.
+pub fn drop_schema(schema: &str) {
+    let _ = Command::new("psql")
+        .args(["postgres://postgres@127.0.0.1:5432/test", "-q", "-c"])
+        .arg(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 pub fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     values[((values.len() - 1) as f64 * p).round() as usize]

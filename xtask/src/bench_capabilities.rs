@@ -308,12 +308,7 @@ fn dechunk(mut rest: &str) -> String {
 
 /// Drops the benchmark's Postgres schema and Redis keys.
 fn cleanup(schema: &str, prefix: &str) {
-    let _ = Command::new("psql")
-        .args(["postgres://postgres@127.0.0.1:5432/test", "-q", "-c"])
-        .arg(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    crate::bench::drop_schema(schema);
     let script =
         "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0";
     let _ = Command::new("redis-cli")

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::bench::{free_port, spawn_lamina, wait_until_listening};
+use crate::bench::{drop_schema, free_port, percentile, spawn_lamina, wait_until_listening};
 use crate::http_client::call_json;
 use crate::{Result, target_dir};
 
@@ -52,10 +52,7 @@ pub fn bench() -> Result {
     for (index, (name, config)) in backends.iter().enumerate() {
         let result = run(&work.join(index.to_string()), config, name);
         if index == 1 {
-            let _ = std::process::Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc"])
-                .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                .status();
+            drop_schema(&schema);
         }
         result?;
     }
@@ -123,10 +120,6 @@ fn load(port: u16, collection: &str, count: usize, seed: &mut u64) -> Result {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn measure(port: u16, name: &str) -> Result {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let started = Instant::now();
@@ -150,12 +143,10 @@ fn measure(port: u16, name: &str) -> Result {
                 return Err(format!("{name}: a query found {hits}"));
             }
         }
-        query_ms.sort_by(f64::total_cmp);
-        bare_ms.sort_by(f64::total_cmp);
         let (p50, p99, bare) = (
-            percentile(&query_ms, 0.5),
-            percentile(&query_ms, 0.99),
-            percentile(&bare_ms, 0.5),
+            percentile(query_ms.clone(), 0.5),
+            percentile(query_ms, 0.99),
+            percentile(bare_ms, 0.5),
         );
         println!(
             "| {name} | {scanned} | {p50:.1} | {p99:.1} | {bare:.2} | {:.1} |",

@@ -134,9 +134,15 @@ fn ensure_native_build_tools() -> Result {
         return Ok(());
     }
     eprintln!("xtask: installing cmake and libclang-dev (needed to build llama.cpp)");
+    apt_install(&["cmake", "libclang-dev"])
+}
+
+/// Installs Debian packages, refreshing the package lists first if the
+/// install fails (a fresh machine's may be empty or stale).
+fn apt_install(packages: &[&str]) -> Result {
     let install = || {
         let mut apt = Command::new("apt-get");
-        apt.args(["install", "-y", "cmake", "libclang-dev"]);
+        apt.args(["install", "-y"]).args(packages);
         run(apt)
     };
     install().or_else(|_| {

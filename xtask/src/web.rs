@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use crate::{Result, root, run};
+use crate::{Result, apt_install, root, run};
 
 /// Where the browser tests find Chromium (Debian's `chromium` package).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
@@ -76,19 +76,6 @@ fn node_version() -> Option<(u32, u32)> {
     let text = String::from_utf8_lossy(&node.stdout);
     let mut parts = text.trim().trim_start_matches('v').split('.');
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-fn apt_install(packages: &[&str]) -> Result {
-    let install = || {
-        let mut apt = Command::new("apt-get");
-        apt.args(["install", "-y"]).args(packages);
-        run(apt)
-    };
-    install().or_else(|_| {
-        let mut update = Command::new("apt-get");
-        update.arg("update");
-        run(update).and_then(|()| install())
-    })
 }
 
 fn npm() -> Command {

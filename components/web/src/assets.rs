@@ -46,7 +46,7 @@ pub fn find(path: &str) -> Option<&'static Asset> {
             .ok()
             .map(|i| &ASSETS[i])
     };
-    if let Some(asset) = lookup(path).filter(|_| path != "/") {
+    if let Some(asset) = lookup(path) {
         return Some(asset);
     }
     if path.starts_with("/assets/") || looks_like_a_file(path) {

@@ -6,11 +6,13 @@
 
 mod assets;
 
+use lamina_sdk::api::ApiError;
 use lamina_sdk::{Request, respond};
 use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
 /// Paths that belong to the API: an unknown one is a 404 problem, as the
-/// gateway answers when no route matches, never the app's HTML.
+/// gateway answers when no route matches, never the app's HTML. (`/v1` is
+/// the OpenAI routes' today, so this only matters if they are removed.)
 const API_PREFIXES: [&str; 2] = ["/api", "/v1"];
 
 /// What the browser may load: only this origin's files, no inline script,
@@ -28,27 +30,16 @@ impl wasip2::exports::http::incoming_handler::Guest for Web {
         let target = request.path_with_query();
         let path = target.split(['?', '#']).next().unwrap_or("/");
         if is_api(path) {
-            return not_found(out, path);
+            return problem(404, "Not Found", format!("no route matches {path}"), path).send(out);
         }
         if method != "GET" && method != "HEAD" {
-            let body = problem_body(
-                405,
-                "Method Not Allowed",
-                &format!("{method} is not allowed on {path}"),
-                path,
-            );
-            return respond(
-                out,
-                405,
-                &[
-                    ("content-type", "application/problem+json"),
-                    ("allow", "GET, HEAD"),
-                ],
-                body.as_bytes(),
-            );
+            let detail = format!("{method} is not allowed on {path}");
+            return problem(405, "Method Not Allowed", detail, path)
+                .header("allow", "GET, HEAD")
+                .send(out);
         }
         let Some(asset) = assets::find(path) else {
-            return not_found(out, path);
+            return problem(404, "Not Found", format!("no route matches {path}"), path).send(out);
         };
         let encoding = asset.encoding_for(request.header("accept-encoding").as_deref());
         let etag = asset.etag_header(encoding);
@@ -93,26 +84,11 @@ fn is_api(path: &str) -> bool {
     })
 }
 
-fn not_found(out: ResponseOutparam, path: &str) {
-    let body = problem_body(404, "Not Found", &format!("no route matches {path}"), path);
-    respond(
-        out,
-        404,
-        &[("content-type", "application/problem+json")],
-        body.as_bytes(),
-    );
-}
-
-/// The gateway's problem document (RFC 9457), naming the path.
-fn problem_body(status: u16, title: &str, detail: &str, path: &str) -> String {
-    serde_json::json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "instance": path,
-    })
-    .to_string()
+/// A problem document naming the path, as the gateway's own (RFC 9457).
+fn problem(status: u16, title: &str, detail: String, path: &str) -> ApiError {
+    let mut error = ApiError::new(status, title, detail);
+    error.members.insert("instance".to_owned(), path.into());
+    error
 }
 
 wasip2::http::proxy::export!(Web);

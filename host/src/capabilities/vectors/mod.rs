@@ -7,7 +7,8 @@
 mod similarity;
 mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -41,7 +42,8 @@ pub enum IndexConfig {
 #[serde(deny_unknown_fields)]
 pub struct SqlIndexConfig {
     /// Most vectors one query may scan (the caller's, in the collections it
-    /// names); beyond that the query is refused rather than slow.
+    /// names); a query that reaches it is refused (after that many rows),
+    /// so no query scans more.
     #[serde(default = "default_max_scan")]
     pub max_scan: usize,
 }
@@ -56,6 +58,9 @@ pub struct Index {
     name: String,
     table: table::Table,
     max_scan: usize,
+    /// The index's dimension once known: it never changes, so it is read
+    /// from the database once.
+    dimension: Arc<OnceLock<usize>>,
 }
 
 /// The configured indexes by name.
@@ -89,6 +94,7 @@ impl Indexes {
                     name,
                     table,
                     max_scan: c.max_scan,
+                    dimension: Arc::default(),
                 },
             );
         }
@@ -130,11 +136,14 @@ impl Index {
     /// A vector's dimension must be the index's. Storing fixes it (the
     /// first writer wins); a query of an index with none finds nothing.
     async fn check_dimension(&self, dim: usize, storing: bool) -> Result<bool, wit::Error> {
-        let fixed = if storing {
-            self.table.claim_dimension(dim).await.map(Some)
-        } else {
-            self.table.dimension().await
+        let fixed = match self.dimension.get() {
+            Some(&known) => Ok(Some(known)),
+            None if storing => self.table.claim_dimension(dim).await.map(Some),
+            None => self.table.dimension().await,
         };
+        if let Ok(Some(known)) = fixed {
+            let _ = self.dimension.set(known);
+        }
         match fixed.map_err(|e| self.fail("dimension", e))? {
             Some(stored) if stored != dim => Err(invalid(format!(
                 "vectors in index `{}` have {stored} dimensions, not {dim}",
@@ -159,7 +168,8 @@ impl Index {
         if dim == 0 || dim > MAX_DIM {
             return Err(invalid(format!("a vector has 1 to {MAX_DIM} dimensions")));
         }
-        let mut rows = Vec::with_capacity(items.len());
+        let mut rows: Vec<table::Row> = Vec::with_capacity(items.len());
+        let mut positions: HashMap<String, usize> = HashMap::new();
         for (i, item) in items.into_iter().enumerate() {
             check_name("id", &item.id)?;
             if item.metadata.as_deref().is_some_and(|m| m.contains('\0')) {
@@ -176,13 +186,19 @@ impl Index {
                     "item {i}: a vector must be finite and not zero"
                 )));
             };
-            // One id twice in an upsert: the last one wins (on every database).
-            rows.retain(|r: &table::Row| r.id != item.id);
-            rows.push(table::Row {
+            let row = table::Row {
                 id: item.id,
                 vector,
                 metadata: item.metadata,
-            });
+            };
+            // One id twice in an upsert: the last one wins (on every database).
+            match positions.get(&row.id) {
+                Some(&at) => rows[at] = row,
+                None => {
+                    positions.insert(row.id.clone(), rows.len());
+                    rows.push(row);
+                }
+            }
         }
         self.check_dimension(dim, true).await?;
         let count = rows.len() as u64;

@@ -11,7 +11,7 @@ use super::similarity::{self, TopK};
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS lamina_vectors (
         idx TEXT NOT NULL, owner TEXT NOT NULL, id TEXT NOT NULL, collection TEXT NOT NULL,
-        dim BIGINT NOT NULL, data {blob} NOT NULL, metadata TEXT, updated_at BIGINT NOT NULL,
+        data {blob} NOT NULL, metadata TEXT,
         PRIMARY KEY (idx, owner, id))",
     // The scan's order: each page is a range of this index, never a sort.
     "CREATE INDEX IF NOT EXISTS lamina_vectors_scan ON lamina_vectors (idx, owner, collection, id{collate})",
@@ -118,39 +118,28 @@ impl Table {
         collection: &str,
         rows: Vec<Row>,
     ) -> Result<(), TableError> {
-        let now = chrono::Utc::now().timestamp_millis();
+        const COLUMNS: usize = 6;
         for batch in rows.chunks(BATCH) {
-            let mut values = Vec::with_capacity(batch.len() * 8);
+            let mut values = Vec::with_capacity(batch.len() * COLUMNS);
             let mut tuples = Vec::with_capacity(batch.len());
             for (i, row) in batch.iter().enumerate() {
-                let n = i * 8;
-                tuples.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5,
-                    n + 6,
-                    n + 7,
-                    n + 8
-                ));
+                let marks: Vec<String> = (1..=COLUMNS)
+                    .map(|c| format!("${}", i * COLUMNS + c))
+                    .collect();
+                tuples.push(format!("({})", marks.join(", ")));
                 values.extend([
                     text(&self.index),
                     text(&row.id),
                     text(owner),
                     text(collection),
-                    Value::Int(row.vector.len() as i64),
                     Value::Blob(similarity::encode(&row.vector)),
                     row.metadata.as_deref().map_or(Value::Null, text),
-                    Value::Int(now),
                 ]);
             }
             let statement = format!(
-                "INSERT INTO lamina_vectors (idx, id, owner, collection, dim, data, metadata, updated_at)
+                "INSERT INTO lamina_vectors (idx, id, owner, collection, data, metadata)
                  VALUES {} ON CONFLICT (idx, owner, id) DO UPDATE SET
-                 collection = excluded.collection, dim = excluded.dim, data = excluded.data,
-                 metadata = excluded.metadata, updated_at = excluded.updated_at",
+                 collection = excluded.collection, data = excluded.data, metadata = excluded.metadata",
                 tuples.join(", ")
             );
             self.db
