@@ -2,7 +2,7 @@
 //! every host reads what any host wrote.
 
 use crate::capabilities::bindings::lamina::platform::sql::Value;
-use crate::capabilities::sql::Database;
+use crate::capabilities::sql::{Database, text};
 
 use super::{Info, Unavailable};
 
@@ -21,10 +21,6 @@ pub struct Table {
 
 fn unavailable(e: impl std::fmt::Debug) -> Unavailable {
     Unavailable(format!("the blob table cannot be reached: {e:?}"))
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
 }
 
 impl Table {

@@ -9,7 +9,7 @@ use super::period::Period;
 use super::{Caller, LimitError};
 use crate::capabilities::bindings::lamina::platform::sql::Value;
 use crate::capabilities::inference::store::canonical_name;
-use crate::capabilities::sql::Database;
+use crate::capabilities::sql::{Database, text};
 
 /// Host-internal schema, created at start-up.
 const SCHEMA: &[&str] = &[
@@ -150,10 +150,6 @@ pub struct Rule {
 /// The table.
 pub struct Rules {
     db: Database,
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
 }
 
 fn unavailable(e: impl std::fmt::Debug) -> LimitError {

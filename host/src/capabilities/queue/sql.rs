@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{DeadLetter, Delivery, Depth, QueueConfig, QueueError, now_micros};
 use crate::capabilities::bindings::lamina::platform::sql::{Error as SqlError, Value};
-use crate::capabilities::sql::Database;
+use crate::capabilities::sql::{Database, text};
 
 /// Host-internal schema, created at start-up (not an application migration).
 const SCHEMA: &[&str] = &[
@@ -49,10 +49,6 @@ pub struct SqlQueue {
     lock_clause: &'static str,
     /// When handled messages were last purged (microseconds since the epoch).
     purged_at: AtomicI64,
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
 }
 
 fn unavailable(error: SqlError) -> QueueError {

@@ -537,6 +537,11 @@ impl Database {
     }
 }
 
+/// A text parameter, for the host's own statements.
+pub fn text(s: &str) -> wit::Value {
+    wit::Value::Text(s.to_owned())
+}
+
 /// The database holding the host's own state (API keys, the SQL queue)
 /// unless runtime-config names another: no component may be granted it.
 pub const HOST_DATABASE: &str = "host";

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{AuthMethod, Identity, Rejection, unix_now};
 use crate::capabilities::bindings::lamina::platform::sql::{Error as SqlError, Value};
-use crate::capabilities::sql::Database;
+use crate::capabilities::sql::{Database, text};
 
 /// What every API key starts with.
 pub const PREFIX: &str = "lam_";
@@ -77,10 +77,6 @@ pub struct ApiKeys {
     cache: Cache<String, Option<ApiKey>>,
     /// Keys whose use this host recorded within [`USE_RESOLUTION`].
     recorded: Cache<String, ()>,
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
 }
 
 fn digest(key: &str) -> String {

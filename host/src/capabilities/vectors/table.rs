@@ -4,7 +4,7 @@
 //! bounded top-k kept.
 
 use crate::capabilities::bindings::lamina::platform::sql::Value;
-use crate::capabilities::sql::Database;
+use crate::capabilities::sql::{Database, text};
 
 use super::similarity::{self, TopK};
 
@@ -33,10 +33,6 @@ pub enum TableError {
 
 fn unavailable(e: impl std::fmt::Debug) -> TableError {
     TableError::Unavailable(format!("the vector table cannot be reached: {e:?}"))
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_owned())
 }
 
 /// A vector to store, already normalised.
