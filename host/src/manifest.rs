@@ -207,6 +207,10 @@ pub struct QueueTrigger {
     /// Longest one `handle` call may take before it counts as failed.
     #[serde(default = "default_handler_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Longest the handler may run guest code without a host call
+    /// (default 5 s, at most `timeout`): parsing a large document needs more.
+    #[serde(default = "default_handler_deadline", with = "humantime_serde")]
+    pub execution_deadline: Duration,
     /// The topic's payloads hold secrets (mail with password-reset links):
     /// dead letters are listed without them.
     #[serde(default)]
@@ -215,6 +219,10 @@ pub struct QueueTrigger {
 
 fn default_handler_timeout() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_handler_deadline() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// `[component.<id>]`.
@@ -469,6 +477,13 @@ impl Manifest {
                 return Err(ManifestError::new(
                     path,
                     key("timeout"),
+                    "must be greater than zero",
+                ));
+            }
+            if trigger.execution_deadline.is_zero() {
+                return Err(ManifestError::new(
+                    path,
+                    key("execution_deadline"),
                     "must be greater than zero",
                 ));
             }

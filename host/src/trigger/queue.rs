@@ -131,7 +131,7 @@ async fn handle(app: &App, trigger: &QueueTrigger, delivery: Delivery) {
     };
     let limits = RequestLimits {
         timeout: trigger.timeout,
-        execution_deadline: trigger.timeout.min(Duration::from_secs(5)),
+        execution_deadline: trigger.timeout.min(trigger.execution_deadline),
     };
     let handled = component.handle_message(message, limits);
     let keep_alive = async {
