@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 mod app;
+pub mod documents;
 
 pub use app::{
     ADMIN_LOGIN, ADMIN_PASSWORD, Event, USER_PASSWORD, admin_poll, admin_token, audited, call,

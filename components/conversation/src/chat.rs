@@ -8,7 +8,9 @@
 //! user's message, in order, rendered by the host's chat template; oldest
 //! turns are left out when it would not fit the context. With `stream`
 //! (the default) the answer comes as Server-Sent Events: `start`
-//! {userMessageId, messageId}, `token` {delta} …, then `done` {messageId,
+//! {userMessageId, messageId}, `sources` {items} when the conversation's
+//! documents gave the prompt sources (`rag: false` skips them; see
+//! [`knowledge`]), `token` {delta} …, then `done` {messageId,
 //! usage, doneReason} or `error` (problem+json); a `: heartbeat` comment
 //! every 10 s while nothing comes (a model loading). The answer is stored
 //! once, when generation ends, even if the client has gone: it is there
@@ -26,6 +28,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::conversations::{self, Conversation, parse_options};
+use crate::knowledge::{
+    self,
+    retrieve::{self, Source},
+};
 use crate::messages::{self, MAX_MESSAGES, MAX_SIZE, Message, Usage};
 use crate::{Ctx, Streamer, cached, titles};
 
@@ -56,6 +62,8 @@ struct Send {
     parent_id: Option<Option<String>>,
     options: Option<Json>,
     stream: Option<bool>,
+    /// `false`: answer without the conversation's documents.
+    rag: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -63,6 +71,7 @@ struct Send {
 struct Regenerate {
     options: Option<Json>,
     stream: Option<bool>,
+    rag: Option<bool>,
 }
 
 /// `POST /api/conversations/{id}/messages` {content, parentId?, options?,
@@ -108,6 +117,7 @@ pub fn send<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
         total_duration_ns: None,
         done_reason: None,
         created_at: now_ms(),
+        sources: None,
     };
     let mut path = match &user_message.parent_id {
         Some(parent) => messages::path_to(&ctx.db, parent)?,
@@ -120,6 +130,7 @@ pub fn send<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
         path,
         options,
         body.stream.unwrap_or(true),
+        body.rag.unwrap_or(true),
         true,
     )
 }
@@ -180,6 +191,7 @@ pub fn regenerate<'a>(ctx: &'a Ctx<'a>) -> Result<Streamer<'a>, ApiError> {
         path,
         options,
         body.stream.unwrap_or(true),
+        body.rag.unwrap_or(true),
         false,
     )
 }
@@ -225,11 +237,13 @@ fn model_error(e: inference::Error) -> ApiError {
 
 /// The chat messages for `path` (root first, ending with the question)
 /// with the system prompt, leaving out the oldest turns that do not fit
-/// the context.
+/// the context. Retrieved `sources` go before the question, as many as
+/// fit in half the context (the rest are dropped from `sources`).
 fn prompt(
     conversation: &Conversation,
     path: &[Message],
     options: &OllamaOptions,
+    sources: &mut Vec<Source>,
 ) -> Result<Vec<inference::Message>, ApiError> {
     let context = options.num_ctx.map_or(DEFAULT_CONTEXT, i64::from);
     let reserve = match options.num_predict {
@@ -245,6 +259,19 @@ fn prompt(
         budget -=
             i64::from(inference::count_tokens(&conversation.model, system).map_err(model_error)?)
                 + TEMPLATE_OVERHEAD;
+    }
+    let mut grounding = String::new();
+    while !sources.is_empty() {
+        grounding = retrieve::context(sources);
+        let tokens = i64::from(
+            inference::count_tokens(&conversation.model, &grounding).map_err(model_error)?,
+        );
+        if tokens <= budget / 2 {
+            budget -= tokens;
+            break;
+        }
+        sources.pop();
+        grounding.clear();
     }
     let mut kept = 0;
     for (i, message) in path.iter().rev().enumerate() {
@@ -275,6 +302,11 @@ fn prompt(
                 content: m.content.clone(),
             }),
     );
+    if !grounding.is_empty()
+        && let Some(question) = messages.last_mut()
+    {
+        question.content = format!("{grounding}\nQuestion: {}", question.content);
+    }
     Ok(messages)
 }
 
@@ -288,6 +320,7 @@ fn answer<'a>(
     path: Vec<Message>,
     options: Option<String>,
     stream: bool,
+    rag: bool,
     store_question: bool,
 ) -> Result<Streamer<'a>, ApiError> {
     let question = path.last().expect("a path ends with the question").clone();
@@ -295,7 +328,12 @@ fn answer<'a>(
         .as_deref()
         .and_then(|o| serde_json::from_str(o).ok())
         .unwrap_or_default();
-    let messages = prompt(&conversation, &path, &parsed)?;
+    let mut sources = if rag {
+        knowledge::attach::sources_for(ctx, &conversation, &question.content)?
+    } else {
+        Vec::new()
+    };
+    let messages = prompt(&conversation, &path, &parsed, &mut sources)?;
     let generation = inference::chat(
         &conversation.model,
         &messages,
@@ -315,6 +353,7 @@ fn answer<'a>(
         answer_id: new_id(),
         options,
         generation,
+        sources,
     };
     Ok(if stream {
         Box::new(move |out| turn.stream(EventStream::start(out)))
@@ -331,6 +370,8 @@ struct Turn<'a> {
     answer_id: String,
     options: Option<String>,
     generation: Generation,
+    /// What retrieval gave the prompt, numbered as cited.
+    sources: Vec<Source>,
 }
 
 /// What the generation loop reports.
@@ -346,6 +387,9 @@ impl Turn<'_> {
             "start",
             &json!({"userMessageId": self.question.id, "messageId": self.answer_id}),
         );
+        if !self.sources.is_empty() {
+            events.event("sources", &json!({ "items": self.sources }));
+        }
         let result = self.run(|event| match event {
             Event::Token(delta) => events.event("token", &json!({ "delta": delta })),
             Event::Waiting => events.heartbeat(),
@@ -454,6 +498,8 @@ impl Turn<'_> {
             total_duration_ns: Some(stats.total_duration_ns as i64),
             done_reason: Some(inference::done_reason(stats.done_reason).to_owned()),
             created_at: now_ms(),
+            sources: (!self.sources.is_empty())
+                .then(|| serde_json::to_string(&self.sources).expect("sources serialize")),
         };
         let db = &self.ctx.db;
         db.transaction(|tx| messages::insert(tx, &message, Usage::Charged))?;

@@ -146,6 +146,11 @@ pub struct Conversation {
     /// Characters of message content, all branches.
     #[serde(default)]
     pub content_size: i64,
+    /// Retrieval settings (None: the defaults).
+    #[serde(default)]
+    pub rag_top_k: Option<i64>,
+    #[serde(default)]
+    pub rag_min_score: Option<f64>,
     pub deleted_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -154,7 +159,7 @@ pub struct Conversation {
 /// The columns of [`Conversation`].
 pub const COLUMNS: &str = "id, user_id, folder_id, title, title_by_user, model, system_prompt, \
      options, pinned, archived, current_message_id, message_count, prompt_tokens, \
-     completion_tokens, content_size, deleted_at, created_at, updated_at";
+     completion_tokens, content_size, rag_top_k, rag_min_score, deleted_at, created_at, updated_at";
 
 impl Conversation {
     /// As lists show it.
@@ -491,6 +496,8 @@ pub fn create(ctx: &Ctx) -> Result<Reply, ApiError> {
         prompt_tokens: 0,
         completion_tokens: 0,
         content_size: 0,
+        rag_top_k: None,
+        rag_min_score: None,
         deleted_at: None,
         created_at: at,
         updated_at: at,
@@ -651,10 +658,14 @@ pub fn delete(ctx: &Ctx) -> Result<Reply, ApiError> {
     let user = ctx.user();
     let c = owned_any(ctx, &ctx.param("id"))?;
     if ctx.query("permanent").as_deref() == Some("true") {
+        let own = crate::knowledge::collections::own(&ctx.db, &c.id)?;
         ctx.db.execute(
             "DELETE FROM conv_conversations WHERE id = $1 AND user_id = $2",
             &[c.id.as_str().into(), user.into()],
         )?;
+        if let Some(collection) = own {
+            crate::knowledge::purge::collection(user, &collection);
+        }
     } else if c.deleted_at.is_none() {
         ctx.db.execute(
             "UPDATE conv_conversations SET deleted_at = $1 WHERE id = $2 AND user_id = $3",
@@ -738,6 +749,8 @@ pub fn clone(ctx: &Ctx) -> Result<Reply, ApiError> {
         prompt_tokens: 0,
         completion_tokens: 0,
         content_size: 0,
+        rag_top_k: None,
+        rag_min_score: None,
         pinned: false,
         archived: false,
         deleted_at: None,

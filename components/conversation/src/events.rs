@@ -7,7 +7,7 @@ use lamina_sdk::sql::{Database, Sql};
 use lamina_sdk::worker::{Guest, Message};
 use serde::Deserialize;
 
-use crate::{DATABASE, cached, folders, titles};
+use crate::{DATABASE, cached, folders, knowledge, titles};
 
 /// The queue handler export.
 pub struct Events;
@@ -33,6 +33,8 @@ impl Guest for Events {
             }
             "user.deleted" => forget(&user()?.user_id),
             titles::TOPIC => titles::handle(&message.payload),
+            knowledge::process::TOPIC => knowledge::process::handle(&message),
+            knowledge::purge::TOPIC => knowledge::purge::handle(&message.payload),
             other => Err(format!(
                 "the conversation service does not handle topic {other}"
             )),
@@ -41,7 +43,8 @@ impl Guest for Events {
 }
 
 /// Deletes every row of `user` (conversations take their messages, tags,
-/// notes, feedback and shares with them) and what the cache holds of it.
+/// notes, feedback and shares with them; collections their documents and
+/// chunks), their files and vectors, and what the cache holds of it.
 fn forget(user: &str) -> Result<(), String> {
     let db = Database::open(DATABASE).map_err(|e| format!("{e:?}"))?;
     #[derive(Deserialize)]
@@ -63,9 +66,16 @@ fn forget(user: &str) -> Result<(), String> {
             "DELETE FROM conv_folders WHERE user_id = $1",
             &[user.into()],
         )?;
+        tx.execute(
+            "DELETE FROM conv_collections WHERE user_id = $1",
+            &[user.into()],
+        )?;
         Ok::<_, lamina_sdk::sql::Error>(())
     })
     .map_err(|e| format!("{e:?}"))?;
+    // After the rows: a processing job that ends meanwhile finds its
+    // document gone and removes its own vectors.
+    knowledge::purge::user(user)?;
     for conversation in conversations {
         cached::conversation(&conversation.id);
     }

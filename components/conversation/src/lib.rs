@@ -14,11 +14,12 @@
 //! | `/api/conversations/{id}/messages/{mid}/feedback` | [`feedback`] |
 //! | `/api/conversations/{id}/share`, `GET /api/shared/{shareId}` | [`share`] |
 //! | `GET /api/conversations/export`, `POST /api/conversations/import` | [`transfer`] |
+//! | `/api/knowledge/...`, `/api/conversations/{id}/documents`, `/knowledge` | [`knowledge`] |
 //!
 //! Queue topics it consumes ([`events`]): `user.registered` (the root
 //! folder), `user.deleted` (all of the user's data goes) and its own
 //! `conversation.title` ([`titles`]: a title generated after the first
-//! answer).
+//! answer), `knowledge.process` and `knowledge.purge` ([`knowledge`]).
 //!
 //! Every statement filters on the caller's user id: another user's folder,
 //! conversation, message, note or share is "not found", never "forbidden".
@@ -29,6 +30,7 @@ mod conversations;
 mod events;
 mod feedback;
 mod folders;
+mod knowledge;
 mod messages;
 mod notes;
 mod search;
@@ -54,7 +56,74 @@ pub type Streamer<'a> = lamina_sdk::service::Streamer<'a>;
 
 fn router() -> Router<Handler> {
     use Handler::{Json, Stream};
+    use knowledge::{attach, collections, documents, retrieve, upload};
     Router::new([
+        ("GET", "/api/knowledge", Json(collections::list)),
+        ("POST", "/api/knowledge", Json(collections::create)),
+        ("POST", "/api/knowledge/search", Json(retrieve::search)),
+        ("GET", "/api/knowledge/{id}", Json(collections::owned_view)),
+        ("PATCH", "/api/knowledge/{id}", Json(collections::rename)),
+        ("DELETE", "/api/knowledge/{id}", Json(collections::delete)),
+        (
+            "GET",
+            "/api/knowledge/{id}/documents",
+            Json(documents::list),
+        ),
+        (
+            "POST",
+            "/api/knowledge/{id}/documents",
+            Json(upload::to_collection),
+        ),
+        (
+            "GET",
+            "/api/knowledge/{id}/documents/{docId}",
+            Json(documents::get),
+        ),
+        (
+            "DELETE",
+            "/api/knowledge/{id}/documents/{docId}",
+            Json(documents::delete),
+        ),
+        (
+            "GET",
+            "/api/knowledge/{id}/documents/{docId}/content",
+            Json(documents::content),
+        ),
+        (
+            "POST",
+            "/api/knowledge/{id}/documents/{docId}/reprocess",
+            Json(documents::reprocess),
+        ),
+        (
+            "GET",
+            "/api/knowledge/{id}/documents/{docId}/chunks",
+            Json(documents::chunks),
+        ),
+        (
+            "GET",
+            "/api/knowledge/{id}/documents/{docId}/chunks/{index}",
+            Json(documents::chunk),
+        ),
+        (
+            "GET",
+            "/api/conversations/{id}/documents",
+            Json(upload::list_for_conversation),
+        ),
+        (
+            "POST",
+            "/api/conversations/{id}/documents",
+            Json(upload::to_conversation),
+        ),
+        (
+            "GET",
+            "/api/conversations/{id}/knowledge",
+            Json(attach::get),
+        ),
+        (
+            "PUT",
+            "/api/conversations/{id}/knowledge",
+            Json(attach::put),
+        ),
         ("GET", "/api/folders", Json(folders::tree)),
         ("POST", "/api/folders", Json(folders::create)),
         ("GET", "/api/folders/{id}", Json(folders::get)),

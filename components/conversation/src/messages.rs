@@ -47,12 +47,15 @@ pub struct Message {
     pub total_duration_ns: Option<i64>,
     pub done_reason: Option<String>,
     pub created_at: i64,
+    /// The retrieved sources an answer was given, as JSON.
+    #[serde(default)]
+    pub sources: Option<String>,
 }
 
 /// The columns of [`Message`].
 pub const COLUMNS: &str = "id, conversation_id, parent_id, seq, role, content, model, options, \
      tokens, prompt_tokens, completion_tokens, load_duration_ns, prompt_duration_ns, \
-     eval_duration_ns, total_duration_ns, done_reason, created_at";
+     eval_duration_ns, total_duration_ns, done_reason, created_at, sources";
 
 impl Message {
     /// As the API shows it, with its siblings' ids (itself included, in
@@ -76,6 +79,10 @@ impl Message {
             },
             "doneReason": self.done_reason,
             "siblings": siblings,
+            "sources": self
+                .sources
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<Json>(s).ok()),
         })
     }
 }
@@ -253,8 +260,8 @@ pub fn insert(db: &impl Sql, message: &Message, usage: Usage) -> Result<(), ApiE
     db.execute(
         "INSERT INTO conv_messages (id, conversation_id, user_id, parent_id, seq, role, content, \
          model, options, tokens, prompt_tokens, completion_tokens, load_duration_ns, \
-         prompt_duration_ns, eval_duration_ns, total_duration_ns, done_reason, created_at) \
-         SELECT $1, c.id, c.user_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
+         prompt_duration_ns, eval_duration_ns, total_duration_ns, done_reason, created_at, sources) \
+         SELECT $1, c.id, c.user_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
          FROM conv_conversations c WHERE c.id = $2",
         &[
             message.id.as_str().into(),
@@ -274,6 +281,7 @@ pub fn insert(db: &impl Sql, message: &Message, usage: Usage) -> Result<(), ApiE
             message.total_duration_ns.into(),
             message.done_reason.clone().into(),
             message.created_at.into(),
+            message.sources.clone().into(),
         ],
     )?;
     Ok(())

@@ -577,6 +577,8 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
         prompt_tokens: 0,
         completion_tokens: 0,
         content_size: 0,
+        rag_top_k: None,
+        rag_min_score: None,
         deleted_at: None,
         created_at: incoming.created_at,
         updated_at: incoming.updated_at,
@@ -610,6 +612,7 @@ fn store(ctx: &Ctx, folder: &str, incoming: Incoming) -> Result<String, ApiError
                     total_duration_ns: None,
                     done_reason: m.done_reason.clone(),
                     created_at: m.created_at,
+                    sources: None,
                 },
                 Usage::Copied,
             )?;

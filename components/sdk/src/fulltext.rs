@@ -10,9 +10,16 @@ pub const MAX_WORDS: usize = 16;
 
 /// The query's words, lower-cased, at most [`MAX_WORDS`].
 pub fn words(q: &str) -> Vec<String> {
+    words_except(q, &[])
+}
+
+/// The query's words, lower-cased, without those in `skip` (stop words,
+/// lower case), at most [`MAX_WORDS`].
+pub fn words_except(q: &str, skip: &[&str]) -> Vec<String> {
     q.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
+        .filter(|w| !skip.contains(&w.as_str()))
         .take(MAX_WORDS)
         .collect()
 }
@@ -53,5 +60,9 @@ mod tests {
         assert_eq!(w, ["paris", "capital", "or", "near", "x"]);
         assert_eq!(fts5_query(&w[..2]), "\"paris\" \"capital\"*");
         assert_eq!(tsquery(&w[..2]), "paris & capital:*");
+        assert_eq!(
+            words_except("What is the PARIS code", &["what", "is", "the"]),
+            ["paris", "code"]
+        );
     }
 }
