@@ -180,5 +180,5 @@ async fn the_app_works_in_a_real_browser() {
             .find_map(|l| l.strip_prefix(label))
             .and_then(|n| n.trim().parse::<u32>().ok())
     };
-    assert_eq!(count("ℹ pass").or(count("# pass")), Some(5), "{stdout}");
+    assert_eq!(count("ℹ pass").or(count("# pass")), Some(6), "{stdout}");
 }

@@ -322,3 +322,36 @@ test("explore lists and finds models and shows one's details", async () => {
   await shot(page, "08-explore-details");
   await page.context().close();
 });
+
+test("documents: upload with progress to ready, and an answer whose citation opens the passage", async () => {
+  const page = await newPage();
+  const username = unique("eve");
+  await registerInBrowser(page, username);
+  const token = await login(username);
+  const created = await apiCall("POST", "/api/conversations", token, { model: "smollm2:135m", options: { temperature: 0, num_predict: 12 } });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  await page.goto(`/c/${created.body.id}`);
+
+  await page.getByRole("button", { name: "Documents" }).click();
+  await page.getByLabel("Add files").setInputFiles({
+    name: "harbour.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("Harbour notes.\n\nThe lighthouse keeper is named Oswin Tarrant.\n"),
+  });
+  const row = page.locator(".document-list li", { hasText: "harbour.txt" });
+  await row.locator(".status.ready").waitFor();
+  assert.equal((await row.locator(".status").textContent()).trim(), "ready · 1 passage");
+
+  await ask(page, "Who is the lighthouse keeper?");
+  const source = page.locator("article.message.assistant").last().getByRole("button", { name: /^\[1\] harbour\.txt/ });
+  await source.click();
+  const passage = page.getByLabel("Source 1");
+  await passage.getByText(/Oswin Tarrant/).waitFor();
+  await shot(page, "09-citations");
+
+  // The stored answer has the same source the browser showed.
+  const path = await apiCall("GET", `/api/conversations/${created.body.id}/messages`, token);
+  const answer = path.body.items.find((m) => m.role === "assistant");
+  assert.equal(answer.sources[0].documentName, "harbour.txt");
+  await page.context().close();
+});

@@ -192,6 +192,33 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
   return (text ? JSON.parse(text) : undefined) as T;
 }
 
+/**
+ * Uploads `file` as the `file` field of a multipart form (XMLHttpRequest:
+ * fetch cannot report upload progress), calling `progress` with the
+ * fraction sent; refreshes once on 401. Resolves with the JSON answer.
+ */
+export async function upload<T>(path: string, file: File, progress: (sent: number) => void): Promise<T> {
+  const send = () =>
+    new Promise<{ status: number; text: string; retryAfter: string | null }>((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", path);
+      if (accessToken) xhr.setRequestHeader("authorization", `Bearer ${accessToken}`);
+      xhr.upload.onprogress = (e) => e.lengthComputable && progress(e.loaded / e.total);
+      xhr.onload = () => resolve({ status: xhr.status, text: xhr.responseText, retryAfter: xhr.getResponseHeader("retry-after") });
+      xhr.onerror = () => reject(new ApiError(0, "Lamina cannot be reached. Check your connection and try again."));
+      const form = new FormData();
+      form.append("file", file, file.name);
+      xhr.send(form);
+    });
+  let answer = await send();
+  if (answer.status === 401 && accessToken && (await refresh())) answer = await send();
+  const headers = new Headers();
+  if (answer.retryAfter) headers.set("retry-after", answer.retryAfter);
+  const response = new Response(answer.text || null, { status: answer.status, headers });
+  if (!response.ok) throw await errorFrom(response);
+  return (await response.json()) as T;
+}
+
 /** Query string from the defined values of `params`. */
 export function query(params: Record<string, string | number | boolean | undefined | null>): string {
   const search = new URLSearchParams();

@@ -39,6 +39,43 @@ export interface Message {
   completionTokens?: number;
   doneReason?: string | null;
   siblings: string[];
+  /** The document passages the answer was given, numbered as it cites them. */
+  sources?: Source[] | null;
+}
+
+/** A retrieved passage of an uploaded document. */
+export interface Source {
+  n: number;
+  documentId: string;
+  documentName: string;
+  collectionId: string;
+  chunkId: string;
+  index: number;
+  page?: number | null;
+  heading?: string | null;
+  snippet: string;
+}
+
+/** An uploaded document and where its processing stands. */
+export interface KnowledgeDocument {
+  id: string;
+  collectionId: string;
+  name: string;
+  format: string;
+  size: number;
+  status: "pending" | "processing" | "ready" | "failed";
+  error?: string | null;
+  chunkCount: number;
+  pages?: number | null;
+}
+
+/** A collection of documents. */
+export interface Collection {
+  id: string;
+  name: string;
+  conversationId?: string | null;
+  documentCount: number;
+  readyCount: number;
 }
 
 export interface SearchHit {

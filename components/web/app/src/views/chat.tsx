@@ -7,8 +7,9 @@ import { useLocation, useRoute } from "preact-iso";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, api, errorFrom, events, query, request } from "../api";
 import { renderMarkdown } from "../markdown";
-import type { Conversation, Message, ModelCard, Page } from "../types";
+import type { Conversation, Message, ModelCard, Page, Source } from "../types";
 import { ErrorMessage, toast, useLoad } from "../ui";
+import { Documents, Sources } from "./documents";
 import { type Note, MessageView } from "./message";
 import { Sidebar } from "./sidebar";
 
@@ -20,6 +21,8 @@ interface Streaming {
   base: Message[];
   question?: string;
   text: string;
+  /** What the conversation's documents gave the answer (the `sources` event). */
+  sources?: Source[];
 }
 
 async function allMessages(id: string): Promise<Message[]> {
@@ -50,6 +53,7 @@ export function Chat() {
   const [draft, setDraft] = useState("");
   const [model, setModel] = useState<string>("");
   const [showSettings, setShowSettings] = useState(false);
+  const [showDocuments, setShowDocuments] = useState(false);
   const [shareLink, setShareLink] = useState<string | null>(null);
   const [models] = useLoad(
     () => api<Page<ModelCard>>("GET", `/api/explore/models${query({ installed: true, capability: "chat", pageSize: 100 })}`),
@@ -83,6 +87,7 @@ export function Chat() {
     reading.current?.abort();
     setStreaming(null);
     setShareLink(null);
+    setShowDocuments(false);
     setSendError(undefined);
     setLoadError(undefined);
     if (!id) {
@@ -133,7 +138,10 @@ export function Chat() {
       const response = await request("POST", url, { ...body, stream: true }, controller.signal);
       if (!response.ok) throw await errorFrom(response);
       for await (const event of events(response)) {
-        if (event.event === "token") {
+        if (event.event === "sources") {
+          const { items } = JSON.parse(event.data) as { items: Source[] };
+          setStreaming((s) => s && { ...s, sources: items });
+        } else if (event.event === "token") {
           const { delta } = JSON.parse(event.data) as { delta: string };
           answer += delta;
           setStreaming((s) => s && { ...s, text: s.text + delta });
@@ -234,6 +242,9 @@ export function Chat() {
               <button type="button" class="ghost" aria-expanded={showSettings} onClick={() => setShowSettings(!showSettings)}>
                 Settings
               </button>
+              <button type="button" class="ghost" aria-expanded={showDocuments} onClick={() => setShowDocuments(!showDocuments)}>
+                Documents
+              </button>
               <button type="button" class="ghost" onClick={share}>
                 Share
               </button>
@@ -251,6 +262,7 @@ export function Chat() {
         {showSettings && conversation && (
           <Settings conversation={conversation} done={() => (setShowSettings(false), load(conversation.id))} />
         )}
+        {showDocuments && conversation && <Documents conversationId={conversation.id} />}
         <ErrorMessage error={loadError} />
         <section class="messages" aria-label="Messages">
           {!id && !streaming && <p class="empty">Ask anything. Enter sends, Shift+Enter starts a new line.</p>}
@@ -283,6 +295,7 @@ export function Chat() {
                 aria-busy="true"
                 dangerouslySetInnerHTML={{ __html: streaming.text ? renderMarkdown(streaming.text) : "<p class=\"muted\">…</p>" }}
               />
+              {streaming.sources && streaming.sources.length > 0 && <Sources sources={streaming.sources} />}
             </article>
           )}
           <div ref={bottom} />

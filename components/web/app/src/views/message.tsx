@@ -1,6 +1,7 @@
 // One message of a conversation: its text (Markdown for answers), the
-// `< 2/3 >` switch between branches, and its actions: edit a question,
-// regenerate an answer, rate it, note a selected range.
+// sources an answer cites, the `< 2/3 >` switch between branches, and its
+// actions: edit a question, regenerate an answer, rate it, note a selected
+// range.
 
 import { useMemo, useState } from "preact/hooks";
 import { api } from "../api";
@@ -8,6 +9,7 @@ import { ThumbDown, ThumbUp } from "../icons";
 import { renderMarkdown } from "../markdown";
 import type { Message } from "../types";
 import { toast } from "../ui";
+import { Sources } from "./documents";
 
 export interface Note {
   id: string;
@@ -82,6 +84,7 @@ export function MessageView(props: {
           {m.content}
         </div>
       )}
+      {m.sources && m.sources.length > 0 && <Sources sources={m.sources} />}
       {m.doneReason === "cancelled" && <p class="muted small">Stopped</p>}
       {props.notes.length > 0 && (
         <ul class="notes" aria-label="Notes">

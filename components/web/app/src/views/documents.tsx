@@ -1,0 +1,165 @@
+// A conversation's documents: upload with progress (into the
+// conversation's own collection), each document's processing status
+// (polled until it settles), the user's other collections to answer from,
+// and the citations under answers, which open the passage they cite.
+
+import { useEffect, useState } from "preact/hooks";
+import { api, query, upload } from "../api";
+import type { Collection, KnowledgeDocument, Page, Source } from "../types";
+import { ErrorMessage, toast, useLoad } from "../ui";
+
+interface Knowledge {
+  collectionIds: string[];
+  ownCollectionId: string | null;
+  topK: number;
+}
+
+/** How often a pending or processing document is looked at again. */
+const POLL_MS = 1000;
+
+function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1 << 20) return `${(bytes / 1024).toFixed(0)} KiB`;
+  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+export function Documents({ conversationId }: { conversationId: string }) {
+  const [documents, error, reload] = useLoad(
+    () => api<Page<KnowledgeDocument>>("GET", `/api/conversations/${conversationId}/documents${query({ pageSize: 100 })}`),
+    [conversationId],
+  );
+  const [knowledge, , reloadKnowledge] = useLoad(() => api<Knowledge>("GET", `/api/conversations/${conversationId}/knowledge`), [conversationId]);
+  const [collections] = useLoad(() => api<Page<Collection>>("GET", `/api/knowledge${query({ pageSize: 100 })}`), []);
+  const [uploads, setUploads] = useState<{ name: string; sent: number }[]>([]);
+  const [uploadError, setUploadError] = useState<unknown>();
+
+  const settling = documents?.items.some((d) => d.status === "pending" || d.status === "processing");
+  useEffect(() => {
+    if (!settling && uploads.length === 0) return;
+    const timer = setTimeout(reload, POLL_MS);
+    return () => clearTimeout(timer);
+  }, [documents, settling, uploads.length]);
+
+  const add = async (files: FileList | null) => {
+    setUploadError(undefined);
+    for (const file of Array.from(files ?? [])) {
+      setUploads((u) => [...u, { name: file.name, sent: 0 }]);
+      try {
+        await upload(`/api/conversations/${conversationId}/documents`, file, (sent) =>
+          setUploads((u) => u.map((x) => (x.name === file.name ? { ...x, sent } : x))),
+        );
+      } catch (e) {
+        setUploadError(e);
+      } finally {
+        setUploads((u) => u.filter((x) => x.name !== file.name));
+        reload();
+      }
+    }
+  };
+
+  const remove = async (d: KnowledgeDocument) => {
+    await api("DELETE", `/api/knowledge/${d.collectionId}/documents/${d.id}`).then(reload, (e) => toast(e.message));
+  };
+
+  const attach = async (id: string, on: boolean) => {
+    if (!knowledge) return;
+    const ids = on ? [...knowledge.collectionIds, id] : knowledge.collectionIds.filter((x) => x !== id);
+    await api("PUT", `/api/conversations/${conversationId}/knowledge`, { collectionIds: ids, topK: knowledge.topK }).then(reloadKnowledge, (e) =>
+      toast(e.message),
+    );
+  };
+
+  const shared = collections?.items.filter((c) => !c.conversationId) ?? [];
+  return (
+    <section class="documents card" aria-label="Documents">
+      <h2>Documents</h2>
+      <p class="muted small">Answers in this conversation draw on these files and cite them as [1], [2]… PDF, DOCX, Markdown, text, HTML or CSV, up to 10 MiB each.</p>
+      <label class="upload">
+        <span>Add files</span>
+        <input type="file" multiple accept=".pdf,.docx,.md,.markdown,.txt,.html,.htm,.csv" onChange={(e) => add((e.target as HTMLInputElement).files)} />
+      </label>
+      {uploads.map((u) => (
+        <p key={u.name} class="small">
+          Uploading {u.name} <progress max={1} value={u.sent} aria-label={`Uploading ${u.name}`} />
+        </p>
+      ))}
+      <ErrorMessage error={uploadError ?? error} />
+      {documents && documents.items.length > 0 && (
+        <ul class="document-list">
+          {documents.items.map((d) => (
+            <li key={d.id}>
+              <span class="name">{d.name}</span>
+              <span class={`status ${d.status}`} title={d.error ?? undefined}>
+                {d.status === "ready" ? `ready · ${d.chunkCount} ${d.chunkCount === 1 ? "passage" : "passages"}` : d.status === "failed" ? `failed: ${d.error}` : `${d.status}…`}
+              </span>
+              <span class="muted small">{size(d.size)}</span>
+              <button type="button" class="ghost small" aria-label={`Delete ${d.name}`} onClick={() => remove(d)}>
+                ×
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+      {shared.length > 0 && knowledge && (
+        <fieldset>
+          <legend>Also answer from</legend>
+          {shared.map((c) => (
+            <label key={c.id} class="check">
+              <input type="checkbox" checked={knowledge.collectionIds.includes(c.id)} onChange={(e) => attach(c.id, (e.target as HTMLInputElement).checked)} />
+              {c.name} <span class="muted small">({c.readyCount} ready)</span>
+            </label>
+          ))}
+        </fieldset>
+      )}
+    </section>
+  );
+}
+
+interface Chunk {
+  content: string;
+  page?: number | null;
+  heading?: string | null;
+}
+
+/** The numbered sources under an answer; each opens the passage it cites. */
+export function Sources({ sources }: { sources: Source[] }) {
+  const [open, setOpen] = useState<Source | null>(null);
+  const [chunk, setChunk] = useState<Chunk | null>(null);
+  const [error, setError] = useState<unknown>();
+  const show = async (s: Source) => {
+    if (open?.chunkId === s.chunkId) return setOpen(null);
+    setOpen(s);
+    setChunk(null);
+    setError(undefined);
+    try {
+      setChunk(await api<Chunk>("GET", `/api/knowledge/${s.collectionId}/documents/${s.documentId}/chunks/${s.index}`));
+    } catch (e) {
+      setError(e);
+    }
+  };
+  return (
+    <div class="sources">
+      <ol aria-label="Sources">
+        {sources.map((s) => (
+          <li key={s.chunkId}>
+            <button type="button" class="source ghost small" aria-expanded={open?.chunkId === s.chunkId} title={s.snippet} onClick={() => show(s)}>
+              [{s.n}] {s.documentName}
+              {s.page ? ` · p. ${s.page}` : ""}
+            </button>
+          </li>
+        ))}
+      </ol>
+      {open && (
+        <blockquote class="passage" aria-label={`Source ${open.n}`}>
+          <p class="muted small">
+            [{open.n}] {open.documentName}
+            {open.page ? `, page ${open.page}` : ""}
+            {open.heading ? ` — ${open.heading}` : ""}
+          </p>
+          <ErrorMessage error={error} />
+          <p class="plain">{chunk ? chunk.content : error ? "" : "…"}</p>
+        </blockquote>
+      )}
+    </div>
+  );
+}
