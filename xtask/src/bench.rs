@@ -64,10 +64,11 @@ pub fn bench(which: &[String]) -> Result {
                 | "conversation"
                 | "explore"
                 | "vectors"
+                | "rag"
         )
     ) {
         return Err(
-            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation|explore|vectors]"
+            "usage: cargo xtask bench [http|capabilities|gateway|inference|conversation|explore|vectors|rag]"
                 .into(),
         );
     }
@@ -75,6 +76,12 @@ pub fn bench(which: &[String]) -> Result {
         super::bench_vectors::bench()?;
     }
     if only == Some("vectors") {
+        return Ok(());
+    }
+    if matches!(only, None | Some("rag")) {
+        super::bench_rag::bench()?;
+    }
+    if only == Some("rag") {
         return Ok(());
     }
     if matches!(only, None | Some("inference")) {
@@ -259,6 +266,10 @@ pub fn spawn_lamina(
         .map_err(|e| format!("cannot start lamina: {e}"))
 }
 
+/// The services' databases on SQLite (runtime-config TOML).
+pub const SQLITE_DATABASES: &str = "[databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n\
+     [databases.conversation]\ntype = \"sqlite\"\n[databases.explore]\ntype = \"sqlite\"\n";
+
 /// The repo's spin.toml (components from the target dir, its migrations)
 /// on SQLite, with rate limits no run reaches, the models of `store`, and
 /// its manifest passed through `edit` (a variant to compare against).
@@ -267,6 +278,17 @@ pub fn start_app(
     store: &Path,
     port: u16,
     edit: impl FnOnce(String) -> String,
+) -> Result<Child> {
+    start_app_on(work, store, port, edit, SQLITE_DATABASES)
+}
+
+/// [`start_app`] with `databases` (runtime-config TOML) instead of SQLite.
+pub fn start_app_on(
+    work: &Path,
+    store: &Path,
+    port: u16,
+    edit: impl FnOnce(String) -> String,
+    databases: &str,
 ) -> Result<Child> {
     let wasm = target_dir().join("wasm32-wasip2/release");
     let manifest = std::fs::read_to_string(root().join("spin.toml"))
@@ -285,10 +307,7 @@ pub fn start_app(
     std::fs::write(
         work.join("runtime-config.toml"),
         format!(
-            "[data]\ndir = \"data\"\n\
-             [databases.auth]\ntype = \"sqlite\"\n[databases.outbox]\ntype = \"sqlite\"\n\
-             [databases.conversation]\ntype = \"sqlite\"\n[databases.explore]\ntype = \"sqlite\"\n\
-             [inference]\nmodels_dir = {:?}\n{classes}",
+            "[data]\ndir = \"data\"\n{databases}[inference]\nmodels_dir = {:?}\n{classes}",
             store.display().to_string()
         ),
     )
@@ -317,7 +336,6 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The `p` quantile (0–1) of some figures, nearest rank.
 /// Drops a benchmark's PostgreSQL schema and everything in it, quietly.
 pub fn drop_schema(schema: &str) {
     let _ = Command::new("psql")
@@ -328,6 +346,7 @@ pub fn drop_schema(schema: &str) {
         .status();
 }
 
+/// The `p` quantile (0–1) of some figures, nearest rank.
 pub fn percentile(mut values: Vec<f64>, p: f64) -> f64 {
     values.sort_by(f64::total_cmp);
     values[((values.len() - 1) as f64 * p).round() as usize]

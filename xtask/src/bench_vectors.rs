@@ -84,7 +84,7 @@ fn run(dir: &Path, config: &str, name: &str) -> Result {
 }
 
 /// A deterministic pseudo-random vector (xorshift), components in [-1, 1).
-fn vector(seed: &mut u64) -> Vec<f32> {
+pub fn vector(seed: &mut u64) -> Vec<f32> {
     (0..DIM)
         .map(|_| {
             *seed ^= *seed << 13;
@@ -95,7 +95,8 @@ fn vector(seed: &mut u64) -> Vec<f32> {
         .collect()
 }
 
-fn post(port: u16, op: &str, body: &Value) -> Result<Value> {
+/// Calls the capabilities fixture's `/caps/vectors/{op}` on index `default`.
+pub fn post(port: u16, op: &str, body: &Value) -> Result<Value> {
     let body = body.to_string();
     call_json(
         port,
@@ -106,15 +107,24 @@ fn post(port: u16, op: &str, body: &Value) -> Result<Value> {
     )
 }
 
-fn load(port: u16, collection: &str, count: usize, seed: &mut u64) -> Result {
+/// Stores `count` random vectors of `owner` in `collection`, the `i`th
+/// with id `id(i)`.
+pub fn load(
+    port: u16,
+    owner: &str,
+    collection: &str,
+    count: usize,
+    id: impl Fn(usize) -> String,
+    seed: &mut u64,
+) -> Result {
     for start in (0..count).step_by(BATCH) {
         let items: Vec<Value> = (start..(start + BATCH).min(count))
-            .map(|i| json!([format!("{collection}-{i:06}"), vector(seed), null]))
+            .map(|i| json!([id(i), vector(seed), null]))
             .collect();
         post(
             port,
             "upsert",
-            &json!({"owner": "bench", "collection": collection, "items": items}),
+            &json!({"owner": owner, "collection": collection, "items": items}),
         )?;
     }
     Ok(())
@@ -123,8 +133,22 @@ fn load(port: u16, collection: &str, count: usize, seed: &mut u64) -> Result {
 fn measure(port: u16, name: &str) -> Result {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let started = Instant::now();
-    load(port, "a", 10_000, &mut seed)?;
-    load(port, "b", 90_000, &mut seed)?;
+    load(
+        port,
+        "bench",
+        "a",
+        10_000,
+        |i| format!("a-{i:06}"),
+        &mut seed,
+    )?;
+    load(
+        port,
+        "bench",
+        "b",
+        90_000,
+        |i| format!("b-{i:06}"),
+        &mut seed,
+    )?;
     eprintln!(
         "xtask: {name}: 100 000 vectors stored in {:.1} s",
         started.elapsed().as_secs_f64()

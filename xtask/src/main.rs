@@ -14,6 +14,7 @@ mod bench_conversation;
 mod bench_explore;
 mod bench_gateway;
 mod bench_inference;
+mod bench_rag;
 mod bench_vectors;
 mod clients;
 mod http_client;

@@ -33,8 +33,10 @@ pub const CHUNK_TOKENS: u32 = 200;
 pub const OVERLAP_TOKENS: u32 = 40;
 /// Chunks embedded per call.
 const EMBED_BATCH: usize = 64;
-/// Chunk rows per `INSERT`.
-const INSERT_BATCH: usize = 100;
+/// Values one chunk row binds.
+const ROW_PARAMETERS: usize = 11;
+/// Chunk rows per `INSERT`: within the host's 1 000 parameters a statement.
+const INSERT_BATCH: usize = 1000 / ROW_PARAMETERS;
 /// Most chunks one document may have (a 10 MiB text is about 12 000).
 const MAX_CHUNKS: usize = 25_000;
 /// After this many attempts that ended without an answer (a trap, the
@@ -271,7 +273,7 @@ fn store(
     let mut ends = CharOffsets::new(text);
     let rows: Vec<(usize, &Chunk)> = pieces.iter().enumerate().collect();
     for batch in rows.chunks(INSERT_BATCH) {
-        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * 11);
+        let mut params: Vec<Value> = Vec::with_capacity(batch.len() * ROW_PARAMETERS);
         let mut tuples = Vec::with_capacity(batch.len());
         for (i, chunk) in batch {
             let n = params.len();

@@ -1,6 +1,8 @@
 //! Hybrid retrieval: the question embedded and matched against the
 //! caller's vectors in the host's index (cosine), the question's words
-//! matched by full text (SQLite FTS5 bm25, PostgreSQL `ts_rank_cd`), both
+//! matched by full text (SQLite FTS5 bm25, PostgreSQL `ts_rank`: 5× cheaper
+//! than `ts_rank_cd` over 100 000 matches, and proximity means little to an
+//! any-of-the-words query), both
 //! ranked lists fused by reciprocal rank (k = 60), the top k kept. Vector
 //! or keyword matching alone are modes of `POST /api/knowledge/search`.
 //! Every query names the caller as the owner and only their collections,
@@ -162,17 +164,22 @@ fn keyword(
     let sql = match dialect {
         Dialect::Postgres => {
             params.push(words.join(" | ").into());
+            // The query in FROM: parsed once. Inline, a generic plan (a
+            // prepared statement's sixth run on) parses it once per row:
+            // 100 000 matches took 760 ms instead of 160.
             format!(
-                "SELECT id FROM conv_chunks WHERE user_id = $1 AND collection_id IN ({within}) \
-                 AND search @@ to_tsquery('simple', ${q}) \
-                 ORDER BY ts_rank_cd(search, to_tsquery('simple', ${q})) DESC, id LIMIT {CANDIDATES}"
+                "SELECT c.id FROM conv_chunks c, to_tsquery('simple', ${q}) AS query \
+                 WHERE c.user_id = $1 AND c.collection_id IN ({within}) AND c.search @@ query \
+                 ORDER BY ts_rank(c.search, query) DESC, c.id LIMIT {CANDIDATES}"
             )
         }
         _ => {
             let any: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
             params.push(any.join(" OR ").into());
             format!(
-                "SELECT c.id FROM conv_chunks_fts f JOIN conv_chunks c ON c.num = f.rowid \
+                // CROSS JOIN: the full-text match drives the loop (as a
+                // plain join SQLite may run the match once per chunk row).
+                "SELECT c.id FROM conv_chunks_fts f CROSS JOIN conv_chunks c ON c.num = f.rowid \
                  WHERE conv_chunks_fts MATCH ${q} AND c.user_id = $1 AND c.collection_id IN ({within}) \
                  ORDER BY bm25(conv_chunks_fts), c.id LIMIT {CANDIDATES}"
             )
