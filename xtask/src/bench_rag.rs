@@ -17,7 +17,6 @@
 //!   100 000 real embeddings would take this machine half an hour.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

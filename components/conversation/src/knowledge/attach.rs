@@ -143,9 +143,7 @@ pub fn sources_for(
         return Ok(Vec::new());
     }
     retrieve::retrieve(
-        &ctx.db,
-        ctx.db.dialect(),
-        ctx.user(),
+        ctx,
         &collections,
         question,
         conversation.rag_top_k.map_or(DEFAULT_TOP_K, |k| {

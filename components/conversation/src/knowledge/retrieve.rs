@@ -78,11 +78,10 @@ pub struct Source {
     pub content: String,
 }
 
-/// The `top_k` chunks of `user`'s `collections` for `query`.
+/// The `top_k` chunks of the caller's `collections` (checked as theirs
+/// before) for `query`.
 pub fn retrieve(
-    db: &impl Sql,
-    dialect: Dialect,
-    user: &str,
+    ctx: &Ctx,
     collections: &[String],
     query: &str,
     top_k: u32,
@@ -92,6 +91,7 @@ pub fn retrieve(
     if collections.is_empty() || query.trim().is_empty() {
         return Ok(Vec::new());
     }
+    let (db, user) = (&ctx.db, ctx.user());
     let mut fused: HashMap<String, (f64, Option<f32>)> = HashMap::new();
     if mode != Mode::Keyword {
         match similar(user, collections, query, min_score) {
@@ -111,7 +111,7 @@ pub fn retrieve(
         }
     }
     if mode != Mode::Vector {
-        for (rank, id) in keyword(db, dialect, user, collections, query)?
+        for (rank, id) in keyword(db, db.dialect(), user, collections, query)?
             .into_iter()
             .enumerate()
         {
@@ -300,9 +300,7 @@ pub fn search(ctx: &Ctx) -> Result<Reply, ApiError> {
         collections::owned(ctx, id)?;
     }
     let items = retrieve(
-        &ctx.db,
-        ctx.db.dialect(),
-        ctx.user(),
+        ctx,
         &body.collection_ids,
         &body.query,
         body.top_k.unwrap_or(DEFAULT_TOP_K),
