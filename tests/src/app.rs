@@ -173,6 +173,14 @@ pub async fn audited(host: &Host, events: &[&str]) {
     .await;
 }
 
+/// Creates a conversation as the holder of `token` (201); returns it.
+pub async fn new_conversation(host: &Host, token: &str, body: Value) -> Value {
+    expect(
+        call(host, Some(token), "POST", "/api/conversations", Some(body)).await,
+        201,
+    )
+}
+
 /// Asserts `status` and returns the body.
 #[track_caller]
 pub fn expect(result: (u16, Value), status: u16) -> Value {

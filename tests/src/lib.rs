@@ -18,7 +18,8 @@ pub mod documents;
 
 pub use app::{
     ADMIN_LOGIN, ADMIN_PASSWORD, Event, USER_PASSWORD, admin_poll, admin_token, audited, call,
-    create_api_key, eventually, expect, poll_as, register, sse_events, user_session,
+    create_api_key, eventually, expect, new_conversation, poll_as, register, sse_events,
+    user_session,
 };
 
 /// The workspace root.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lamina_tests::{
     Host, HostOptions, PgSchema, RedisPrefix, TcpProxy, admin_poll, call, client, eventually,
-    expect, sse_events as events, user_session, workspace,
+    expect, new_conversation, sse_events as events, user_session, workspace,
 };
 use serde_json::{Value, json};
 
@@ -26,13 +26,6 @@ fn app(dir: &std::path::Path) -> Host {
 /// Greedy and short.
 fn greedy(num_predict: i32) -> Value {
     json!({"temperature": 0, "num_predict": num_predict})
-}
-
-async fn new_conversation(host: &Host, token: &str, body: Value) -> Value {
-    expect(
-        call(host, Some(token), "POST", "/api/conversations", Some(body)).await,
-        201,
-    )
 }
 
 /// The active path's messages.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use lamina_tests::documents::{docx, pdf};
 use lamina_tests::{
-    Host, HostOptions, PgSchema, USER_PASSWORD, call, client, expect, sse_events, user_session,
+    Host, HostOptions, PgSchema, USER_PASSWORD, call, client, expect, new_conversation, sse_events,
+    user_session,
 };
 use serde_json::{Value, json};
 
@@ -232,17 +233,7 @@ async fn every_format_is_read_and_answers_cite_their_source() {
     // A conversation answering from the collection: the sources come
     // before the first token, numbered as the prompt cites them, and stay
     // with the stored answer.
-    let conversation = expect(
-        call(
-            &host,
-            Some(&token),
-            "POST",
-            "/api/conversations",
-            Some(json!({"model": "smollm2:135m"})),
-        )
-        .await,
-        201,
-    );
+    let conversation = new_conversation(&host, &token, json!({"model": "smollm2:135m"})).await;
     let conversation = conversation["id"].as_str().unwrap();
     let knowledge = format!("/api/conversations/{conversation}/knowledge");
     let settings = expect(
@@ -308,17 +299,7 @@ async fn every_format_is_read_and_answers_cite_their_source() {
 
     // Uploading straight into a conversation: its own collection, used
     // without attaching anything; non-streaming answers carry sources too.
-    let other = expect(
-        call(
-            &host,
-            Some(&token),
-            "POST",
-            "/api/conversations",
-            Some(json!({"model": "smollm2:135m"})),
-        )
-        .await,
-        201,
-    );
+    let other = new_conversation(&host, &token, json!({"model": "smollm2:135m"})).await;
     let other = other["id"].as_str().unwrap();
     let doc = expect(
         upload(
@@ -506,17 +487,7 @@ async fn uploads_are_checked_and_never_cross_users() {
     )
     .await;
     assert_eq!(status, 404);
-    let theirs = expect(
-        call(
-            &host,
-            Some(&intruder),
-            "POST",
-            "/api/conversations",
-            Some(json!({"model": "smollm2:135m"})),
-        )
-        .await,
-        201,
-    );
+    let theirs = new_conversation(&host, &intruder, json!({"model": "smollm2:135m"})).await;
     let theirs = theirs["id"].as_str().unwrap();
     let (status, _) = call(
         &host,
