@@ -14,7 +14,7 @@
 //!   next to the bare `/api/about` route. The chunk rows are seeded by SQL
 //!   (`sqlite3`, `psql`) and their vectors through the capabilities
 //!   fixture: random vectors, which cost the scan what real ones do, and
-//!   100 000 real embeddings would take this machine half an hour.
+//!   100 000 real embeddings would take this machine over an hour.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

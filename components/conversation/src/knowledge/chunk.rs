@@ -154,14 +154,16 @@ fn pieces<'d, E>(
                 {
                     cut = at + space;
                 }
-                let part = &sentence[at..cut];
-                let tokens = count_small(part)?.unwrap_or(budget);
-                out.push(Piece {
-                    start: block.start + start + at,
-                    end: block.start + start + cut,
+                let base = block.start + start;
+                fit(
+                    &doc.text,
+                    base + at,
+                    base + cut,
                     block,
-                    tokens,
-                });
+                    budget,
+                    &mut count_small,
+                    &mut out,
+                )?;
                 at = cut;
                 while at < sentence.len() && sentence[at..].starts_with(char::is_whitespace) {
                     at += sentence[at..].chars().next().map_or(1, char::len_utf8);
@@ -170,6 +172,56 @@ fn pieces<'d, E>(
         }
     }
     Ok(out)
+}
+
+/// Pushes `text[start..end]` as one piece if it fits the budget, else its
+/// halves (cut at the whitespace nearest the middle, or at any character
+/// where there is none, as in Chinese), each checked again.
+fn fit<'d, E>(
+    text: &str,
+    start: usize,
+    end: usize,
+    block: &'d Block,
+    budget: u32,
+    count: &mut dyn FnMut(&str) -> Result<Option<u32>, E>,
+    out: &mut Vec<Piece<'d>>,
+) -> Result<(), E> {
+    let part = &text[start..end];
+    if part.trim().is_empty() {
+        return Ok(());
+    }
+    let tokens = count(part)?;
+    if let Some(tokens) = tokens
+        && (tokens <= budget || part.chars().nth(1).is_none())
+    {
+        out.push(Piece {
+            start,
+            end,
+            block,
+            tokens,
+        });
+        return Ok(());
+    }
+    let mut middle = part.len() / 2;
+    while !part.is_char_boundary(middle) {
+        middle += 1;
+    }
+    let cut = match part[..middle].rfind(char::is_whitespace) {
+        Some(space) if space > 0 => space,
+        _ => middle,
+    };
+    if cut >= part.len() {
+        out.push(Piece {
+            start,
+            end,
+            block,
+            tokens: tokens.unwrap_or(budget),
+        });
+        return Ok(());
+    }
+    let rest = part[cut..].len() - part[cut..].trim_start().len();
+    fit(text, start, start + cut, block, budget, count, out)?;
+    fit(text, start + cut + rest, end, block, budget, count, out)
 }
 
 /// Sentence ranges of `text`: ending after `.`, `!` or `?` followed by
@@ -331,6 +383,24 @@ mod tests {
         let c = chunks(&d, 3, 0, &mut words).unwrap();
         assert!(c.iter().all(|c| c.tokens <= 3), "{c:?}");
         assert_eq!(texts(&d, &c).join(" "), "aa bb cc dd ee ff gg hh");
+    }
+
+    #[test]
+    fn parts_denser_than_expected_are_cut_again() {
+        // A character a token and no spaces (as in Chinese): every part
+        // within the budget all the same.
+        let text = "字".repeat(3000);
+        let d = doc(&text);
+        let c = chunks(&d, 50, 0, &mut |t: &str| {
+            Ok::<_, ()>(t.chars().count() as u32)
+        })
+        .unwrap();
+        assert!(
+            c.iter().all(|c| c.tokens <= 50),
+            "{:?}",
+            c.iter().map(|c| c.tokens).max()
+        );
+        assert_eq!(c.iter().map(|c| c.end - c.start).sum::<usize>(), text.len());
     }
 
     #[test]

@@ -120,8 +120,7 @@ pub fn retrieve(
     }
     let mut ranked: Vec<(String, (f64, Option<f32>))> = fused.into_iter().collect();
     ranked.sort_by(|a, b| b.1.0.total_cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
-    ranked.truncate(top_k as usize);
-    sources(db, user, ranked)
+    sources(db, user, ranked, top_k as usize)
 }
 
 /// The vector index's candidates for `query`, best first.
@@ -193,12 +192,15 @@ fn keyword(
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-/// The ranked ids' chunks and documents, numbered from 1; ids without a
-/// row (a vector not yet purged) are dropped.
+/// The first `top_k` of the ranked ids that have a chunk row, with their
+/// documents, numbered from 1. Ids without a row (vectors of a document
+/// still processing, or not yet purged) are dropped before the cut, so they
+/// never take a source's place.
 fn sources(
     db: &impl Sql,
     user: &str,
     ranked: Vec<(String, (f64, Option<f32>))>,
+    top_k: usize,
 ) -> Result<Vec<Source>, ApiError> {
     if ranked.is_empty() {
         return Ok(Vec::new());
@@ -247,6 +249,7 @@ fn sources(
                 content: row.chunk.content,
             })
         })
+        .take(top_k)
         .enumerate()
         .map(|(i, mut source)| {
             source.n = i + 1;

@@ -211,7 +211,10 @@ export async function upload<T>(path: string, file: File, progress: (sent: numbe
       xhr.send(form);
     });
   let answer = await send();
-  if (answer.status === 401 && accessToken && (await refresh())) answer = await send();
+  if (answer.status === 401 && accessToken) {
+    if (await refresh()) answer = await send();
+    else setSession(null);
+  }
   const headers = new Headers();
   if (answer.retryAfter) headers.set("retry-after", answer.retryAfter);
   const response = new Response(answer.text || null, { status: answer.status, headers });
